@@ -1,0 +1,92 @@
+"""The `claude-mcp` command: `claude-mcp serve [--config PATH] [flags]`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from . import __version__
+from .bridge import ClaudeBridge
+from .errors import ConfigError
+from .policy import Policy
+from .transports import TRANSPORTS, serve
+
+logger = logging.getLogger("claude_mcp")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="claude-mcp", description="Claude Code as an MCP server.")
+    parser.add_argument("--version", action="version", version=f"claude-mcp {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_cmd = commands.add_parser("serve", help="serve MCP (stdio by default)")
+    serve_cmd.add_argument("--config", type=Path, help="policy file (TOML)")
+    serve_cmd.add_argument("--transport", choices=TRANSPORTS, default="stdio")
+    serve_cmd.add_argument(
+        "--root", action="append", dest="roots", metavar="DIR", help="allowed working-directory root (repeatable)"
+    )
+    serve_cmd.add_argument("--model", help="default model for calls that name none")
+    serve_cmd.add_argument(
+        "--permission-mode",
+        action="append",
+        dest="permission_modes",
+        metavar="MODE",
+        help="permission mode calls may use (repeatable; replaces the policy's list)",
+    )
+    serve_cmd.add_argument("--max-turns", type=int)
+    serve_cmd.add_argument("--max-budget-usd", type=float)
+    serve_cmd.add_argument("--timeout", type=float, dest="default_timeout_s", help="default call timeout (s)")
+    serve_cmd.add_argument("--max-timeout", type=float, dest="max_timeout_s", help="largest call timeout (s)")
+    serve_cmd.add_argument("--api-retries", type=int, help="API retries the CLI makes (default 2)")
+    serve_cmd.add_argument("--max-depth", type=int, help="how deep claude-mcp may delegate to itself")
+    serve_cmd.add_argument("--cli-path", help="the claude executable (default: the bundled one)")
+    serve_cmd.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    return parser
+
+
+def load_policy(args: argparse.Namespace) -> Policy:
+    overrides: dict[str, Any] = {
+        key: getattr(args, key)
+        for key in (
+            "roots",
+            "permission_modes",
+            "max_turns",
+            "max_budget_usd",
+            "default_timeout_s",
+            "max_timeout_s",
+            "api_retries",
+            "max_depth",
+            "cli_path",
+        )
+    }
+    policy = Policy.load(args.config, **overrides)
+    if args.model:
+        policy = policy.model_copy(update={"defaults": policy.defaults.model_copy(update={"model": args.model})})
+    return policy
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        stream=sys.stderr, level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        policy = load_policy(args)
+    except ConfigError as exc:
+        print(f"claude-mcp: {exc}", file=sys.stderr)
+        sys.exit(2)
+    bridge = ClaudeBridge(policy)
+    logger.info(
+        "claude-mcp %s serving on %s (roots: %s, depth %d)",
+        __version__,
+        args.transport,
+        ", ".join(map(str, policy.roots)),
+        bridge.depth,
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        anyio.run(serve, bridge, args.transport)

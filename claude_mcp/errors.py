@@ -1,0 +1,77 @@
+"""Errors with messages a person can act on. Each maps to one `isError` tool result."""
+
+from __future__ import annotations
+
+
+class ClaudeMCPError(Exception):
+    """Base class. `str(error)` is safe to show to the MCP client."""
+
+    kind = "error"
+
+    def __init__(self, message: str, *, session_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.session_id = session_id
+
+    def __str__(self) -> str:
+        if self.session_id and self.session_id not in self.message:
+            return f"{self.message} (session_id: {self.session_id})"
+        return self.message
+
+
+class ConfigError(ClaudeMCPError):
+    """The server's own configuration is wrong (reported at start-up)."""
+
+    kind = "config"
+
+
+class InvalidArguments(ClaudeMCPError):
+    """The call's arguments are malformed."""
+
+    kind = "invalid_arguments"
+
+
+class PolicyViolation(ClaudeMCPError):
+    """A setting is outside what the server policy permits."""
+
+    kind = "policy"
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
+
+
+class DepthExceeded(ClaudeMCPError):
+    kind = "depth_exceeded"
+
+
+class CLINotFound(ClaudeMCPError):
+    kind = "cli_not_found"
+
+
+class SessionNotFound(ClaudeMCPError):
+    kind = "session_not_found"
+
+
+class APIError(ClaudeMCPError):
+    """The Anthropic API refused the request (after the CLI's own bounded retries)."""
+
+    kind = "api_error"
+
+    def __init__(self, message: str, *, status: int | None, session_id: str | None = None) -> None:
+        super().__init__(message, session_id=session_id)
+        self.status = status
+
+
+class CLIFailed(ClaudeMCPError):
+    """The CLI exited abnormally, died mid-stream, or produced no result."""
+
+    kind = "cli_failed"
+
+
+class RunTimeout(ClaudeMCPError):
+    kind = "timeout"
+
+
+class Busy(ClaudeMCPError):
+    kind = "busy"
