@@ -14,7 +14,7 @@ class ClaudeMCPError(Exception):
         self.session_id = session_id
 
     def __str__(self) -> str:
-        if self.session_id and self.session_id not in self.message:
+        if self.session_id:
             return f"{self.message} (session_id: {self.session_id})"
         return self.message
 

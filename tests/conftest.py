@@ -1,0 +1,103 @@
+"""Fixtures: the scripted fake model (one per test session), a fresh Claude config per test,
+a policy that points the real bundled CLI at the fake, and MCP clients over that policy."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from claude_mcp import ClaudeBridge, Policy
+from claude_mcp.server import build_server
+
+TESTS = Path(__file__).parent
+FAKE_CLI = TESTS / "fake_cli.py"
+
+
+@dataclass
+class FakeModel:
+    """Handle on the fake Messages API server."""
+
+    url: str
+
+    def requests(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.url}/_requests") as response:
+            records: list[dict[str, Any]] = json.load(response)
+            return records
+
+    def requests_for(self, token: str) -> list[dict[str, Any]]:
+        """The requests whose latest prompt contains `token` (use a unique token per test)."""
+        return [r for r in self.requests() if token in r["prompt"]]
+
+
+@pytest.fixture(scope="session")
+def fake_model() -> Iterator[FakeModel]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_model", "--port", "0"],
+        cwd=TESTS.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    assert line.startswith("PORT="), f"fake model did not start: {line!r}"
+    try:
+        yield FakeModel(f"http://127.0.0.1:{int(line.strip().split('=')[1])}")
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    """The allowed root of the test's server."""
+    root = tmp_path / "work"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def cli_env(fake_model: FakeModel, tmp_path: Path) -> dict[str, str]:
+    """Environment for the CLI only: the fake model, a throwaway key, a fresh config dir."""
+    home = tmp_path / "home"
+    home.mkdir()
+    return {
+        "ANTHROPIC_BASE_URL": fake_model.url,
+        "ANTHROPIC_API_KEY": "sk-ant-test-key",
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_TELEMETRY": "1",
+        "DISABLE_AUTOUPDATER": "1",
+        "HOME": str(home),
+        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
+    }
+
+
+@pytest.fixture
+def policy(workdir: Path, cli_env: dict[str, str]) -> Policy:
+    return Policy(roots=(workdir,), cli_env=cli_env, api_retries=0, default_timeout_s=60)
+
+
+@pytest.fixture
+async def client(policy: Policy) -> AsyncIterator[Client]:
+    """An MCP client connected in-process to a server over the test policy."""
+    async with Client(build_server(ClaudeBridge(policy, depth=0))) as connected:
+        yield connected
+
+
+def text_of(result: Any) -> str:
+    """The text content of a tool result."""
+    return "".join(block.text for block in result.content if getattr(block, "type", None) == "text")
