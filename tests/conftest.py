@@ -101,3 +101,8 @@ async def client(policy: Policy) -> AsyncIterator[Client]:
 def text_of(result: Any) -> str:
     """The text content of a tool result."""
     return "".join(block.text for block in result.content if getattr(block, "type", None) == "text")
+
+
+def tool_prompt(tool: str, **tool_input: Any) -> str:
+    """A prompt that makes the fake model call `tool` with `tool_input`."""
+    return f"[[tool:{tool}:{json.dumps(tool_input)}]]"

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import uuid
+from pathlib import Path
 
 
 def emit(frame: dict) -> None:
@@ -26,7 +27,7 @@ def emit(frame: dict) -> None:
 
 def main() -> None:
     if pids := os.environ.get("FAKE_CLI_PIDS"):
-        with open(pids, "a") as log:
+        with Path(pids).open("a") as log:
             log.write(f"{os.getpid()}\n")
     mode = os.environ.get("FAKE_CLI_MODE", "crash")
     session_id = str(uuid.uuid4())

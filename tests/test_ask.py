@@ -12,7 +12,7 @@ from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
 from claude_mcp.server import build_server
-from tests.conftest import FakeModel, text_of
+from tests.conftest import FakeModel, text_of, tool_prompt
 
 pytestmark = pytest.mark.anyio
 
@@ -32,9 +32,11 @@ async def test_ask_is_listed_with_input_and_output_schemas(client: Client) -> No
     tools = {tool.name: tool for tool in (await client.list_tools()).tools}
     ask_tool = tools["ask"]
     assert ask_tool.input_schema["required"] == ["prompt"]
-    assert {"prompt", "session_id", "model", "cwd", "json_schema", "timeout_s"} <= set(ask_tool.input_schema["properties"])
+    inputs = set(ask_tool.input_schema["properties"])
+    assert {"prompt", "session_id", "model", "cwd", "json_schema", "timeout_s"} <= inputs
     assert ask_tool.output_schema is not None
-    assert {"result", "session_id", "is_error", "usage", "structured_output"} <= set(ask_tool.output_schema["properties"])
+    outputs = set(ask_tool.output_schema["properties"])
+    assert {"result", "session_id", "is_error", "usage", "structured_output"} <= outputs
 
 
 async def test_ask_returns_the_answer_and_the_run_facts(client: Client) -> None:
@@ -95,7 +97,7 @@ async def test_cwd_and_effort_reach_the_model(client: Client, workdir: Path) -> 
 
 
 def write_prompt(path: Path) -> str:
-    return '[[tool:Write:{"file_path": "%s", "content": "hi"}]]' % path
+    return tool_prompt("Write", file_path=str(path), content="hi")
 
 
 async def test_permission_mode_decides_whether_a_write_is_allowed(client: Client, workdir: Path) -> None:
@@ -108,7 +110,7 @@ async def test_permission_mode_decides_whether_a_write_is_allowed(client: Client
 
 
 async def test_allowed_tools_approve_matching_commands(client: Client, workdir: Path) -> None:
-    prompt = '[[tool:Bash:{"command": "touch %s"}]]' % (workdir / "touched")
+    prompt = tool_prompt("Bash", command=f"touch {workdir / 'touched'}")
     await ask(client, prompt=prompt)
     assert not (workdir / "touched").exists()
     await ask(client, prompt=prompt, allowed_tools=["Bash(touch *)"])

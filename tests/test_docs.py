@@ -1,0 +1,19 @@
+"""README's tool reference is generated from the models; this keeps it in step."""
+
+from pathlib import Path
+
+from claude_mcp.docs import tool_reference
+
+README = Path(__file__).parent.parent / "README.md"
+
+
+def test_the_readme_tool_reference_matches_the_models() -> None:
+    text = README.read_text()
+    start = text.index("<!-- tool-reference:start -->") + len("<!-- tool-reference:start -->")
+    end = text.index("<!-- tool-reference:end -->")
+    assert text[start:end].strip() == tool_reference().strip(), "run: python -m claude_mcp.docs"
+
+
+def test_the_readme_test_command_is_what_ci_runs() -> None:
+    ci = (README.parent / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert f"```bash\n{ci}\n```" in README.read_text()
