@@ -13,16 +13,19 @@ from __future__ import annotations
 import logging
 import os
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Protocol, Self
 
+import anyio
+from claude_agent_sdk import Message
 from pydantic import ValidationError
 
 from .errors import ClaudeMCPError, DepthExceeded, InvalidArguments
 from .options import DEPTH_ENV, RunTarget, build_options
 from .policy import Policy
 from .results import AskResult, failure_of
-from .runner import EventSink, run_prompt
+from .runner import run_prompt
 from .settings import CallSettings
+from .slots import RunSlots
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +36,14 @@ def current_depth() -> int:
         return max(0, int(os.environ.get(DEPTH_ENV, "0")))
     except ValueError:
         return 0
+
+
+class RunObserver(Protocol):
+    """Told what a call is doing: its queue position while it waits, then each CLI message."""
+
+    async def queued(self, position: int) -> None: ...
+
+    async def message(self, message: Message) -> None: ...
 
 
 class RunFailed(ClaudeMCPError):
@@ -51,6 +62,7 @@ class ClaudeBridge:
     def __init__(self, policy: Policy | None = None, *, depth: int | None = None) -> None:
         self.policy = policy or Policy()
         self.depth = current_depth() if depth is None else depth
+        self.slots = RunSlots(self.policy.max_concurrent, self.policy.max_queued)
 
     async def __aenter__(self) -> Self:
         return self
@@ -66,7 +78,7 @@ class ClaudeBridge:
         *,
         session_id: str | None = None,
         settings: CallSettings | None = None,
-        on_message: EventSink | None = None,
+        observer: RunObserver | None = None,
         **setting_values: Any,
     ) -> AskResult:
         """Ask Claude; continue `session_id` if given. Settings as a model or as keywords."""
@@ -77,10 +89,10 @@ class ClaudeBridge:
                 raise InvalidArguments(f"invalid settings: {exc}") from None
         elif setting_values:
             raise TypeError("pass settings either as a CallSettings or as keywords, not both")
-        return await self._run(prompt, settings, RunTarget(resume=session_id), on_message)
+        return await self._run(prompt, settings, RunTarget(resume=session_id), observer)
 
     async def _run(
-        self, prompt: str, settings: CallSettings, target: RunTarget, on_message: EventSink | None
+        self, prompt: str, settings: CallSettings, target: RunTarget, observer: RunObserver | None
     ) -> AskResult:
         if self.depth >= self.policy.max_depth:
             raise DepthExceeded(
@@ -90,13 +102,16 @@ class ClaudeBridge:
             )
         resolved = self.policy.resolve(settings)
         options = build_options(resolved, self.policy, target=target, child_depth=self.depth + 1)
-        outcome = await run_prompt(
-            options,
-            prompt,
-            timeout_s=resolved.timeout_s,
-            stall_timeout_s=self.policy.stall_timeout_s,
-            on_message=on_message,
-        )
+        started = anyio.current_time()
+        async with self.slots.slot(observer.queued if observer else None, timeout_s=resolved.timeout_s):
+            outcome = await run_prompt(
+                options,
+                prompt,
+                timeout_s=resolved.timeout_s,
+                time_left_s=resolved.timeout_s - (anyio.current_time() - started),
+                stall_timeout_s=self.policy.stall_timeout_s,
+                on_message=observer.message if observer else None,
+            )
         result = AskResult.from_message(outcome.result, outcome.text)
         failure = failure_of(result, outcome.api_error_status)
         if failure is not None:

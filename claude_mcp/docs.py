@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from .progress import STATUS_PREFIX
 from .results import AskResult
 from .settings import AskArgs
 
@@ -47,6 +48,11 @@ def tool_reference() -> str:
             fields_table(AskArgs),
             "Result (`structuredContent`, declared as the tool's `outputSchema`):",
             fields_table(AskResult),
+            "### `stream_ask`",
+            "Same arguments and result as `ask`. While Claude writes, each progress notification's "
+            f"`message` is the next chunk of the answer, or a status line starting `{STATUS_PREFIX.strip()}` "
+            "(tool activity such as “Running Bash: `pytest -q`”, queue position, heartbeat). "
+            "The chunks concatenate to the final `result`.",
         ]
     )
 

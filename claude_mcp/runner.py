@@ -96,9 +96,13 @@ async def run_prompt(
     *,
     timeout_s: float,
     stall_timeout_s: float,
+    time_left_s: float | None = None,
     on_message: EventSink | None = None,
 ) -> RunOutcome:
-    """Run one prompt in a fresh CLI process and return its result. Raises `ClaudeMCPError`."""
+    """Run one prompt in a fresh CLI process and return its result. Raises `ClaudeMCPError`.
+
+    The run is stopped after `time_left_s` (default: `timeout_s`, the call's whole timeout).
+    """
     stderr_tail: deque[str] = deque(maxlen=30)
 
     def on_stderr(line: str) -> None:
@@ -110,7 +114,7 @@ async def run_prompt(
     watch = _Watch(session_id=options.resume if not options.fork_session else None)
     outcome: RunOutcome | None = None
     try:
-        with anyio.fail_after(timeout_s):
+        with anyio.fail_after(timeout_s if time_left_s is None else time_left_s):
             try:
                 await client.connect()
                 await client.query(prompt)

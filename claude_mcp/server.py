@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from . import __version__
 from .bridge import ClaudeBridge, RunFailed
 from .errors import ClaudeMCPError
+from .progress import STATUS_PREFIX, ProgressReporter
 from .results import AskResult
 from .settings import AskArgs
 
@@ -28,7 +30,14 @@ logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = (
     "Delegate work to Claude (Claude Code). `ask` sends a prompt and returns Claude's answer with a "
-    "session_id; pass that session_id to a later `ask` to continue the same conversation."
+    "session_id; pass that session_id to a later `ask` to continue the same conversation. "
+    "`stream_ask` does the same while streaming the answer as progress notifications."
+)
+
+_SETTINGS_NOTE = (
+    "Without session_id a new conversation starts; with the session_id of an earlier result "
+    "the conversation continues. Optional settings (model, cwd, system_prompt, allowed_tools, "
+    "permission_mode, max_turns, json_schema, …) apply to this call, within the server's policy."
 )
 
 Handler = Callable[[Any, ServerRequestContext[Any, Any]], Awaitable[BaseModel]]
@@ -58,21 +67,55 @@ class ToolSpec:
 def build_tools(bridge: ClaudeBridge) -> list[ToolSpec]:
     """The tools this server publishes, bound to one bridge."""
 
+    async def run(args: AskArgs, ctx: ServerRequestContext[Any, Any], *, stream_text: bool) -> AskResult:
+        async def send(progress: float, message: str) -> None:
+            await ctx.session.report_progress(progress, None, message)
+
+        reporter = ProgressReporter(send, stream_text=stream_text, heartbeat_s=bridge.policy.heartbeat_s)
+        outcome: AskResult | ClaudeMCPError
+        async with anyio.create_task_group() as heartbeat:
+            heartbeat.start_soon(reporter.heartbeat)
+            try:  # caught inside the group, which would otherwise wrap it in an ExceptionGroup
+                outcome = await bridge.ask(
+                    args.prompt, session_id=args.session_id, settings=args.settings(), observer=reporter
+                )
+            except ClaudeMCPError as exc:
+                outcome = exc
+            finally:
+                heartbeat.cancel_scope.cancel()
+        if isinstance(outcome, ClaudeMCPError):
+            raise outcome
+        return outcome
+
     async def ask(args: AskArgs, ctx: ServerRequestContext[Any, Any]) -> AskResult:
-        return await bridge.ask(args.prompt, session_id=args.session_id, settings=args.settings())
+        return await run(args, ctx, stream_text=False)
+
+    async def stream_ask(args: AskArgs, ctx: ServerRequestContext[Any, Any]) -> AskResult:
+        return await run(args, ctx, stream_text=True)
 
     return [
         ToolSpec(
             name="ask",
             description=(
                 "Ask Claude (Claude Code) to answer or do something, and wait for the final answer. "
-                "Without session_id a new conversation starts; with the session_id of an earlier result "
-                "the conversation continues. Optional settings (model, cwd, system_prompt, allowed_tools, "
-                "permission_mode, max_turns, json_schema, …) apply to this call, within the server's policy."
+                + _SETTINGS_NOTE
+                + f" While it works, progress reports tool activity and heartbeats (lines starting {STATUS_PREFIX!r})."
             ),
             args=AskArgs,
             result=AskResult,
             handler=ask,
+            annotations=types.ToolAnnotations(read_only_hint=False, open_world_hint=True),
+        ),
+        ToolSpec(
+            name="stream_ask",
+            description=(
+                "Like `ask`, but the answer streams as it is written: each progress notification's message is "
+                f"the next chunk of text, or a status line starting {STATUS_PREFIX!r} (tool activity, queue "
+                "position, heartbeat). The final result still carries the whole answer. " + _SETTINGS_NOTE
+            ),
+            args=AskArgs,
+            result=AskResult,
+            handler=stream_ask,
             annotations=types.ToolAnnotations(read_only_hint=False, open_world_hint=True),
         ),
     ]
