@@ -4,8 +4,6 @@ a policy that points the real bundled CLI at the fake, and MCP clients over that
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,6 +15,7 @@ from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
 from claude_mcp.server import build_server
+from tests.fake_model import running_fake_model
 
 TESTS = Path(__file__).parent
 FAKE_CLI = TESTS / "fake_cli.py"
@@ -40,21 +39,8 @@ class FakeModel:
 
 @pytest.fixture(scope="session")
 def fake_model() -> Iterator[FakeModel]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.fake_model", "--port", "0"],
-        cwd=TESTS.parent,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline()
-    assert line.startswith("PORT="), f"fake model did not start: {line!r}"
-    try:
-        yield FakeModel(f"http://127.0.0.1:{int(line.strip().split('=')[1])}")
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        process.stdout.close()
+    with running_fake_model() as url:
+        yield FakeModel(url)
 
 
 @pytest.fixture

@@ -26,11 +26,14 @@ import argparse
 import contextlib
 import json
 import re
+import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -296,6 +299,27 @@ app = Starlette(
         Route("/_reset", reset, methods=["POST"]),
     ]
 )
+
+
+@contextmanager
+def running_fake_model() -> Iterator[str]:
+    """Start the fake model in a subprocess; yield its base URL; stop it afterwards."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fake_model", "--port", "0"],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    try:
+        line = process.stdout.readline()
+        if not line.startswith("PORT="):
+            raise RuntimeError(f"the fake model did not start: {line!r}")
+        yield f"http://127.0.0.1:{int(line.strip().split('=')[1])}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+        process.stdout.close()
 
 
 def main() -> None:

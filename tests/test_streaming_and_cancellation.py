@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from pathlib import Path
 from typing import Any
 
 import anyio
 import psutil
 import pytest
-from mcp import Client, StdioServerParameters
+from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
 from claude_mcp.progress import STATUS_PREFIX
 from claude_mcp.server import build_server
 from tests.conftest import text_of, tool_prompt
-from tests.test_stdio import write_config
+from tests.test_stdio import server_params, write_config
 
 pytestmark = pytest.mark.anyio
 
@@ -122,13 +121,6 @@ async def test_a_timeout_stops_the_cli_and_its_tools(client: Client) -> None:
     assert work_processes() == []
 
 
-def stdio_params(config: Path) -> StdioServerParameters:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
-    return StdioServerParameters(
-        command=sys.executable, args=["-m", "claude_mcp", "serve", "--config", str(config)], env=env
-    )
-
-
 def server_process() -> psutil.Process:
     servers = [p for p in psutil.Process().children() if "claude_mcp" in " ".join(p.cmdline())]
     assert len(servers) == 1
@@ -137,7 +129,7 @@ def server_process() -> psutil.Process:
 
 async def test_a_client_disconnect_stops_the_work(tmp_path: Path, workdir: Path, cli_env: dict[str, str]) -> None:
     config = write_config(tmp_path / "c.toml", workdir, cli_env)
-    async with Client(stdio_params(config)) as client, anyio.create_task_group() as tasks:
+    async with Client(server_params(config)) as client, anyio.create_task_group() as tasks:
         tasks.start_soon(client.call_tool, "ask", {"prompt": SLEEP, **ALLOW_SLEEP})
         tree = await wait_for_sleep()
         tasks.cancel_scope.cancel()
@@ -148,7 +140,7 @@ async def test_sigterm_to_the_server_stops_the_work(tmp_path: Path, workdir: Pat
     config = write_config(tmp_path / "c.toml", workdir, cli_env)
     tree: list[psutil.Process] = []
     with pytest.raises(Exception):  # noqa: B017 - the connection ends under the client
-        async with Client(stdio_params(config)) as client, anyio.create_task_group() as tasks:
+        async with Client(server_params(config)) as client, anyio.create_task_group() as tasks:
             tasks.start_soon(client.call_tool, "ask", {"prompt": SLEEP, **ALLOW_SLEEP})
             tree = await wait_for_sleep()
             server = server_process()
