@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Protocol, Self
 
@@ -19,11 +20,13 @@ import anyio
 from claude_agent_sdk import Message
 from pydantic import ValidationError
 
+from . import transcripts
 from .errors import ClaudeMCPError, DepthExceeded, InvalidArguments
 from .options import DEPTH_ENV, RunTarget, build_options
-from .policy import Policy
+from .policy import Policy, ResolvedSettings
 from .results import AskResult, failure_of
-from .runner import run_prompt
+from .runner import CLIProcess
+from .sessions import SessionLocks, WarmPool, WarmSession
 from .settings import CallSettings
 from .slots import RunSlots
 
@@ -45,6 +48,8 @@ class RunObserver(Protocol):
 
     async def message(self, message: Message) -> None: ...
 
+    async def waiting_for_session(self) -> None: ...
+
 
 class RunFailed(ClaudeMCPError):
     """The CLI gave a result, but an error one; `result` holds it for the caller."""
@@ -57,20 +62,40 @@ class RunFailed(ClaudeMCPError):
 
 
 class ClaudeBridge:
-    """Delegates prompts to Claude Code under a server policy."""
+    """Delegates prompts to Claude Code under a server policy.
+
+    Use it as an async context manager: on exit every warm CLI process is closed.
+    """
 
     def __init__(self, policy: Policy | None = None, *, depth: int | None = None) -> None:
         self.policy = policy or Policy()
         self.depth = current_depth() if depth is None else depth
         self.slots = RunSlots(self.policy.max_concurrent, self.policy.max_queued)
+        self.warm = WarmPool(self.policy.max_warm, self.policy.warm_ttl_s)
+        self._locks = SessionLocks()
+        self._tasks: anyio.abc.TaskGroup | None = None
+        self._users = 0
 
     async def __aenter__(self) -> Self:
+        """Start the warm-session sweeper. Re-entrant: each connection of a server enters it."""
+        self._users += 1
+        if self._tasks is None:
+            self._tasks = anyio.create_task_group()
+            await self._tasks.__aenter__()
+            self._tasks.start_soon(self.warm.run_sweeper, min(30.0, self.policy.warm_ttl_s / 4))
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        return None
+        self._users -= 1
+        if self._users > 0 or self._tasks is None:
+            return
+        with anyio.CancelScope(shield=True):
+            await self.warm.close_all()
+        tasks, self._tasks = self._tasks, None
+        tasks.cancel_scope.cancel()
+        await tasks.__aexit__(None, None, None)
 
     async def ask(
         self,
@@ -82,39 +107,119 @@ class ClaudeBridge:
         **setting_values: Any,
     ) -> AskResult:
         """Ask Claude; continue `session_id` if given. Settings as a model or as keywords."""
-        if settings is None:
-            try:
-                settings = CallSettings(**setting_values)
-            except ValidationError as exc:
-                raise InvalidArguments(f"invalid settings: {exc}") from None
-        elif setting_values:
-            raise TypeError("pass settings either as a CallSettings or as keywords, not both")
+        settings = _settings(settings, setting_values)
         return await self._run(prompt, settings, RunTarget(resume=session_id), observer)
 
-    async def _run(
-        self, prompt: str, settings: CallSettings, target: RunTarget, observer: RunObserver | None
-    ) -> AskResult:
+    async def fork(
+        self,
+        session_id: str,
+        prompt: str | None = None,
+        *,
+        settings: CallSettings | None = None,
+        observer: RunObserver | None = None,
+        **setting_values: Any,
+    ) -> AskResult | str:
+        """Branch a conversation. With a prompt, ask the new branch at once (an `AskResult`);
+        without one, return the new session id. The original is untouched either way."""
+        settings = _settings(settings, setting_values)
+        if prompt is None:
+            return transcripts.fork_session(self.policy.cli_env, session_id)
+        return await self._run(prompt, settings, RunTarget(resume=session_id, fork=True), observer)
+
+    def list_sessions(self, *, limit: int = 20, offset: int = 0) -> list[transcripts.SessionInfo]:
+        """Conversations, most recent first."""
+        return transcripts.list_sessions(self.policy.cli_env, limit=limit, offset=offset, live=self.warm.live_ids())
+
+    def get_session(self, session_id: str, *, limit: int = 50, offset: int = 0) -> transcripts.SessionTranscript:
+        """A page of a conversation's messages."""
+        return transcripts.read_session(self.policy.cli_env, session_id, limit=limit, offset=offset)
+
+    async def close_session(self, session_id: str) -> bool:
+        """End a conversation's warm process (the transcript stays). False if none was open."""
+        async with self._locks.hold(session_id, timeout_s=self.policy.default_timeout_s, on_wait=None):
+            return await self.warm.close(session_id)
+
+    async def delete_session(self, session_id: str) -> None:
+        """Close a conversation's warm process and delete its transcript."""
+        async with self._locks.hold(session_id, timeout_s=self.policy.default_timeout_s, on_wait=None):
+            await self.warm.close(session_id)
+            transcripts.delete_session(self.policy.cli_env, session_id)
+
+    async def _run(self, prompt: str, call: CallSettings, target: RunTarget, observer: RunObserver | None) -> AskResult:
         if self.depth >= self.policy.max_depth:
             raise DepthExceeded(
                 f"Refused: this claude-mcp server is already {self.depth} level(s) deep in a chain of Claude "
                 f"delegations and the policy allows max_depth={self.policy.max_depth}. Do the work directly "
                 "instead of delegating further."
             )
-        resolved = self.policy.resolve(settings)
-        options = build_options(resolved, self.policy, target=target, child_depth=self.depth + 1)
+        explicit = frozenset(call.model_fields_set)
+        if target.resume is not None and "cwd" not in explicit:
+            # A conversation is resumed where it ran: the CLI keeps transcripts per directory.
+            recorded = transcripts.session_cwd(self.policy.cli_env, target.resume)
+            if recorded is not None:
+                call = call.model_copy(update={"cwd": recorded})
+        resolved = self.policy.resolve(call)
+        if target.resume is not None:
+            target = replace(target, override_system_prompt=bool(explicit & {"system_prompt", "append_system_prompt"}))
         started = anyio.current_time()
-        async with self.slots.slot(observer.queued if observer else None, timeout_s=resolved.timeout_s):
-            outcome = await run_prompt(
-                options,
-                prompt,
-                timeout_s=resolved.timeout_s,
-                time_left_s=resolved.timeout_s - (anyio.current_time() - started),
-                stall_timeout_s=self.policy.stall_timeout_s,
-                on_message=observer.message if observer else None,
-            )
+        continuing = target.resume if not target.fork else None
+
+        async def waiting() -> None:
+            if observer is not None:
+                await observer.waiting_for_session()
+
+        async with self._locks.hold(continuing, timeout_s=resolved.timeout_s, on_wait=waiting):
+            warm = self.warm.take(continuing) if continuing else None
+            if warm is not None and (conflicts := warm.conflicts(resolved, explicit)):
+                logger.info("restarting the warm process of a session to change %s", ", ".join(conflicts))
+                await warm.process.close()
+                warm = None
+            time_left = resolved.timeout_s - (anyio.current_time() - started)
+            async with self.slots.slot(observer.queued if observer else None, timeout_s=time_left):
+                if warm is None:
+                    options = build_options(resolved, self.policy, target=target, child_depth=self.depth + 1)
+                    warm = WarmSession(CLIProcess(options), resolved, anyio.current_time())
+                else:
+                    await _apply_in_place(warm, resolved, explicit)
+                try:
+                    outcome = await warm.process.turn(
+                        prompt,
+                        timeout_s=resolved.timeout_s,
+                        time_left_s=resolved.timeout_s - (anyio.current_time() - started),
+                        stall_timeout_s=self.policy.stall_timeout_s,
+                        on_message=observer.message if observer else None,
+                    )
+                    await self.warm.put(outcome.result.session_id, warm)
+                except BaseException:
+                    await warm.process.close(graceful=False)
+                    raise
         result = AskResult.from_message(outcome.result, outcome.text)
         failure = failure_of(result, outcome.api_error_status)
         if failure is not None:
             logger.info("run ended with an error: %s", failure.kind)
             raise RunFailed(failure, result)
         return result
+
+
+async def _apply_in_place(warm: WarmSession, wanted: ResolvedSettings, explicit: frozenset[str]) -> None:
+    """Change what a live process can change without a restart."""
+    if "model" in explicit and wanted.model != warm.settings.model:
+        await warm.process.set_model(wanted.model)
+    if "permission_mode" in explicit and wanted.permission_mode != warm.settings.permission_mode:
+        await warm.process.set_permission_mode(wanted.permission_mode)
+    warm.settings = replace(
+        warm.settings,
+        model=wanted.model if "model" in explicit else warm.settings.model,
+        permission_mode=wanted.permission_mode if "permission_mode" in explicit else warm.settings.permission_mode,
+    )
+
+
+def _settings(settings: CallSettings | None, values: dict[str, Any]) -> CallSettings:
+    if settings is not None:
+        if values:
+            raise TypeError("pass settings either as a CallSettings or as keywords, not both")
+        return settings
+    try:
+        return CallSettings(**values)
+    except ValidationError as exc:
+        raise InvalidArguments(f"invalid settings: {exc}") from None

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from claude_agent_sdk import ClaudeAgentOptions
-from claude_agent_sdk.types import SystemPromptPreset
+from claude_agent_sdk.types import SystemPromptCustom, SystemPromptPreset
 
 from .policy import Policy, ResolvedSettings
 
@@ -24,6 +24,8 @@ class RunTarget:
 
     resume: str | None = None
     fork: bool = False
+    override_system_prompt: bool = False
+    """On a resume, send this call's system prompt instead of the one recorded on the first turn."""
 
 
 def build_options(
@@ -35,16 +37,20 @@ def build_options(
     stderr: Callable[[str], None] | None = None,
 ) -> ClaudeAgentOptions:
     """Map one call's resolved settings and the server policy onto the SDK's options."""
-    system_prompt: str | SystemPromptPreset
+    system_prompt: SystemPromptCustom | SystemPromptPreset
     extra_args: dict[str, str | None] = {}
     if settings.system_prompt is not None:
-        system_prompt = settings.system_prompt
+        system_prompt = {"type": "custom", "prompt": settings.system_prompt}
         if settings.append_system_prompt:
             extra_args["append-system-prompt"] = settings.append_system_prompt
     elif settings.append_system_prompt:
         system_prompt = {"type": "preset", "preset": "claude_code", "append": settings.append_system_prompt}
     else:
         system_prompt = {"type": "preset", "preset": "claude_code"}
+    if target.override_system_prompt:
+        # The CLI re-sends the system prompt recorded on a conversation's first turn unless
+        # told not to snapshot; the SDK reads `snapshot` from presets too.
+        system_prompt["snapshot"] = False
 
     env = {
         **policy.cli_env,

@@ -52,6 +52,8 @@ class Policy(BaseModel):
     max_concurrent: int = Field(4, ge=1, description="Most CLI runs at once; further calls wait in a queue.")
     max_queued: int = Field(32, ge=0, description="Most calls waiting; beyond it a call fails fast as busy.")
     heartbeat_s: float = Field(5, gt=0, description="Send progress at least this often while a call runs.")
+    max_warm: int = Field(4, ge=0, description="Most idle CLI processes kept alive for fast follow-ups (0: none).")
+    warm_ttl_s: float = Field(600, gt=0, description="Close a warm process after this long unused.")
     max_depth: int = Field(2, ge=0, description="How deep claude-mcp may call itself through Claude.")
     inherit_mcp_config: bool = Field(
         False, description="Let Claude load the user's and project's own MCP servers (off: only per-call ones)."

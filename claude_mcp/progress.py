@@ -83,6 +83,9 @@ class ProgressReporter:
     async def queued(self, position: int) -> None:
         await self.status(f"queued, position {position}")
 
+    async def waiting_for_session(self) -> None:
+        await self.status("waiting for the previous call on this conversation to finish")
+
     async def message(self, message: Message) -> None:
         if self._stream_text and (chunk := text_delta(message)):
             await self._emit(chunk)

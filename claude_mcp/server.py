@@ -9,7 +9,8 @@ traceback.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -178,8 +179,14 @@ def build_server(bridge: ClaudeBridge) -> Server[Any]:
             structured_content=result.model_dump(mode="json"),
         )
 
+    @asynccontextmanager
+    async def lifespan(server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
+        async with bridge:  # warm processes close when the last connection ends
+            yield {}
+
     return Server(
         "claude-mcp",
+        lifespan=lifespan,
         version=__version__,
         instructions=INSTRUCTIONS,
         on_list_tools=list_tools,

@@ -33,7 +33,7 @@ async def serve(bridge: ClaudeBridge, transport: Transport = "stdio") -> None:
     Either way the open calls are cancelled, which stops their CLI process trees.
     """
     server = build_server(bridge)
-    async with bridge, anyio.create_task_group() as tasks:
+    async with anyio.create_task_group() as tasks:
         tasks.start_soon(_stop_on_signal, tasks.cancel_scope)
         async with stdio_server() as (read_stream, write_stream):
             await server.run(read_stream, write_stream, server.create_initialization_options())

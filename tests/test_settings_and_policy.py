@@ -184,7 +184,7 @@ def test_options_map_every_setting_onto_the_sdk(root: Path) -> None:
     )
     options = build_options(resolved, policy, target=RunTarget(resume="abc"), child_depth=2)
     assert options.model == "haiku" and options.fallback_model == "sonnet"
-    assert options.system_prompt == "SYS"
+    assert options.system_prompt == {"type": "custom", "prompt": "SYS"}
     assert options.extra_args == {"append-system-prompt": "MORE"}
     assert options.allowed_tools == ["Read"] and options.disallowed_tools == ["Bash"]
     assert options.permission_mode == "acceptEdits"
@@ -203,6 +203,17 @@ def test_without_a_system_prompt_claude_code_keeps_its_own(root: Path) -> None:
     assert plain.system_prompt == {"type": "preset", "preset": "claude_code"}
     appended = build_options(policy.resolve(CallSettings(append_system_prompt="X")), policy)
     assert appended.system_prompt == {"type": "preset", "preset": "claude_code", "append": "X"}
+
+
+def test_a_resume_that_sets_a_system_prompt_turns_the_snapshot_off(root: Path) -> None:
+    policy = Policy(roots=(root,))
+    resolved = policy.resolve(CallSettings(system_prompt="NEW"))
+    target = RunTarget(resume="abc", override_system_prompt=True)
+    assert build_options(resolved, policy, target=target).system_prompt == {
+        "type": "custom",
+        "prompt": "NEW",
+        "snapshot": False,
+    }
 
 
 def _result(**overrides: object) -> AskResult:
