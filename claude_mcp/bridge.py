@@ -26,6 +26,7 @@ from .options import DEPTH_ENV, RunTarget, build_options
 from .policy import Policy, ResolvedSettings
 from .results import AskResult, failure_of
 from .runner import CLIProcess
+from .session_store import FileSettingsStore, SessionSettingsStore, default_state_dir, overlay, sticky
 from .sessions import SessionLocks, WarmPool, WarmSession
 from .settings import CallSettings
 from .slots import RunSlots
@@ -73,6 +74,9 @@ class ClaudeBridge:
         self.slots = RunSlots(self.policy.max_concurrent, self.policy.max_queued)
         self.warm = WarmPool(self.policy.max_warm, self.policy.warm_ttl_s)
         self._locks = SessionLocks()
+        self.recorded: SessionSettingsStore = FileSettingsStore(
+            self.policy.state_dir or default_state_dir(self.policy.cli_env)
+        )
         self._tasks: anyio.abc.TaskGroup | None = None
         self._users = 0
 
@@ -123,7 +127,9 @@ class ClaudeBridge:
         without one, return the new session id. The original is untouched either way."""
         settings = _settings(settings, setting_values)
         if prompt is None:
-            return transcripts.fork_session(self.policy.cli_env, session_id)
+            new_id = transcripts.fork_session(self.policy.cli_env, session_id)
+            self.recorded.save(new_id, overlay(self.recorded.load(session_id) or CallSettings(), sticky(settings)))
+            return new_id
         return await self._run(prompt, settings, RunTarget(resume=session_id, fork=True), observer)
 
     def list_sessions(self, *, limit: int = 20, offset: int = 0) -> list[transcripts.SessionInfo]:
@@ -144,6 +150,7 @@ class ClaudeBridge:
         async with self._locks.hold(session_id, timeout_s=self.policy.default_timeout_s, on_wait=None):
             await self.warm.close(session_id)
             transcripts.delete_session(self.policy.cli_env, session_id)
+            self.recorded.delete(session_id)
 
     async def _run(self, prompt: str, call: CallSettings, target: RunTarget, observer: RunObserver | None) -> AskResult:
         if self.depth >= self.policy.max_depth:
@@ -152,6 +159,8 @@ class ClaudeBridge:
                 f"delegations and the policy allows max_depth={self.policy.max_depth}. Do the work directly "
                 "instead of delegating further."
             )
+        if target.resume is not None:
+            call = overlay(self.recorded.load(target.resume) or CallSettings(), call)
         explicit = frozenset(call.model_fields_set)
         if target.resume is not None and "cwd" not in explicit:
             # A conversation is resumed where it ran: the CLI keeps transcripts per directory.
@@ -189,6 +198,7 @@ class ClaudeBridge:
                         stall_timeout_s=self.policy.stall_timeout_s,
                         on_message=observer.message if observer else None,
                     )
+                    self.recorded.save(outcome.result.session_id, sticky(call))
                     await self.warm.put(outcome.result.session_id, warm)
                 except BaseException:
                     await warm.process.close(graceful=False)

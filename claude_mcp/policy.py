@@ -54,6 +54,9 @@ class Policy(BaseModel):
     heartbeat_s: float = Field(5, gt=0, description="Send progress at least this often while a call runs.")
     max_warm: int = Field(4, ge=0, description="Most idle CLI processes kept alive for fast follow-ups (0: none).")
     warm_ttl_s: float = Field(600, gt=0, description="Close a warm process after this long unused.")
+    state_dir: Path | None = Field(
+        None, description="Where per-session settings are kept; default: claude-mcp/ in the Claude config dir."
+    )
     max_depth: int = Field(2, ge=0, description="How deep claude-mcp may call itself through Claude.")
     inherit_mcp_config: bool = Field(
         False, description="Let Claude load the user's and project's own MCP servers (off: only per-call ones)."

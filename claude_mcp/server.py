@@ -9,117 +9,25 @@ traceback.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
-import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
+from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ValidationError
 
 from . import __version__
 from .bridge import ClaudeBridge, RunFailed
 from .errors import ClaudeMCPError
-from .progress import STATUS_PREFIX, ProgressReporter
-from .results import AskResult
-from .settings import AskArgs
+from .settings import SessionArgs
+from .tools import INSTRUCTIONS, SessionList, build_tools
 
 logger = logging.getLogger(__name__)
 
-INSTRUCTIONS = (
-    "Delegate work to Claude (Claude Code). `ask` sends a prompt and returns Claude's answer with a "
-    "session_id; pass that session_id to a later `ask` to continue the same conversation. "
-    "`stream_ask` does the same while streaming the answer as progress notifications."
-)
-
-_SETTINGS_NOTE = (
-    "Without session_id a new conversation starts; with the session_id of an earlier result "
-    "the conversation continues. Optional settings (model, cwd, system_prompt, allowed_tools, "
-    "permission_mode, max_turns, json_schema, …) apply to this call, within the server's policy."
-)
-
-Handler = Callable[[Any, ServerRequestContext[Any, Any]], Awaitable[BaseModel]]
-
-
-@dataclass(frozen=True, slots=True)
-class ToolSpec:
-    """One tool: its name and description, its argument and result models, and its handler."""
-
-    name: str
-    description: str
-    args: type[BaseModel]
-    result: type[BaseModel]
-    handler: Handler
-    annotations: types.ToolAnnotations | None = None
-
-    def describe(self) -> types.Tool:
-        return types.Tool(
-            name=self.name,
-            description=self.description,
-            input_schema=self.args.model_json_schema(),
-            output_schema=self.result.model_json_schema(),
-            annotations=self.annotations,
-        )
-
-
-def build_tools(bridge: ClaudeBridge) -> list[ToolSpec]:
-    """The tools this server publishes, bound to one bridge."""
-
-    async def run(args: AskArgs, ctx: ServerRequestContext[Any, Any], *, stream_text: bool) -> AskResult:
-        async def send(progress: float, message: str) -> None:
-            await ctx.session.report_progress(progress, None, message)
-
-        reporter = ProgressReporter(send, stream_text=stream_text, heartbeat_s=bridge.policy.heartbeat_s)
-        outcome: AskResult | ClaudeMCPError
-        async with anyio.create_task_group() as heartbeat:
-            heartbeat.start_soon(reporter.heartbeat)
-            try:  # caught inside the group, which would otherwise wrap it in an ExceptionGroup
-                outcome = await bridge.ask(
-                    args.prompt, session_id=args.session_id, settings=args.settings(), observer=reporter
-                )
-            except ClaudeMCPError as exc:
-                outcome = exc
-            finally:
-                heartbeat.cancel_scope.cancel()
-        if isinstance(outcome, ClaudeMCPError):
-            raise outcome
-        return outcome
-
-    async def ask(args: AskArgs, ctx: ServerRequestContext[Any, Any]) -> AskResult:
-        return await run(args, ctx, stream_text=False)
-
-    async def stream_ask(args: AskArgs, ctx: ServerRequestContext[Any, Any]) -> AskResult:
-        return await run(args, ctx, stream_text=True)
-
-    return [
-        ToolSpec(
-            name="ask",
-            description=(
-                "Ask Claude (Claude Code) to answer or do something, and wait for the final answer. "
-                + _SETTINGS_NOTE
-                + f" While it works, progress reports tool activity and heartbeats (lines starting {STATUS_PREFIX!r})."
-            ),
-            args=AskArgs,
-            result=AskResult,
-            handler=ask,
-            annotations=types.ToolAnnotations(read_only_hint=False, open_world_hint=True),
-        ),
-        ToolSpec(
-            name="stream_ask",
-            description=(
-                "Like `ask`, but the answer streams as it is written: each progress notification's message is "
-                f"the next chunk of text, or a status line starting {STATUS_PREFIX!r} (tool activity, queue "
-                "position, heartbeat). The final result still carries the whole answer. " + _SETTINGS_NOTE
-            ),
-            args=AskArgs,
-            result=AskResult,
-            handler=stream_ask,
-            annotations=types.ToolAnnotations(read_only_hint=False, open_world_hint=True),
-        ),
-    ]
+SESSIONS_URI = "claude://sessions"
 
 
 def error_result(message: str, structured: BaseModel | None = None) -> types.CallToolResult:
@@ -179,6 +87,54 @@ def build_server(bridge: ClaudeBridge) -> Server[Any]:
             structured_content=result.model_dump(mode="json"),
         )
 
+    async def list_resources(
+        ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        return types.ListResourcesResult(
+            resources=[
+                types.Resource(
+                    uri=SESSIONS_URI,
+                    name="sessions",
+                    description="Conversations on this server, most recent first (JSON).",
+                    mime_type="application/json",
+                )
+            ]
+        )
+
+    async def list_resource_templates(
+        ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        return types.ListResourceTemplatesResult(
+            resource_templates=[
+                types.ResourceTemplate(
+                    uri_template=SESSIONS_URI + "/{session_id}",
+                    name="session",
+                    description="One conversation's messages (JSON, the first 500).",
+                    mime_type="application/json",
+                )
+            ]
+        )
+
+    async def read_resource(
+        ctx: ServerRequestContext[Any, Any], params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        uri = str(params.uri)
+        try:
+            if uri == SESSIONS_URI:
+                body: BaseModel = SessionList(sessions=bridge.list_sessions(limit=200))
+            elif uri.startswith(SESSIONS_URI + "/"):
+                args = SessionArgs(session_id=uri.removeprefix(SESSIONS_URI + "/"))
+                body = bridge.get_session(args.session_id, limit=500)
+            else:
+                raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource {uri}; see resources/list.")
+        except ValidationError:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"{uri}: a session id is a UUID") from None
+        except ClaudeMCPError as exc:
+            raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
+        return types.ReadResourceResult(
+            contents=[types.TextResourceContents(uri=uri, text=body.model_dump_json(), mime_type="application/json")]
+        )
+
     @asynccontextmanager
     async def lifespan(server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
         async with bridge:  # warm processes close when the last connection ends
@@ -191,4 +147,7 @@ def build_server(bridge: ClaudeBridge) -> Server[Any]:
         instructions=INSTRUCTIONS,
         on_list_tools=list_tools,
         on_call_tool=call_tool,
+        on_list_resources=list_resources,
+        on_list_resource_templates=list_resource_templates,
+        on_read_resource=read_resource,
     )

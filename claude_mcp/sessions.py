@@ -20,11 +20,14 @@ import anyio
 from .errors import RunTimeout
 from .policy import ResolvedSettings
 from .runner import CLIProcess
+from .session_store import PER_CALL_ONLY
 
 logger = logging.getLogger(__name__)
 
 # Settings a live process can change in place; any other difference needs a restart.
 IN_PLACE = frozenset({"model", "permission_mode", "timeout_s"})
+# Set per call (never recorded), so a difference counts whether the call named them or not.
+ALWAYS_COMPARED = PER_CALL_ONLY - IN_PLACE
 
 
 @dataclass
@@ -37,7 +40,8 @@ class WarmSession:
 
     def conflicts(self, wanted: ResolvedSettings, explicit: frozenset[str]) -> list[str]:
         """The explicitly requested settings this process can't take without a restart."""
-        return [name for name in sorted(explicit - IN_PLACE) if getattr(wanted, name) != getattr(self.settings, name)]
+        names = sorted((explicit | ALWAYS_COMPARED) - IN_PLACE)
+        return [name for name in names if getattr(wanted, name) != getattr(self.settings, name)]
 
 
 class WarmPool:

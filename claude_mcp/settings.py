@@ -11,7 +11,7 @@ import re
 from typing import Annotated, Any, Literal
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 PermissionMode = Literal["default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions"]
 Effort = Literal["low", "medium", "high", "xhigh", "max"]
@@ -25,6 +25,16 @@ PathText = Annotated[str, StringConstraints(min_length=1, max_length=4096, patte
 PromptText = Annotated[str, StringConstraints(max_length=200_000)]
 
 _SESSION_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _check_session_id(value: str) -> str:
+    if not _SESSION_ID.match(value):
+        raise ValueError("a session id is a UUID such as 3f2c…-…; use the session_id of an earlier result")
+    return value
+
+
+SessionId = Annotated[str, AfterValidator(_check_session_id)]
+"""A conversation's id, as an earlier result returned it."""
 
 
 class CallSettings(BaseModel):
@@ -80,6 +90,10 @@ class CallSettings(BaseModel):
             raise ValueError('the schema must describe an object (`"type": "object"`)')
         return schema
 
+    def settings(self) -> CallSettings:
+        """The per-call settings alone (a tool's other arguments dropped), as the caller set them."""
+        return CallSettings.model_validate(self.model_dump(include=set(SETTING_NAMES), exclude_unset=True))
+
 
 SETTING_NAMES: tuple[str, ...] = tuple(CallSettings.model_fields)
 
@@ -88,18 +102,40 @@ class AskArgs(CallSettings):
     """Arguments of the `ask` tool: a prompt, an optional session to continue, and settings."""
 
     prompt: PromptText = Field(..., min_length=1, description="What to ask Claude.")
-    session_id: str | None = Field(
+    session_id: SessionId | None = Field(
         None,
         description="Continue this conversation (a `session_id` from an earlier result). Omit to start a new one.",
     )
 
-    @field_validator("session_id")
-    @classmethod
-    def _uuid_session_id(cls, value: str | None) -> str | None:
-        if value is not None and not _SESSION_ID.match(value):
-            raise ValueError("a session id is a UUID such as 3f2c…-…; use the session_id of an earlier result")
-        return value
 
-    def settings(self) -> CallSettings:
-        """The per-call settings alone, without prompt and session."""
-        return CallSettings.model_validate(self.model_dump(include=set(SETTING_NAMES), exclude_unset=True))
+class ForkArgs(CallSettings):
+    """Arguments of `fork_session`: the conversation to branch, and optionally a first prompt."""
+
+    session_id: SessionId = Field(..., description="The conversation to branch; it stays untouched.")
+    prompt: PromptText | None = Field(
+        None, min_length=1, description="Ask the new branch this at once. Omit to only create the branch."
+    )
+
+
+class SessionArgs(BaseModel):
+    """Names one conversation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: SessionId = Field(..., description="The conversation's session_id.")
+
+
+class ListSessionsArgs(BaseModel):
+    """A page of conversations, most recent first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(20, ge=1, le=200, description="How many to return.")
+    offset: int = Field(0, ge=0, description="How many to skip.")
+
+
+class GetSessionArgs(SessionArgs):
+    """A page of one conversation's messages, oldest first."""
+
+    limit: int = Field(50, ge=1, le=500, description="How many messages to return.")
+    offset: int = Field(0, ge=0, description="How many messages to skip.")

@@ -104,20 +104,21 @@ def _user_prompts(messages: list[dict[str, Any]]) -> list[str]:
     """The prompts a person typed, oldest first (tool results and reminders left out)."""
     prompts = []
     for message in messages:
-        if message.get("role") != "user" or _has_tool_result(message.get("content")):
-            continue
-        texts = [t for t in _text_blocks(message.get("content")) if not t.startswith("<system-reminder>")]
-        if texts:
-            prompts.append(texts[-1])
+        # A prompt sent right after a tool result can share its user message.
+        if message.get("role") == "user" and (typed := _typed_text(message.get("content"))):
+            prompts.append(typed[-1])
     return prompts
+
+
+def _typed_text(content: Any) -> list[str]:
+    return [t for t in _text_blocks(content) if not t.startswith("<system-reminder>")]
 
 
 def _tool_rounds_since_prompt(messages: list[dict[str, Any]]) -> int:
     rounds = 0
     for message in reversed(messages):
         content = message.get("content")
-        typed = [t for t in _text_blocks(content) if not t.startswith("<system-reminder>")]
-        if message.get("role") == "user" and not _has_tool_result(content) and typed:
+        if message.get("role") == "user" and _typed_text(content):
             break
         if message.get("role") == "assistant" and isinstance(content, list):
             rounds += any(isinstance(b, dict) and b.get("type") == "tool_use" for b in content)

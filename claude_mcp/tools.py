@@ -1,0 +1,208 @@
+"""The tools: each a name, a description, argument and result models, and a thin handler
+over `ClaudeBridge`. `server.py` publishes them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import anyio
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from pydantic import BaseModel, Field
+
+from .bridge import ClaudeBridge, RunObserver
+from .errors import ClaudeMCPError
+from .progress import STATUS_PREFIX, ProgressReporter
+from .results import AskResult
+from .settings import AskArgs, ForkArgs, GetSessionArgs, ListSessionsArgs, SessionArgs
+from .transcripts import SessionInfo, SessionTranscript
+
+INSTRUCTIONS = (
+    "Delegate work to Claude (Claude Code). `ask` sends a prompt and returns Claude's answer with a "
+    "session_id; pass that session_id to a later `ask` to continue the same conversation. "
+    "`stream_ask` does the same while streaming the answer as progress notifications."
+)
+
+_SETTINGS_NOTE = (
+    "Without session_id a new conversation starts; with the session_id of an earlier result "
+    "the conversation continues. Optional settings (model, cwd, system_prompt, allowed_tools, "
+    "permission_mode, max_turns, json_schema, …) apply to this call, within the server's policy."
+)
+
+T = TypeVar("T")
+Handler = Callable[[Any, ServerRequestContext[Any, Any]], Awaitable[BaseModel]]
+
+
+class ForkResult(BaseModel):
+    """What `fork_session` returns: the new branch, and its first answer if a prompt was given."""
+
+    session_id: str = Field(description="The new branch; continue it with `ask`.")
+    forked_from: str = Field(description="The conversation it was copied from (untouched).")
+    answer: AskResult | None = Field(None, description="The branch's answer to `prompt`, if one was given.")
+
+
+class SessionList(BaseModel):
+    sessions: list[SessionInfo]
+
+
+class SessionChange(BaseModel):
+    session_id: str
+    changed: bool = Field(description="Whether anything was there to close or delete.")
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    """One tool: its name and description, its argument and result models, and its handler."""
+
+    name: str
+    description: str
+    args: type[BaseModel]
+    result: type[BaseModel]
+    handler: Handler
+    annotations: types.ToolAnnotations | None = None
+
+    def describe(self) -> types.Tool:
+        return types.Tool(
+            name=self.name,
+            description=self.description,
+            input_schema=self.args.model_json_schema(),
+            output_schema=self.result.model_json_schema(),
+            annotations=self.annotations,
+        )
+
+
+def build_tools(bridge: ClaudeBridge) -> list[ToolSpec]:
+    """The tools this server publishes, bound to one bridge."""
+
+    async def with_progress(
+        ctx: ServerRequestContext[Any, Any], stream_text: bool, work: Callable[[RunObserver], Awaitable[T]]
+    ) -> T:
+        """Run `work` while progress reports what it does, with heartbeats in between."""
+
+        async def send(progress: float, message: str) -> None:
+            await ctx.session.report_progress(progress, None, message)
+
+        reporter = ProgressReporter(send, stream_text=stream_text, heartbeat_s=bridge.policy.heartbeat_s)
+        outcome: T | ClaudeMCPError
+        async with anyio.create_task_group() as heartbeat:
+            heartbeat.start_soon(reporter.heartbeat)
+            try:  # caught inside the group, which would otherwise wrap it in an ExceptionGroup
+                outcome = await work(reporter)
+            except ClaudeMCPError as exc:
+                outcome = exc
+            finally:
+                heartbeat.cancel_scope.cancel()
+        if isinstance(outcome, ClaudeMCPError):
+            raise outcome
+        return outcome
+
+    async def ask(args: AskArgs, ctx: ServerRequestContext[Any, Any]) -> AskResult:
+        return await with_progress(
+            ctx,
+            False,
+            lambda o: bridge.ask(args.prompt, session_id=args.session_id, settings=args.settings(), observer=o),
+        )
+
+    async def stream_ask(args: AskArgs, ctx: ServerRequestContext[Any, Any]) -> AskResult:
+        return await with_progress(
+            ctx,
+            True,
+            lambda o: bridge.ask(args.prompt, session_id=args.session_id, settings=args.settings(), observer=o),
+        )
+
+    async def fork_session(args: ForkArgs, ctx: ServerRequestContext[Any, Any]) -> ForkResult:
+        outcome = await with_progress(
+            ctx, False, lambda o: bridge.fork(args.session_id, args.prompt, settings=args.settings(), observer=o)
+        )
+        if isinstance(outcome, AskResult):
+            return ForkResult(session_id=outcome.session_id, forked_from=args.session_id, answer=outcome)
+        return ForkResult(session_id=outcome, forked_from=args.session_id)
+
+    async def list_sessions(args: ListSessionsArgs, ctx: ServerRequestContext[Any, Any]) -> SessionList:
+        return SessionList(sessions=bridge.list_sessions(limit=args.limit, offset=args.offset))
+
+    async def get_session(args: GetSessionArgs, ctx: ServerRequestContext[Any, Any]) -> SessionTranscript:
+        return bridge.get_session(args.session_id, limit=args.limit, offset=args.offset)
+
+    async def delete_session(args: SessionArgs, ctx: ServerRequestContext[Any, Any]) -> SessionChange:
+        await bridge.delete_session(args.session_id)
+        return SessionChange(session_id=args.session_id, changed=True)
+
+    async def close_session(args: SessionArgs, ctx: ServerRequestContext[Any, Any]) -> SessionChange:
+        return SessionChange(session_id=args.session_id, changed=await bridge.close_session(args.session_id))
+
+    reads = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+    return [
+        ToolSpec(
+            name="ask",
+            description=(
+                "Ask Claude (Claude Code) to answer or do something, and wait for the final answer. "
+                + _SETTINGS_NOTE
+                + f" While it works, progress reports tool activity and heartbeats (lines starting {STATUS_PREFIX!r})."
+            ),
+            args=AskArgs,
+            result=AskResult,
+            handler=ask,
+            annotations=types.ToolAnnotations(read_only_hint=False, open_world_hint=True),
+        ),
+        ToolSpec(
+            name="stream_ask",
+            description=(
+                "Like `ask`, but the answer streams as it is written: each progress notification's message is "
+                f"the next chunk of text, or a status line starting {STATUS_PREFIX!r} (tool activity, queue "
+                "position, heartbeat). The final result still carries the whole answer. " + _SETTINGS_NOTE
+            ),
+            args=AskArgs,
+            result=AskResult,
+            handler=stream_ask,
+            annotations=types.ToolAnnotations(read_only_hint=False, open_world_hint=True),
+        ),
+        ToolSpec(
+            name="fork_session",
+            description=(
+                "Branch a conversation into a new session_id; later turns in either branch are invisible to the "
+                "other. With `prompt`, the new branch is asked it at once and `answer` holds the result; "
+                "without, the new session_id comes back right away. Settings as for `ask`."
+            ),
+            args=ForkArgs,
+            result=ForkResult,
+            handler=fork_session,
+            annotations=types.ToolAnnotations(read_only_hint=False, open_world_hint=True),
+        ),
+        ToolSpec(
+            name="list_sessions",
+            description="Conversations on this server, most recent first: title or first prompt, working "
+            "directory, last update, and whether a warm process keeps it fast to continue.",
+            args=ListSessionsArgs,
+            result=SessionList,
+            handler=list_sessions,
+            annotations=reads,
+        ),
+        ToolSpec(
+            name="get_session",
+            description="A page of one conversation's messages (oldest first), with the total count.",
+            args=GetSessionArgs,
+            result=SessionTranscript,
+            handler=get_session,
+            annotations=reads,
+        ),
+        ToolSpec(
+            name="close_session",
+            description="End a conversation's warm CLI process; the transcript stays and can be continued.",
+            args=SessionArgs,
+            result=SessionChange,
+            handler=close_session,
+            annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=False),
+        ),
+        ToolSpec(
+            name="delete_session",
+            description="Delete a conversation: its warm process is closed and its transcript removed.",
+            args=SessionArgs,
+            result=SessionChange,
+            handler=delete_session,
+            annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False),
+        ),
+    ]
