@@ -79,6 +79,7 @@ class ClaudeBridge:
         )
         self._tasks: anyio.abc.TaskGroup | None = None
         self._users = 0
+        self._spare: WarmSession | None = None
 
     async def __aenter__(self) -> Self:
         """Start the warm-session sweeper. Re-entrant: each connection of a server enters it."""
@@ -87,6 +88,7 @@ class ClaudeBridge:
             self._tasks = anyio.create_task_group()
             await self._tasks.__aenter__()
             self._tasks.start_soon(self.warm.run_sweeper, min(30.0, self.policy.warm_ttl_s / 4))
+            self._refill_spare()
         return self
 
     async def __aexit__(
@@ -95,9 +97,12 @@ class ClaudeBridge:
         self._users -= 1
         if self._users > 0 or self._tasks is None:
             return
+        tasks, self._tasks = self._tasks, None
         with anyio.CancelScope(shield=True):
             await self.warm.close_all()
-        tasks, self._tasks = self._tasks, None
+            if self._spare is not None:
+                await self._spare.process.close()
+                self._spare = None
         tasks.cancel_scope.cancel()
         await tasks.__aexit__(None, None, None)
 
@@ -152,6 +157,35 @@ class ClaudeBridge:
             transcripts.delete_session(self.policy.cli_env, session_id)
             self.recorded.delete(session_id)
 
+    def _refill_spare(self) -> None:
+        if not self.policy.spare_process or self._tasks is None or self._spare is not None:
+            return
+        if self.depth < self.policy.max_depth:
+            self._tasks.start_soon(self._start_spare)
+
+    async def _start_spare(self) -> None:
+        settings = self.policy.resolve(CallSettings())
+        options = build_options(settings, self.policy, child_depth=self.depth + 1)
+        spare = WarmSession(CLIProcess(options), settings, anyio.current_time())
+        try:
+            await spare.process.start()
+        except ClaudeMCPError as exc:
+            logger.warning("could not pre-start a spare CLI process: %s", exc)
+            return
+        if self._tasks is None or self._spare is not None:  # shut down, or raced another refill
+            await spare.process.close()
+        else:
+            self._spare = spare
+
+    def _take_spare(self, wanted: ResolvedSettings) -> WarmSession | None:
+        """The spare process, if it was started with exactly these settings (the timeout aside)."""
+        spare = self._spare
+        if spare is None or replace(spare.settings, timeout_s=wanted.timeout_s) != wanted or not spare.process.alive:
+            return None
+        self._spare = None
+        self._refill_spare()
+        return spare
+
     async def _run(self, prompt: str, call: CallSettings, target: RunTarget, observer: RunObserver | None) -> AskResult:
         if self.depth >= self.policy.max_depth:
             raise DepthExceeded(
@@ -179,6 +213,8 @@ class ClaudeBridge:
 
         async with self._locks.hold(continuing, timeout_s=resolved.timeout_s, on_wait=waiting):
             warm = self.warm.take(continuing) if continuing else None
+            if target.resume is None:
+                warm = self._take_spare(resolved)
             if warm is not None and (conflicts := warm.conflicts(resolved, explicit)):
                 logger.info("restarting the warm process of a session to change %s", ", ".join(conflicts))
                 await warm.process.close()

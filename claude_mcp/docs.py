@@ -1,4 +1,4 @@
-"""The README's tool reference, generated from the same pydantic models as the tool schemas.
+"""The README's tool reference, generated from the same models and specs the server publishes.
 
 `python -m claude_mcp.docs` prints it; a test keeps README.md in step.
 """
@@ -9,22 +9,23 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .progress import STATUS_PREFIX
-from .results import AskResult
-from .settings import AskArgs
+from .bridge import ClaudeBridge
+from .policy import Policy
+from .tools import ToolSpec, build_tools
 
 
 def _type_of(schema: dict[str, Any]) -> str:
-    options = schema.get("anyOf", [schema])
     names = []
-    for option in options:
+    for option in schema.get("anyOf", [schema]):
         kind = option.get("type")
         if kind == "null":
             continue
         if "enum" in option:
             names.append(" \\| ".join(f"`{value}`" for value in option["enum"]))
         elif kind == "array":
-            names.append(f"list of {option.get('items', {}).get('type', 'any')}")
+            names.append(f"list of {option.get('items', {}).get('type', 'object')}")
+        elif "$ref" in option:
+            names.append(option["$ref"].rsplit("/", 1)[-1])
         else:
             names.append(kind or "any")
     return " \\| ".join(names) or "any"
@@ -40,21 +41,24 @@ def fields_table(model: type[BaseModel]) -> str:
     return "\n".join(rows)
 
 
+def _section(spec: ToolSpec, described: dict[type[BaseModel], str]) -> str:
+    parts = [f"### `{spec.name}`", spec.description]
+    if spec.args in described:
+        parts.append(f"Arguments: as for `{described[spec.args]}`.")
+    else:
+        described[spec.args] = spec.name
+        parts += ["Arguments:", fields_table(spec.args)]
+    if spec.result in described:
+        parts.append(f"Result: as for `{described[spec.result]}`.")
+    else:
+        described[spec.result] = spec.name
+        parts += ["Result (`structuredContent`, the tool's `outputSchema`):", fields_table(spec.result)]
+    return "\n\n".join(parts)
+
+
 def tool_reference() -> str:
-    return "\n\n".join(
-        [
-            "### `ask`",
-            (AskArgs.__doc__ or "").strip(),
-            fields_table(AskArgs),
-            "Result (`structuredContent`, declared as the tool's `outputSchema`):",
-            fields_table(AskResult),
-            "### `stream_ask`",
-            "Same arguments and result as `ask`. While Claude writes, each progress notification's "
-            f"`message` is the next chunk of the answer, or a status line starting `{STATUS_PREFIX.strip()}` "
-            "(tool activity such as “Running Bash: `pytest -q`”, queue position, heartbeat). "
-            "The chunks concatenate to the final `result`.",
-        ]
-    )
+    described: dict[type[BaseModel], str] = {}
+    return "\n\n".join(_section(spec, described) for spec in build_tools(ClaudeBridge(Policy(), depth=0)))
 
 
 if __name__ == "__main__":

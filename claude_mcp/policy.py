@@ -54,6 +54,10 @@ class Policy(BaseModel):
     heartbeat_s: float = Field(5, gt=0, description="Send progress at least this often while a call runs.")
     max_warm: int = Field(4, ge=0, description="Most idle CLI processes kept alive for fast follow-ups (0: none).")
     warm_ttl_s: float = Field(600, gt=0, description="Close a warm process after this long unused.")
+    spare_process: bool = Field(
+        False,
+        description="Keep one CLI pre-started with the default settings, so a new conversation skips the cold start.",
+    )
     state_dir: Path | None = Field(
         None, description="Where per-session settings are kept; default: claude-mcp/ in the Claude config dir."
     )

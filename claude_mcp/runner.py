@@ -129,6 +129,21 @@ class CLIProcess:
         process = getattr(getattr(self._client, "_transport", None), "_process", None)
         return self._started and not self.closed and getattr(process, "returncode", 0) is None
 
+    async def _connect(self) -> None:
+        if not self._started:
+            self._started = True
+            await self._client.connect()
+
+    async def start(self, timeout_s: float = 60) -> None:
+        """Start the CLI without a prompt (a spare process, ready for a new conversation)."""
+        watch = _Watch()
+        try:
+            with anyio.fail_after(timeout_s), self._sdk_errors(watch):
+                await self._connect()
+        except BaseException:
+            await self.close(graceful=False)
+            raise
+
     async def turn(
         self,
         prompt: str,
@@ -145,9 +160,7 @@ class CLIProcess:
         outcome: RunOutcome | None = None
         try:
             with anyio.fail_after(timeout_s if time_left_s is None else time_left_s), self._sdk_errors(watch):
-                if not self._started:
-                    self._started = True
-                    await self._client.connect()
+                await self._connect()
                 message_in = {
                     "type": "user",
                     "uuid": prompt_uuid,

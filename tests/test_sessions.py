@@ -216,3 +216,24 @@ async def test_a_json_schema_applies_to_its_call_only(client: Client) -> None:
     assert first["structured_output"] == {"n": 1}
     follow_up = await call(client, "ask", prompt="[[report]]", session_id=first["session_id"])
     assert "StructuredOutput" not in json.loads(follow_up["result"])["tools"]
+
+
+async def wait_for_claude_pids(count: int) -> set[int]:
+    with anyio.fail_after(20):
+        while len(pids := claude_pids()) != count:
+            await anyio.sleep(0.05)
+    return pids
+
+
+async def test_a_spare_process_serves_a_new_conversation(policy: Policy) -> None:
+    spare_policy = policy.model_copy(update={"spare_process": True})
+    async with Client(build_server(ClaudeBridge(spare_policy, depth=0))) as client:
+        spare = await wait_for_claude_pids(1)
+        session_id = await remember(client, "quince")
+        assert spare <= claude_pids(), "the spare served the conversation and stays warm for it"
+        refilled = await wait_for_claude_pids(2)
+        assert await recall(client, session_id) == "You asked me to remember quince"
+        custom = await call(client, "ask", prompt="hi", model="haiku")
+        assert custom["result"] == "Echo: hi"
+        assert claude_pids() >= refilled, "a call with other settings leaves the spare alone"
+    assert claude_pids() == set()
