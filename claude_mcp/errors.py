@@ -52,6 +52,12 @@ class CLINotFound(ClaudeMCPError):
 class SessionNotFound(ClaudeMCPError):
     kind = "session_not_found"
 
+    def __init__(self) -> None:
+        # The same words whether the id never existed or belongs to someone else.
+        super().__init__(
+            "No conversation with that session_id exists on this server; start a new one by omitting session_id."
+        )
+
 
 class APIError(ClaudeMCPError):
     """The Anthropic API refused the request (after the CLI's own bounded retries)."""

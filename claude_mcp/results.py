@@ -76,9 +76,7 @@ def failure_of(result: AskResult, api_error_status: int | None) -> ClaudeMCPErro
         return None
     detail = "; ".join(result.errors or []) or result.result
     if "No conversation found with session ID" in detail:
-        return SessionNotFound(
-            "No conversation with that session_id exists on this server; start a new one by omitting session_id."
-        )
+        return SessionNotFound()
     if api_error_status is not None or result.terminal_reason == "api_error":
         status = api_error_status
         advice = _API_ADVICE.get(status or 0)

@@ -256,27 +256,6 @@ class CLIProcess:
     def _process_failure(self, exc: ProcessError, session_id: str | None) -> ClaudeMCPError:
         detail = "\n".join([str(exc), *self._stderr_tail])
         if _UNKNOWN_SESSION in detail:
-            return SessionNotFound(
-                "No conversation with that session_id exists on this server; start a new one by omitting session_id."
-            )
+            return SessionNotFound()
         logger.warning("claude exited abnormally (exit code %s)", exc.exit_code)
         return CLIFailed(self._died_message(f"exit code {exc.exit_code}"), session_id=session_id)
-
-
-async def run_prompt(
-    options: ClaudeAgentOptions,
-    prompt: str,
-    *,
-    timeout_s: float,
-    stall_timeout_s: float,
-    time_left_s: float | None = None,
-    on_message: EventSink | None = None,
-) -> RunOutcome:
-    """Run one prompt in a fresh CLI process, then close it."""
-    process = CLIProcess(options)
-    try:
-        return await process.turn(
-            prompt, timeout_s=timeout_s, stall_timeout_s=stall_timeout_s, time_left_s=time_left_s, on_message=on_message
-        )
-    finally:
-        await process.close()

@@ -93,9 +93,7 @@ def session_cwd(cli_env: Mapping[str, str], session_id: str) -> str | None:
     with config_scope(cli_env):
         info = sdk.get_session_info(session_id)
     if info is None:
-        raise SessionNotFound(
-            "No conversation with that session_id exists on this server; start a new one by omitting session_id."
-        )
+        raise SessionNotFound()
     return info.cwd
 
 
