@@ -12,26 +12,37 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import replace
 from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Self
 
 import anyio
-from claude_agent_sdk import Message
 from pydantic import ValidationError
 
 from . import transcripts
-from .errors import ClaudeMCPError, DepthExceeded, InvalidArguments
-from .options import DEPTH_ENV, RunTarget, build_options
+from .errors import Busy, ClaudeMCPError, DepthExceeded, InvalidArguments
+from .jobs import Job, JobRegistry, MemoryJobRegistry
+from .options import BUDGET_ENV, DEPTH_ENV, RunTarget, build_options
 from .policy import Policy, ResolvedSettings
+from .progress import RunObserver
 from .results import AskResult, failure_of
 from .runner import CLIProcess
-from .session_store import FileSettingsStore, SessionSettingsStore, default_state_dir, overlay, sticky
+from .session_store import FileSettingsStore, SessionSettingsStore, default_state_dir, sticky
 from .sessions import SessionLocks, WarmPool, WarmSession
 from .settings import CallSettings
 from .slots import RunSlots
 
 logger = logging.getLogger(__name__)
+
+
+def inherited_budget() -> float | None:
+    """The budget of the run that started this server, if Claude started it (a per-call ceiling)."""
+    try:
+        value = float(os.environ.get(BUDGET_ENV, ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
 
 
 def current_depth() -> int:
@@ -42,16 +53,6 @@ def current_depth() -> int:
         return 0
 
 
-class RunObserver(Protocol):
-    """Told what a call is doing: its queue position while it waits, then each CLI message."""
-
-    async def queued(self, position: int) -> None: ...
-
-    async def message(self, message: Message) -> None: ...
-
-    async def waiting_for_session(self) -> None: ...
-
-
 class RunFailed(ClaudeMCPError):
     """The CLI gave a result, but an error one; `result` holds it for the caller."""
 
@@ -60,6 +61,7 @@ class RunFailed(ClaudeMCPError):
         self.kind = error.kind
         self.cause = error
         self.result = result
+        self.structured = result
 
 
 class ClaudeBridge:
@@ -69,7 +71,11 @@ class ClaudeBridge:
     """
 
     def __init__(self, policy: Policy | None = None, *, depth: int | None = None) -> None:
-        self.policy = policy or Policy()
+        policy = policy or Policy()
+        if (budget := inherited_budget()) is not None and (policy.max_budget_usd or budget) >= budget:
+            # Below a budgeted run, no call may cost more than that whole run may.
+            policy = policy.model_copy(update={"max_budget_usd": budget})
+        self.policy = policy
         self.depth = current_depth() if depth is None else depth
         self.slots = RunSlots(self.policy.max_concurrent, self.policy.max_queued)
         self.warm = WarmPool(self.policy.max_warm, self.policy.warm_ttl_s)
@@ -80,6 +86,7 @@ class ClaudeBridge:
         self._tasks: anyio.abc.TaskGroup | None = None
         self._users = 0
         self._spare: WarmSession | None = None
+        self.jobs: JobRegistry = MemoryJobRegistry()
 
     async def __aenter__(self) -> Self:
         """Start the warm-session sweeper. Re-entrant: each connection of a server enters it."""
@@ -87,7 +94,7 @@ class ClaudeBridge:
         if self._tasks is None:
             self._tasks = anyio.create_task_group()
             await self._tasks.__aenter__()
-            self._tasks.start_soon(self.warm.run_sweeper, min(30.0, self.policy.warm_ttl_s / 4))
+            self._tasks.start_soon(self._housekeeping, min(30.0, self.policy.warm_ttl_s / 4))
             self._refill_spare()
         return self
 
@@ -133,7 +140,7 @@ class ClaudeBridge:
         settings = _settings(settings, setting_values)
         if prompt is None:
             new_id = transcripts.fork_session(self.policy.cli_env, session_id)
-            self.recorded.save(new_id, overlay(self.recorded.load(session_id) or CallSettings(), sticky(settings)))
+            self.recorded.save(new_id, sticky(settings).over(self.recorded.load(session_id) or CallSettings()))
             return new_id
         return await self._run(prompt, settings, RunTarget(resume=session_id, fork=True), observer)
 
@@ -156,6 +163,73 @@ class ClaudeBridge:
             await self.warm.close(session_id)
             transcripts.delete_session(self.policy.cli_env, session_id)
             self.recorded.delete(session_id)
+
+    async def start_job(
+        self,
+        owner: str,
+        prompt: str,
+        *,
+        agent: str | None = None,
+        session_id: str | None = None,
+        settings: CallSettings | None = None,
+    ) -> Job:
+        """Start a run in the background and return its job at once. Bad settings fail here, not
+        in the job. The run is bounded by its timeout; its job is kept `job_retention_s` after."""
+        settings = settings or CallSettings()
+        if self._tasks is None:
+            raise ClaudeMCPError("Background jobs need a running bridge: use `async with ClaudeBridge(...)`.")
+        if len(self.jobs.owned_by(owner)) >= self.policy.max_jobs:
+            raise Busy(
+                f"You have {self.policy.max_jobs} jobs (running or kept), the limit; cancel some or wait for "
+                "finished ones to expire."
+            )
+        resolved = self.policy.resolve(settings)
+        if agent is not None and agent not in resolved.agents:
+            raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {', '.join(resolved.agents) or '(none)'}.")
+        job = Job(owner=owner, agent=agent, session_id=session_id)
+        self.jobs.add(job)
+        self._tasks.start_soon(self._run_job, job, prompt, settings, RunTarget(resume=session_id))
+        return job
+
+    async def _run_job(self, job: Job, prompt: str, settings: CallSettings, target: RunTarget) -> None:
+        with job.scope:
+            try:
+                job.finish("completed", result=await self._run(prompt, settings, target, job, agent=job.agent))
+            except RunFailed as exc:
+                job.finish("failed", result=exc.result, error=str(exc))
+            except ClaudeMCPError as exc:
+                job.finish("failed", error=str(exc))
+            except Exception:
+                logger.exception("job %s failed unexpectedly", job.job_id)
+                job.finish("failed", error="The job failed because of an internal error; the server log has details.")
+        if not job.done.is_set():
+            job.finish("cancelled", error="The job was cancelled; its processes were stopped.")
+
+    async def wait_for_job(self, job: Job, wait_s: float, listener: RunObserver | None = None) -> None:
+        """Wait up to `wait_s` for the job to finish, passing its progress to `listener` meanwhile."""
+        if listener is not None:
+            job.listeners.add(listener)
+        try:
+            with anyio.move_on_after(wait_s):
+                await job.done.wait()
+        finally:
+            if listener is not None:
+                job.listeners.discard(listener)
+
+    async def cancel_job(self, owner: str, job_id: str) -> Job:
+        """Stop a job's run and every process it started; a finished job is left as it is."""
+        job = self.jobs.get(owner, job_id)
+        if not job.done.is_set():
+            job.scope.cancel()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+                await job.done.wait()
+        return job
+
+    async def _housekeeping(self, every_s: float) -> None:
+        while True:
+            await anyio.sleep(every_s)
+            await self.warm.sweep()
+            self.jobs.expire(time.time() - self.policy.job_retention_s)
 
     def _refill_spare(self) -> None:
         if not self.policy.spare_process or self._tasks is None or self._spare is not None:
@@ -186,7 +260,15 @@ class ClaudeBridge:
         self._refill_spare()
         return spare
 
-    async def _run(self, prompt: str, call: CallSettings, target: RunTarget, observer: RunObserver | None) -> AskResult:
+    async def _run(
+        self,
+        prompt: str,
+        call: CallSettings,
+        target: RunTarget,
+        observer: RunObserver | None,
+        *,
+        agent: str | None = None,
+    ) -> AskResult:
         if self.depth >= self.policy.max_depth:
             raise DepthExceeded(
                 f"Refused: this claude-mcp server is already {self.depth} level(s) deep in a chain of Claude "
@@ -194,7 +276,7 @@ class ClaudeBridge:
                 "instead of delegating further."
             )
         if target.resume is not None:
-            call = overlay(self.recorded.load(target.resume) or CallSettings(), call)
+            call = call.over(self.recorded.load(target.resume) or CallSettings())
         explicit = frozenset(call.model_fields_set)
         if target.resume is not None and "cwd" not in explicit:
             # A conversation is resumed where it ran: the CLI keeps transcripts per directory.
@@ -202,6 +284,12 @@ class ClaudeBridge:
             if recorded is not None:
                 call = call.model_copy(update={"cwd": recorded})
         resolved = self.policy.resolve(call)
+        if agent is not None:
+            if agent not in resolved.agents:
+                known = ", ".join(resolved.agents) or "(none)"
+                raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {known}.")
+            resolved = replace(resolved, agent=agent)
+            explicit |= {"agent"}
         if target.resume is not None:
             target = replace(target, override_system_prompt=bool(explicit & {"system_prompt", "append_system_prompt"}))
         started = anyio.current_time()

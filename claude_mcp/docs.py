@@ -1,6 +1,7 @@
 """The README's tool reference, generated from the same models and specs the server publishes.
 
-`python -m claude_mcp.docs` prints it; a test keeps README.md in step.
+`python -m claude_mcp.docs` prints it, `python -m claude_mcp.docs --write README.md` updates the
+README; a test keeps README.md in step.
 """
 
 from __future__ import annotations
@@ -61,5 +62,22 @@ def tool_reference() -> str:
     return "\n\n".join(_section(spec, described) for spec in build_tools(ClaudeBridge(Policy(), depth=0)))
 
 
+START, END = "<!-- tool-reference:start -->", "<!-- tool-reference:end -->"
+
+
+def with_reference(readme: str) -> str:
+    """`readme` with the text between the reference markers regenerated."""
+    head, rest = readme.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{tool_reference()}\n{END}{tail}"
+
+
 if __name__ == "__main__":
-    print(tool_reference())
+    import sys
+    from pathlib import Path
+
+    if sys.argv[1:2] == ["--write"]:
+        path = Path(sys.argv[2] if len(sys.argv) > 2 else "README.md")
+        path.write_text(with_reference(path.read_text()))
+    else:
+        print(tool_reference())

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
 
 class ClaudeMCPError(Exception):
-    """Base class. `str(error)` is safe to show to the MCP client."""
+    """Base class. `str(error)` is safe to show to the MCP client; `structured`, if set, is the
+    machine-readable detail (a result model) returned with it."""
 
     kind = "error"
 
@@ -12,6 +15,7 @@ class ClaudeMCPError(Exception):
         super().__init__(message)
         self.message = message
         self.session_id = session_id
+        self.structured: BaseModel | None = None
 
     def __str__(self) -> str:
         if self.session_id:

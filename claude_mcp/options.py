@@ -6,16 +6,20 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
-from claude_agent_sdk import ClaudeAgentOptions
+from claude_agent_sdk import ClaudeAgentOptions, McpServerConfig
 from claude_agent_sdk.types import SystemPromptCustom, SystemPromptPreset
 
 from .policy import Policy, ResolvedSettings
 
 DEPTH_ENV = "CLAUDE_MCP_DEPTH"
 """Carried into every CLI we start, so a claude-mcp started by that CLI knows its depth."""
+BUDGET_ENV = "CLAUDE_MCP_MAX_BUDGET_USD"
+"""A run's budget, carried the same way: a claude-mcp below it may spend no more per call."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +63,13 @@ def build_options(
         "CLAUDE_CODE_MAX_RETRIES": str(policy.api_retries),
         DEPTH_ENV: str(child_depth),
     }
+    if settings.max_budget_usd is not None:
+        env[BUDGET_ENV] = str(settings.max_budget_usd)
+    if settings.agents:
+        # The CLI's own flag (not the SDK's initialize request) so that `--agent` can pick one.
+        extra_args["agents"] = json.dumps({name: agent.cli_definition() for name, agent in settings.agents.items()})
+    if settings.agent is not None:
+        extra_args["agent"] = settings.agent
     return ClaudeAgentOptions(
         cwd=settings.cwd,
         model=settings.model,
@@ -74,6 +85,8 @@ def build_options(
             {"type": "json_schema", "schema": settings.json_schema} if settings.json_schema is not None else None
         ),
         add_dirs=list(settings.add_dirs),
+        tools=list(settings.tools) if settings.tools is not None else None,
+        mcp_servers={name: cast(McpServerConfig, server.model_dump()) for name, server in settings.mcp_servers.items()},
         resume=target.resume,
         fork_session=target.fork,
         strict_mcp_config=not policy.inherit_mcp_config,

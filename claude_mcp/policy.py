@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError, PolicyViolation
-from .settings import CallSettings, Effort, PermissionMode
+from .settings import CallSettings
+from .settings_types import Effort, PermissionMode
+from .specs import AgentSpec, McpServer
 
 SettingSource = Literal["user", "project", "local"]
 SAFE_PERMISSION_MODES: tuple[PermissionMode, ...] = ("default", "acceptEdits", "plan", "dontAsk", "auto")
@@ -61,6 +63,19 @@ class Policy(BaseModel):
     state_dir: Path | None = Field(
         None, description="Where per-session settings are kept; default: claude-mcp/ in the Claude config dir."
     )
+    agents: dict[str, AgentSpec] = Field(
+        default_factory=dict, description="Named agents (`[agents.NAME]`): for `run_agent`, and as sub-agents."
+    )
+    mcp_servers: dict[str, McpServer] = Field(
+        default_factory=dict, description="MCP servers given to Claude on every call (`[mcp_servers.NAME]`)."
+    )
+    mcp_server_types: tuple[Literal["stdio", "http", "sse"], ...] = Field(
+        ("stdio", "http", "sse"),
+        description="Kinds of per-call MCP servers a call may pass (stdio ones run a command on this machine).",
+    )
+    default_wait_s: float = Field(25, ge=0, description="How long `run_agent` waits before returning a job handle.")
+    job_retention_s: float = Field(3600, gt=0, description="How long a finished job's result is kept.")
+    max_jobs: int = Field(100, ge=1, description="Most jobs (running or kept) per client.")
     max_depth: int = Field(2, ge=0, description="How deep claude-mcp may call itself through Claude.")
     inherit_mcp_config: bool = Field(
         False, description="Let Claude load the user's and project's own MCP servers (off: only per-call ones)."
@@ -105,7 +120,7 @@ class Policy(BaseModel):
 
     def resolve(self, call: CallSettings) -> ResolvedSettings:
         """Merge the call over the defaults and check every ceiling. Raises `PolicyViolation`."""
-        merged = self.defaults.model_copy(update=call.model_dump(exclude_unset=True))
+        merged = call.over(self.defaults)
         permission_mode = merged.permission_mode or "default"
         if permission_mode not in self.permission_modes:
             raise PolicyViolation(
@@ -125,6 +140,8 @@ class Policy(BaseModel):
                     f"allowed_tools {refused} exceed the server policy; permitted rules: "
                     f"{', '.join(self.allowed_tool_rules) or '(none)'}",
                 )
+        agents = self._agents(merged.agents or {}, permission_mode)
+        mcp_servers = self._mcp_servers(merged.mcp_servers or {})
         cwd = self.check_path("cwd", merged.cwd) if merged.cwd else self.roots[0]
         add_dirs = tuple(self.check_path("add_dirs", d) for d in merged.add_dirs or ())
         return ResolvedSettings(
@@ -142,7 +159,35 @@ class Policy(BaseModel):
             json_schema=merged.json_schema,
             add_dirs=add_dirs,
             timeout_s=float(timeout_s),
+            tools=tuple(merged.tools) if merged.tools is not None else None,
+            agents=agents,
+            mcp_servers=mcp_servers,
         )
+
+    def _agents(self, called: dict[str, AgentSpec], permission_mode: PermissionMode) -> dict[str, AgentSpec]:
+        if clash := sorted(set(called) & set(self.agents)):
+            raise PolicyViolation("agents", f"agents {clash} are defined by the server; pick other names")
+        agents = {**self.agents, **called}
+        for name, agent in called.items():
+            if agent.permission_mode is not None and agent.permission_mode not in self.permission_modes:
+                raise PolicyViolation(
+                    "agents",
+                    f"agent {name!r} asks for permission_mode {agent.permission_mode!r}, which the server policy "
+                    f"does not permit; permitted: {', '.join(self.permission_modes)}",
+                )
+        return agents
+
+    def _mcp_servers(self, called: dict[str, McpServer]) -> dict[str, McpServer]:
+        if clash := sorted(set(called) & set(self.mcp_servers)):
+            raise PolicyViolation("mcp_servers", f"mcp_servers {clash} are defined by the server; pick other names")
+        for name, server in called.items():
+            if server.type not in self.mcp_server_types:
+                raise PolicyViolation(
+                    "mcp_servers",
+                    f"mcp_servers.{name}: {server.type} servers are not permitted by the server policy; "
+                    f"permitted: {', '.join(self.mcp_server_types) or '(none)'}",
+                )
+        return {**self.mcp_servers, **called}
 
     def check_path(self, setting: str, text: str) -> Path:
         """An existing directory inside a root (symlinks resolved), or `PolicyViolation`."""
@@ -186,6 +231,11 @@ class ResolvedSettings:
     json_schema: dict[str, Any] | None
     add_dirs: tuple[Path, ...]
     timeout_s: float
+    tools: tuple[str, ...] | None = None
+    agents: dict[str, AgentSpec] = field(default_factory=dict)
+    mcp_servers: dict[str, McpServer] = field(default_factory=dict)
+    agent: str | None = None
+    """Run the main conversation as this agent (`run_agent`)."""
 
 
 def _capped(setting: str, asked: float | None, ceiling: float | None) -> Any:

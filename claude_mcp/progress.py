@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import PurePath
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 from claude_agent_sdk import AssistantMessage, Message, StreamEvent, ToolUseBlock
@@ -19,6 +19,16 @@ from claude_agent_sdk import AssistantMessage, Message, StreamEvent, ToolUseBloc
 STATUS_PREFIX = "▸ "
 
 SendProgress = Callable[[float, str], Awaitable[None]]
+
+
+class RunObserver(Protocol):
+    """Told what a call is doing: its queue position while it waits, then each CLI message."""
+
+    async def queued(self, position: int) -> None: ...
+
+    async def message(self, message: Message) -> None: ...
+
+    async def waiting_for_session(self) -> None: ...
 
 
 def text_delta(message: Message) -> str | None:
@@ -61,6 +71,13 @@ def describe_tool_use(block: ToolUseBlock) -> str:
             return f"Using {block.name}" + (f" on {name}" if name else "")
 
 
+def activity_of(message: Message) -> list[str]:
+    """Status lines for what a message shows Claude doing (top-level tool uses)."""
+    if not isinstance(message, AssistantMessage) or message.parent_tool_use_id is not None:
+        return []
+    return [describe_tool_use(block) for block in message.content if isinstance(block, ToolUseBlock)]
+
+
 class ProgressReporter:
     """Sends progress for one call: monotonically increasing, never silent for long."""
 
@@ -89,10 +106,8 @@ class ProgressReporter:
     async def message(self, message: Message) -> None:
         if self._stream_text and (chunk := text_delta(message)):
             await self._emit(chunk)
-        elif isinstance(message, AssistantMessage) and message.parent_tool_use_id is None:
-            for block in message.content:
-                if isinstance(block, ToolUseBlock):
-                    await self.status(describe_tool_use(block))
+        for line in activity_of(message):
+            await self.status(line)
 
     async def heartbeat(self) -> None:
         """Run until cancelled: a status line whenever nothing was sent for `heartbeat_s`."""

@@ -20,7 +20,7 @@ from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ValidationError
 
 from . import __version__
-from .bridge import ClaudeBridge, RunFailed
+from .bridge import ClaudeBridge
 from .errors import ClaudeMCPError
 from .settings import SessionArgs
 from .tools import INSTRUCTIONS, SessionList, build_tools
@@ -73,11 +73,9 @@ def build_server(bridge: ClaudeBridge) -> Server[Any]:
             return error_result(describe_validation_error(spec.name, exc))
         try:
             result = await spec.handler(args, ctx)
-        except RunFailed as exc:
-            return error_result(str(exc), exc.result)
         except ClaudeMCPError as exc:
             logger.info("%s refused or failed: %s", spec.name, exc.kind)
-            return error_result(str(exc))
+            return error_result(str(exc), exc.structured)
         except Exception:
             logger.exception("%s failed unexpectedly", spec.name)
             return error_result(f"{spec.name} failed because of an internal error; the server log has details.")

@@ -22,20 +22,14 @@ from .settings import CallSettings
 
 logger = logging.getLogger(__name__)
 
-PER_CALL_ONLY = frozenset({"timeout_s", "json_schema"})
-"""Settings that apply to one call and never stick to the conversation."""
+PER_CALL_ONLY = frozenset({"timeout_s", "json_schema", "mcp_servers"})
+"""Settings that apply to one call and never stick to the conversation (MCP servers may carry
+credentials in their env or headers, which are not written to disk)."""
 
 
 def sticky(settings: CallSettings) -> CallSettings:
     """The explicitly set settings that stick to a conversation."""
     return CallSettings.model_validate(settings.model_dump(exclude_unset=True, exclude=set(PER_CALL_ONLY)))
-
-
-def overlay(recorded: CallSettings, call: CallSettings) -> CallSettings:
-    """The call's explicit settings over the conversation's recorded ones."""
-    return CallSettings.model_validate(
-        {**recorded.model_dump(exclude_unset=True), **call.model_dump(exclude_unset=True)}
-    )
 
 
 class SessionSettingsStore(Protocol):

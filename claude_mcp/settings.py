@@ -8,33 +8,29 @@ Every field is optional and flat, so an MCP client writes `{"prompt": "…", "mo
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import jsonschema
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
-PermissionMode = Literal["default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions"]
-Effort = Literal["low", "medium", "high", "xhigh", "max"]
-
-# Model ids from the Messages API (`claude-sonnet-4-5-20250929`), CLI aliases (`sonnet`,
-# `opus[1m]`) and provider ids (Bedrock `us.anthropic.claude-…-v1:0`, Vertex `…@2025…`).
-ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/\[\]-]{0,199}$")]
-# A tool name or a permission rule such as `Bash(git *)` or `mcp__github__create_issue`.
-ToolRule = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f,]+$")]
-PathText = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
-PromptText = Annotated[str, StringConstraints(max_length=200_000)]
+from .settings_types import Effort, ModelName, PathText, PermissionMode, PromptText, ToolRule
+from .specs import AgentSpec, McpServer, ServerName
 
 _SESSION_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-def _check_session_id(value: str) -> str:
-    if not _SESSION_ID.match(value):
-        raise ValueError("a session id is a UUID such as 3f2c…-…; use the session_id of an earlier result")
-    return value
+def _uuid_of(what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not _SESSION_ID.match(value):
+            raise ValueError(f"a {what} is a UUID such as 3f2c…-…; use the {what} of an earlier result")
+        return value
+
+    return AfterValidator(check)
 
 
-SessionId = Annotated[str, AfterValidator(_check_session_id)]
+SessionId = Annotated[str, _uuid_of("session_id")]
 """A conversation's id, as an earlier result returned it."""
+JobId = Annotated[str, _uuid_of("job_id")]
 
 
 class CallSettings(BaseModel):
@@ -75,6 +71,20 @@ class CallSettings(BaseModel):
     add_dirs: list[PathText] | None = Field(
         None, max_length=50, description="Extra directories Claude may access (inside the allowed roots)."
     )
+    tools: list[ToolRule] | None = Field(
+        None, max_length=100, description='Restrict Claude\'s built-in tools to these (e.g. `["Read", "Grep"]`).'
+    )
+    mcp_servers: dict[ServerName, McpServer] | None = Field(
+        None,
+        max_length=20,
+        description="MCP servers Claude may use during this call, as in Claude's `--mcp-config` "
+        "(stdio: command/args/env; http or sse: url/headers). Their tools are named `mcp__<name>__<tool>`.",
+    )
+    agents: dict[ServerName, AgentSpec] | None = Field(
+        None,
+        max_length=50,
+        description="Sub-agents Claude may delegate to (the shape of Claude's `--agents`), besides the server's.",
+    )
     timeout_s: float | None = Field(None, gt=0, description="Give up (and stop Claude) after this many seconds.")
 
     @field_validator("json_schema")
@@ -89,6 +99,12 @@ class CallSettings(BaseModel):
         if schema.get("type", "object") != "object":
             raise ValueError('the schema must describe an object (`"type": "object"`)')
         return schema
+
+    def over(self, base: CallSettings) -> CallSettings:
+        """These settings where set, `base`'s elsewhere (the set fields stay marked as set)."""
+        return CallSettings.model_validate(
+            {**base.model_dump(exclude_unset=True), **self.model_dump(include=set(SETTING_NAMES), exclude_unset=True)}
+        )
 
     def settings(self) -> CallSettings:
         """The per-call settings alone (a tool's other arguments dropped), as the caller set them."""
@@ -139,3 +155,33 @@ class GetSessionArgs(SessionArgs):
 
     limit: int = Field(50, ge=1, le=500, description="How many messages to return.")
     offset: int = Field(0, ge=0, description="How many messages to skip.")
+
+
+class RunAgentArgs(CallSettings):
+    """Arguments of `run_agent`: which agent, what to do, and how long to wait inline."""
+
+    agent: ServerName = Field(..., description="A named agent (see `list_agents`) or one passed in `agents`.")
+    prompt: PromptText = Field(..., min_length=1, description="The task for the agent.")
+    session_id: SessionId | None = Field(None, description="Continue this conversation instead of starting one.")
+    wait_s: float | None = Field(
+        None,
+        ge=0,
+        le=600,
+        description="Wait this long for the result before returning a job handle (default: the server's, ~25 s).",
+    )
+
+
+class JobArgs(BaseModel):
+    """Names one background job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: JobId = Field(..., description="The job_id that `run_agent` returned.")
+
+
+class GetJobArgs(JobArgs):
+    wait_s: float = Field(0, ge=0, le=600, description="Wait up to this long for the job to finish (long-poll).")
+
+
+class NoArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")

@@ -12,11 +12,22 @@ import mcp_types as types
 from mcp.server.context import ServerRequestContext
 from pydantic import BaseModel, Field
 
-from .bridge import ClaudeBridge, RunObserver
+from .bridge import ClaudeBridge
 from .errors import ClaudeMCPError
-from .progress import STATUS_PREFIX, ProgressReporter
+from .jobs import JobView
+from .progress import STATUS_PREFIX, ProgressReporter, RunObserver
 from .results import AskResult
-from .settings import AskArgs, ForkArgs, GetSessionArgs, ListSessionsArgs, SessionArgs
+from .settings import (
+    AskArgs,
+    ForkArgs,
+    GetJobArgs,
+    GetSessionArgs,
+    JobArgs,
+    ListSessionsArgs,
+    NoArgs,
+    RunAgentArgs,
+    SessionArgs,
+)
 from .transcripts import SessionInfo, SessionTranscript
 
 INSTRUCTIONS = (
@@ -45,6 +56,26 @@ class ForkResult(BaseModel):
 
 class SessionList(BaseModel):
     sessions: list[SessionInfo]
+
+
+class JobList(BaseModel):
+    jobs: list[JobView] = Field(description="Your jobs, newest first.")
+
+
+class AgentInfo(BaseModel):
+    name: str
+    description: str
+    model: str | None = None
+    tools: list[str] | None = Field(None, description="The tools it may use (unset: all).")
+
+
+class AgentList(BaseModel):
+    agents: list[AgentInfo]
+
+
+def owner_of(ctx: ServerRequestContext[Any, Any]) -> str:
+    """Whose jobs a request may see. One local user on stdio; per-token tenants come with HTTP auth."""
+    return "local"
 
 
 class SessionChange(BaseModel):
@@ -133,6 +164,33 @@ def build_tools(bridge: ClaudeBridge) -> list[ToolSpec]:
     async def close_session(args: SessionArgs, ctx: ServerRequestContext[Any, Any]) -> SessionChange:
         return SessionChange(session_id=args.session_id, changed=await bridge.close_session(args.session_id))
 
+    async def run_agent(args: RunAgentArgs, ctx: ServerRequestContext[Any, Any]) -> JobView:
+        job = await bridge.start_job(
+            owner_of(ctx), args.prompt, agent=args.agent, session_id=args.session_id, settings=args.settings()
+        )
+        wait_s = bridge.policy.default_wait_s if args.wait_s is None else args.wait_s
+        await with_progress(ctx, False, lambda o: bridge.wait_for_job(job, wait_s, o))
+        return _view_or_error(job.view())
+
+    async def get_job(args: GetJobArgs, ctx: ServerRequestContext[Any, Any]) -> JobView:
+        job = bridge.jobs.get(owner_of(ctx), args.job_id)
+        await with_progress(ctx, False, lambda o: bridge.wait_for_job(job, args.wait_s, o))
+        return _view_or_error(job.view())
+
+    async def cancel_job(args: JobArgs, ctx: ServerRequestContext[Any, Any]) -> JobView:
+        return (await bridge.cancel_job(owner_of(ctx), args.job_id)).view()
+
+    async def list_jobs(args: NoArgs, ctx: ServerRequestContext[Any, Any]) -> JobList:
+        return JobList(jobs=[job.view() for job in bridge.jobs.owned_by(owner_of(ctx))])
+
+    async def list_agents(args: NoArgs, ctx: ServerRequestContext[Any, Any]) -> AgentList:
+        return AgentList(
+            agents=[
+                AgentInfo(name=name, description=agent.description, model=agent.model, tools=agent.tools)
+                for name, agent in bridge.policy.agents.items()
+            ]
+        )
+
     reads = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
     return [
@@ -205,4 +263,60 @@ def build_tools(bridge: ClaudeBridge) -> list[ToolSpec]:
             handler=delete_session,
             annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False),
         ),
+        ToolSpec(
+            name="run_agent",
+            description=(
+                "Hand a whole task to a named agent (its instructions, tools and model; see `list_agents`). If it "
+                "finishes within `wait_s` the full result comes back (`status: completed`, `result`); otherwise a "
+                "job handle returns at once (`status: running`, `job_id`, `session_id`) while the run goes on in "
+                "the background: poll it with `get_job`, stop it with `cancel_job`. Settings as for `ask`."
+            ),
+            args=RunAgentArgs,
+            result=JobView,
+            handler=run_agent,
+            annotations=types.ToolAnnotations(read_only_hint=False, open_world_hint=True),
+        ),
+        ToolSpec(
+            name="get_job",
+            description="A background job's status, recent activity and streamed text, and its full result once "
+            "finished. `wait_s` long-polls: the call returns as soon as the job finishes or the time is up.",
+            args=GetJobArgs,
+            result=JobView,
+            handler=get_job,
+            annotations=reads,
+        ),
+        ToolSpec(
+            name="cancel_job",
+            description="Stop a background job and every process it started. A finished job is left as it is.",
+            args=JobArgs,
+            result=JobView,
+            handler=cancel_job,
+            annotations=types.ToolAnnotations(read_only_hint=False, destructive_hint=True, open_world_hint=False),
+        ),
+        ToolSpec(
+            name="list_jobs",
+            description="Your background jobs, newest first (finished ones are kept for a while).",
+            args=NoArgs,
+            result=JobList,
+            handler=list_jobs,
+            annotations=reads,
+        ),
+        ToolSpec(
+            name="list_agents",
+            description="The named agents this server defines, for `run_agent` (a call may also pass its own "
+            "in `agents`).",
+            args=NoArgs,
+            result=AgentList,
+            handler=list_agents,
+            annotations=reads,
+        ),
     ]
+
+
+def _view_or_error(view: JobView) -> JobView:
+    """A job that ended badly is an error result (with its view); running or completed is not."""
+    if view.status in ("failed", "cancelled"):
+        error = ClaudeMCPError(view.error or f"The job {view.status}.", session_id=view.session_id)
+        error.structured = view
+        raise error
+    return view

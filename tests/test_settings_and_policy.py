@@ -3,6 +3,8 @@ and the judgement of CLI results. No process is started here."""
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,9 +15,10 @@ from pydantic import ValidationError
 
 from claude_mcp import AskArgs, AskResult, CallSettings, Policy, PolicyViolation
 from claude_mcp.errors import APIError, CLIFailed, ConfigError, SessionNotFound
-from claude_mcp.options import DEPTH_ENV, RunTarget, build_options
+from claude_mcp.options import BUDGET_ENV, DEPTH_ENV, RunTarget, build_options
 from claude_mcp.results import failure_of
 from claude_mcp.server import describe_validation_error
+from claude_mcp.specs import AgentSpec
 
 
 @pytest.fixture
@@ -193,7 +196,12 @@ def test_options_map_every_setting_onto_the_sdk(root: Path) -> None:
     assert options.add_dirs == [(root / "sub").resolve()]
     assert options.resume == "abc" and options.fork_session is False
     assert options.strict_mcp_config is True
-    assert options.env == {"ANTHROPIC_API_KEY": "k", "CLAUDE_CODE_MAX_RETRIES": "1", DEPTH_ENV: "2"}
+    assert options.env == {
+        "ANTHROPIC_API_KEY": "k",
+        "CLAUDE_CODE_MAX_RETRIES": "1",
+        DEPTH_ENV: "2",
+        BUDGET_ENV: "0.5",
+    }
     assert options.include_partial_messages is True
 
 
@@ -214,6 +222,53 @@ def test_a_resume_that_sets_a_system_prompt_turns_the_snapshot_off(root: Path) -
         "prompt": "NEW",
         "snapshot": False,
     }
+
+
+REVIEWER = AgentSpec(description="Reviews code", prompt="You review.", tools=["Read"], permissionMode="plan")
+
+
+def test_agents_and_mcp_servers_map_onto_the_cli(root: Path) -> None:
+    policy = Policy(roots=(root,), agents={"reviewer": REVIEWER})
+    call = CallSettings.model_validate(
+        {
+            "tools": ["Read", "Grep"],
+            "agents": {"fixer": {"description": "Fixes", "prompt": "You fix.", "maxTurns": 3}},
+            "mcp_servers": {
+                "local": {"command": "my-server", "args": ["--x"]},
+                "remote": {"type": "http", "url": "https://example.test/mcp", "headers": {"A": "b"}},
+            },
+        }
+    )
+    resolved = replace(policy.resolve(call), agent="reviewer")
+    options = build_options(resolved, policy)
+    assert options.tools == ["Read", "Grep"]
+    assert json.loads(options.extra_args["agents"] or "") == {
+        "reviewer": {
+            "description": "Reviews code",
+            "prompt": "You review.",
+            "tools": ["Read"],
+            "permissionMode": "plan",
+        },
+        "fixer": {"description": "Fixes", "prompt": "You fix.", "maxTurns": 3},
+    }
+    assert options.extra_args["agent"] == "reviewer"
+    assert options.mcp_servers == {
+        "local": {"type": "stdio", "command": "my-server", "args": ["--x"], "env": {}},
+        "remote": {"type": "http", "url": "https://example.test/mcp", "headers": {"A": "b"}},
+    }
+
+
+def test_per_call_agents_and_servers_stay_within_the_policy(root: Path) -> None:
+    policy = Policy(roots=(root,), agents={"reviewer": REVIEWER}, mcp_server_types=("http",))
+    with pytest.raises(PolicyViolation, match="stdio servers are not permitted"):
+        policy.resolve(CallSettings.model_validate({"mcp_servers": {"x": {"command": "sh"}}}))
+    with pytest.raises(PolicyViolation, match="defined by the server"):
+        policy.resolve(CallSettings.model_validate({"agents": {"reviewer": {"description": "d", "prompt": "p"}}}))
+    sneaky = {"agents": {"yolo": {"description": "d", "prompt": "p", "permissionMode": "bypassPermissions"}}}
+    with pytest.raises(PolicyViolation, match="bypassPermissions"):
+        policy.resolve(CallSettings.model_validate(sneaky))
+    with pytest.raises(ValidationError):
+        CallSettings.model_validate({"mcp_servers": {"bad name!": {"command": "x"}}})
 
 
 def _result(**overrides: object) -> AskResult:
