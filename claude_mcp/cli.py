@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import logging
 import sys
 from pathlib import Path
@@ -15,7 +16,8 @@ from . import __version__
 from .bridge import ClaudeBridge
 from .errors import ConfigError
 from .policy import Policy
-from .transports import TRANSPORTS, serve
+from .tenants import Tenancy
+from .transports import TRANSPORTS, check_binding, serve
 
 logger = logging.getLogger("claude_mcp")
 
@@ -26,7 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_cmd = commands.add_parser("serve", help="serve MCP (stdio by default)")
     serve_cmd.add_argument("--config", type=Path, help="policy file (TOML)")
-    serve_cmd.add_argument("--transport", choices=TRANSPORTS, default="stdio")
+    serve_cmd.add_argument("--transport", choices=TRANSPORTS, default="stdio", help="stdio, http (/mcp) or sse")
+    serve_cmd.add_argument("--host", default="127.0.0.1", help="HTTP address (default: loopback only)")
+    serve_cmd.add_argument("--port", type=int, default=8765, help="HTTP port (0: any free port)")
     serve_cmd.add_argument(
         "--root", action="append", dest="roots", metavar="DIR", help="allowed working-directory root (repeatable)"
     )
@@ -80,13 +84,25 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"claude-mcp: {exc}", file=sys.stderr)
         sys.exit(2)
-    bridge = ClaudeBridge(policy)
+    try:
+        if args.transport != "stdio" and policy.tenants:
+            tenancy = Tenancy.from_policy(policy, policy.tenants)
+        else:  # stdio is the local user, with their own Claude login
+            tenancy = Tenancy.single(ClaudeBridge(policy))
+        if args.transport != "stdio":
+            check_binding(args.host, tenancy)
+    except ConfigError as exc:
+        print(f"claude-mcp: {exc}", file=sys.stderr)
+        sys.exit(2)
     logger.info(
-        "claude-mcp %s serving on %s (roots: %s, depth %d)",
+        "claude-mcp %s serving on %s (roots: %s; tenants: %s)",
         __version__,
         args.transport,
         ", ".join(map(str, policy.roots)),
-        bridge.depth,
+        ", ".join(tenancy.bridges),
+    )
+    run = functools.partial(
+        serve, tenancy, args.transport, host=args.host, port=args.port, allowed_hosts=policy.allowed_hosts
     )
     with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(serve, bridge, args.transport)
+        anyio.run(run)

@@ -10,8 +10,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from .bridge import ClaudeBridge
-from .policy import Policy
 from .tools import ToolSpec, build_tools
 
 
@@ -59,7 +57,7 @@ def _section(spec: ToolSpec, described: dict[type[BaseModel], str]) -> str:
 
 def tool_reference() -> str:
     described: dict[type[BaseModel], str] = {}
-    return "\n\n".join(_section(spec, described) for spec in build_tools(ClaudeBridge(Policy(), depth=0)))
+    return "\n\n".join(_section(spec, described) for spec in build_tools())
 
 
 START, END = "<!-- tool-reference:start -->", "<!-- tool-reference:end -->"

@@ -19,6 +19,7 @@ from .errors import ConfigError, PolicyViolation
 from .settings import CallSettings
 from .settings_types import Effort, PermissionMode
 from .specs import AgentSpec, McpServer
+from .tenant_config import TenantSpec
 
 SettingSource = Literal["user", "project", "local"]
 SAFE_PERMISSION_MODES: tuple[PermissionMode, ...] = ("default", "acceptEdits", "plan", "dontAsk", "auto")
@@ -76,6 +77,12 @@ class Policy(BaseModel):
     default_wait_s: float = Field(25, ge=0, description="How long `run_agent` waits before returning a job handle.")
     job_retention_s: float = Field(3600, gt=0, description="How long a finished job's result is kept.")
     max_jobs: int = Field(100, ge=1, description="Most jobs (running or kept) per client.")
+    tenants: dict[str, TenantSpec] = Field(
+        default_factory=dict, description="HTTP tenants by name, each with its own token and credential."
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        (), description="Host names (with port, `*` allowed) the HTTP transports answer to besides loopback."
+    )
     max_depth: int = Field(2, ge=0, description="How deep claude-mcp may call itself through Claude.")
     inherit_mcp_config: bool = Field(
         False, description="Let Claude load the user's and project's own MCP servers (off: only per-call ones)."

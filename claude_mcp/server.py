@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import mcp_types as types
+from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
 from mcp.shared.exceptions import MCPError
@@ -23,7 +24,8 @@ from . import __version__
 from .bridge import ClaudeBridge
 from .errors import ClaudeMCPError
 from .settings import SessionArgs
-from .tools import INSTRUCTIONS, SessionList, build_tools
+from .tenants import LOCAL, Tenancy
+from .tools import INSTRUCTIONS, Call, SessionList, build_tools
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +54,19 @@ def describe_validation_error(tool: str, exc: ValidationError) -> str:
     return f"Invalid arguments for {tool}: " + "; ".join(problems) + ". See the tool's input schema."
 
 
-def build_server(bridge: ClaudeBridge) -> Server[Any]:
-    """An MCP server publishing the tools over `bridge`."""
-    tools = {spec.name: spec for spec in build_tools(bridge)}
+def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
+    """An MCP server publishing the tools over one bridge, or over each tenant's own."""
+    tenancy = served if isinstance(served, Tenancy) else Tenancy.single(served)
+    tools = {spec.name: spec for spec in build_tools()}
+
+    def call_of(ctx: ServerRequestContext[Any, Any]) -> Call:
+        if not tenancy.requires_auth:
+            return Call(ctx, LOCAL, tenancy.bridges[LOCAL])
+        user = getattr(ctx.request, "user", None)
+        token = getattr(user, "access_token", None) or get_access_token()
+        if token is None or token.client_id not in tenancy.bridges:
+            raise ClaudeMCPError("Not authenticated: send `Authorization: Bearer <token>`.")
+        return Call(ctx, token.client_id, tenancy.bridges[token.client_id])
 
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -72,7 +84,7 @@ def build_server(bridge: ClaudeBridge) -> Server[Any]:
         except ValidationError as exc:
             return error_result(describe_validation_error(spec.name, exc))
         try:
-            result = await spec.handler(args, ctx)
+            result = await spec.handler(args, call_of(ctx))
         except ClaudeMCPError as exc:
             logger.info("%s refused or failed: %s", spec.name, exc.kind)
             return error_result(str(exc), exc.structured)
@@ -118,6 +130,7 @@ def build_server(bridge: ClaudeBridge) -> Server[Any]:
     ) -> types.ReadResourceResult:
         uri = str(params.uri)
         try:
+            bridge = call_of(ctx).bridge
             if uri == SESSIONS_URI:
                 body: BaseModel = SessionList(sessions=bridge.list_sessions(limit=200))
             elif uri.startswith(SESSIONS_URI + "/"):
@@ -135,7 +148,9 @@ def build_server(bridge: ClaudeBridge) -> Server[Any]:
 
     @asynccontextmanager
     async def lifespan(server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
-        async with bridge:  # warm processes close when the last connection ends
+        async with AsyncExitStack() as bridges:  # warm processes close when the last connection ends
+            for bridge in tenancy.bridges.values():
+                await bridges.enter_async_context(bridge)
             yield {}
 
     return Server(

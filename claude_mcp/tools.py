@@ -43,7 +43,7 @@ _SETTINGS_NOTE = (
 )
 
 T = TypeVar("T")
-Handler = Callable[[Any, ServerRequestContext[Any, Any]], Awaitable[BaseModel]]
+Handler = Callable[[Any, "Call"], Awaitable[BaseModel]]
 
 
 class ForkResult(BaseModel):
@@ -73,9 +73,13 @@ class AgentList(BaseModel):
     agents: list[AgentInfo]
 
 
-def owner_of(ctx: ServerRequestContext[Any, Any]) -> str:
-    """Whose jobs a request may see. One local user on stdio; per-token tenants come with HTTP auth."""
-    return "local"
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One tool call: the MCP request context, the tenant making it, and that tenant's bridge."""
+
+    ctx: ServerRequestContext[Any, Any]
+    owner: str
+    bridge: ClaudeBridge
 
 
 class SessionChange(BaseModel):
@@ -104,18 +108,16 @@ class ToolSpec:
         )
 
 
-def build_tools(bridge: ClaudeBridge) -> list[ToolSpec]:
-    """The tools this server publishes, bound to one bridge."""
+def build_tools() -> list[ToolSpec]:
+    """The tools this server publishes. Each handler gets the call's tenant and call.bridge."""
 
-    async def with_progress(
-        ctx: ServerRequestContext[Any, Any], stream_text: bool, work: Callable[[RunObserver], Awaitable[T]]
-    ) -> T:
+    async def with_progress(call: Call, stream_text: bool, work: Callable[[RunObserver], Awaitable[T]]) -> T:
         """Run `work` while progress reports what it does, with heartbeats in between."""
 
         async def send(progress: float, message: str) -> None:
-            await ctx.session.report_progress(progress, None, message)
+            await call.ctx.session.report_progress(progress, None, message)
 
-        reporter = ProgressReporter(send, stream_text=stream_text, heartbeat_s=bridge.policy.heartbeat_s)
+        reporter = ProgressReporter(send, stream_text=stream_text, heartbeat_s=call.bridge.policy.heartbeat_s)
         outcome: T | ClaudeMCPError
         async with anyio.create_task_group() as heartbeat:
             heartbeat.start_soon(reporter.heartbeat)
@@ -129,65 +131,65 @@ def build_tools(bridge: ClaudeBridge) -> list[ToolSpec]:
             raise outcome
         return outcome
 
-    async def ask(args: AskArgs, ctx: ServerRequestContext[Any, Any]) -> AskResult:
+    async def ask(args: AskArgs, call: Call) -> AskResult:
         return await with_progress(
-            ctx,
+            call,
             False,
-            lambda o: bridge.ask(args.prompt, session_id=args.session_id, settings=args.settings(), observer=o),
+            lambda o: call.bridge.ask(args.prompt, session_id=args.session_id, settings=args.settings(), observer=o),
         )
 
-    async def stream_ask(args: AskArgs, ctx: ServerRequestContext[Any, Any]) -> AskResult:
+    async def stream_ask(args: AskArgs, call: Call) -> AskResult:
         return await with_progress(
-            ctx,
+            call,
             True,
-            lambda o: bridge.ask(args.prompt, session_id=args.session_id, settings=args.settings(), observer=o),
+            lambda o: call.bridge.ask(args.prompt, session_id=args.session_id, settings=args.settings(), observer=o),
         )
 
-    async def fork_session(args: ForkArgs, ctx: ServerRequestContext[Any, Any]) -> ForkResult:
+    async def fork_session(args: ForkArgs, call: Call) -> ForkResult:
         outcome = await with_progress(
-            ctx, False, lambda o: bridge.fork(args.session_id, args.prompt, settings=args.settings(), observer=o)
+            call, False, lambda o: call.bridge.fork(args.session_id, args.prompt, settings=args.settings(), observer=o)
         )
         if isinstance(outcome, AskResult):
             return ForkResult(session_id=outcome.session_id, forked_from=args.session_id, answer=outcome)
         return ForkResult(session_id=outcome, forked_from=args.session_id)
 
-    async def list_sessions(args: ListSessionsArgs, ctx: ServerRequestContext[Any, Any]) -> SessionList:
-        return SessionList(sessions=bridge.list_sessions(limit=args.limit, offset=args.offset))
+    async def list_sessions(args: ListSessionsArgs, call: Call) -> SessionList:
+        return SessionList(sessions=call.bridge.list_sessions(limit=args.limit, offset=args.offset))
 
-    async def get_session(args: GetSessionArgs, ctx: ServerRequestContext[Any, Any]) -> SessionTranscript:
-        return bridge.get_session(args.session_id, limit=args.limit, offset=args.offset)
+    async def get_session(args: GetSessionArgs, call: Call) -> SessionTranscript:
+        return call.bridge.get_session(args.session_id, limit=args.limit, offset=args.offset)
 
-    async def delete_session(args: SessionArgs, ctx: ServerRequestContext[Any, Any]) -> SessionChange:
-        await bridge.delete_session(args.session_id)
+    async def delete_session(args: SessionArgs, call: Call) -> SessionChange:
+        await call.bridge.delete_session(args.session_id)
         return SessionChange(session_id=args.session_id, changed=True)
 
-    async def close_session(args: SessionArgs, ctx: ServerRequestContext[Any, Any]) -> SessionChange:
-        return SessionChange(session_id=args.session_id, changed=await bridge.close_session(args.session_id))
+    async def close_session(args: SessionArgs, call: Call) -> SessionChange:
+        return SessionChange(session_id=args.session_id, changed=await call.bridge.close_session(args.session_id))
 
-    async def run_agent(args: RunAgentArgs, ctx: ServerRequestContext[Any, Any]) -> JobView:
-        job = await bridge.start_job(
-            owner_of(ctx), args.prompt, agent=args.agent, session_id=args.session_id, settings=args.settings()
+    async def run_agent(args: RunAgentArgs, call: Call) -> JobView:
+        job = await call.bridge.start_job(
+            call.owner, args.prompt, agent=args.agent, session_id=args.session_id, settings=args.settings()
         )
-        wait_s = bridge.policy.default_wait_s if args.wait_s is None else args.wait_s
-        await with_progress(ctx, False, lambda o: bridge.wait_for_job(job, wait_s, o))
+        wait_s = call.bridge.policy.default_wait_s if args.wait_s is None else args.wait_s
+        await with_progress(call, False, lambda o: call.bridge.wait_for_job(job, wait_s, o))
         return _view_or_error(job.view())
 
-    async def get_job(args: GetJobArgs, ctx: ServerRequestContext[Any, Any]) -> JobView:
-        job = bridge.jobs.get(owner_of(ctx), args.job_id)
-        await with_progress(ctx, False, lambda o: bridge.wait_for_job(job, args.wait_s, o))
+    async def get_job(args: GetJobArgs, call: Call) -> JobView:
+        job = call.bridge.jobs.get(call.owner, args.job_id)
+        await with_progress(call, False, lambda o: call.bridge.wait_for_job(job, args.wait_s, o))
         return _view_or_error(job.view())
 
-    async def cancel_job(args: JobArgs, ctx: ServerRequestContext[Any, Any]) -> JobView:
-        return (await bridge.cancel_job(owner_of(ctx), args.job_id)).view()
+    async def cancel_job(args: JobArgs, call: Call) -> JobView:
+        return (await call.bridge.cancel_job(call.owner, args.job_id)).view()
 
-    async def list_jobs(args: NoArgs, ctx: ServerRequestContext[Any, Any]) -> JobList:
-        return JobList(jobs=[job.view() for job in bridge.jobs.owned_by(owner_of(ctx))])
+    async def list_jobs(args: NoArgs, call: Call) -> JobList:
+        return JobList(jobs=[job.view() for job in call.bridge.jobs.owned_by(call.owner)])
 
-    async def list_agents(args: NoArgs, ctx: ServerRequestContext[Any, Any]) -> AgentList:
+    async def list_agents(args: NoArgs, call: Call) -> AgentList:
         return AgentList(
             agents=[
                 AgentInfo(name=name, description=agent.description, model=agent.model, tools=agent.tools)
-                for name, agent in bridge.policy.agents.items()
+                for name, agent in call.bridge.policy.agents.items()
             ]
         )
 

@@ -1,40 +1,176 @@
-"""How the server is reached. stdio now; SSE and Streamable HTTP plug in here."""
+"""How the server is reached: stdio (IDEs), Streamable HTTP at `/mcp`, or legacy HTTP+SSE.
+
+Over HTTP, requests carry `Authorization: Bearer <token>` when tenants are configured (the
+SDK's bearer-auth middleware, with `Tenancy` as its token verifier), and the Host/Origin
+checks against DNS rebinding are always on. `/healthz` says only that the server is up.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
-from typing import Literal
+import sys
+from collections.abc import Iterator
+from contextlib import AsyncExitStack
+from typing import Any, Literal
 
 import anyio
+import uvicorn
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.lowlevel.server import Server
+from mcp.server.sse import SseServerTransport
 from mcp.server.stdio import stdio_server
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
 
-from .bridge import ClaudeBridge
+from .errors import ConfigError
 from .server import build_server
-
-Transport = Literal["stdio"]
-TRANSPORTS: tuple[Transport, ...] = ("stdio",)
-
+from .tenants import Tenancy
 
 logger = logging.getLogger(__name__)
 
+Transport = Literal["stdio", "http", "sse"]
+TRANSPORTS: tuple[Transport, ...] = ("stdio", "http", "sse")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
-async def _stop_on_signal(scope: anyio.CancelScope) -> None:
+
+def check_binding(host: str, tenancy: Tenancy) -> None:
+    """Refuse to listen beyond loopback without authentication."""
+    if host not in LOOPBACK and not tenancy.requires_auth:
+        raise ConfigError(
+            f"Refusing to listen on {host} without authentication: anyone who can reach it could run Claude "
+            "with your credentials. Configure [tenants.NAME] with a token (see README), or bind to 127.0.0.1."
+        )
+
+
+def security_settings(host: str, allowed_hosts: tuple[str, ...]) -> TransportSecuritySettings:
+    """DNS-rebinding protection: only loopback names and the configured hosts are answered."""
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *allowed_hosts]
+    if host not in (*LOOPBACK, "0.0.0.0", "::"):
+        hosts.append(f"{host}:*")
+    origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def http_app(
+    server: Server[Any], tenancy: Tenancy, transport: Transport, host: str, allowed_hosts: tuple[str, ...]
+) -> Starlette:
+    """The ASGI app for `http` (Streamable HTTP at /mcp) or `sse` (GET /sse, POST /messages/)."""
+    security = security_settings(host, allowed_hosts)
+    health = Route("/healthz", healthz, methods=["GET"])
+    auth = AuthSettings(issuer_url="http://localhost", resource_server_url=None) if tenancy.requires_auth else None
+    verifier = tenancy if tenancy.requires_auth else None
+    if transport == "http":
+        return server.streamable_http_app(
+            streamable_http_path="/mcp",
+            transport_security=security,
+            host=host,
+            auth=auth,
+            token_verifier=verifier,
+            custom_starlette_routes=[health],
+        )
+    sse = SseServerTransport("/messages/", security_settings=security)
+
+    async def handle_sse(scope: Scope, receive: Receive, send: Send) -> None:
+        async with sse.connect_sse(scope, receive, send) as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+
+    def guarded(app: Any) -> Any:
+        return RequireAuthMiddleware(app, [], None) if verifier is not None else app
+
+    middleware = (
+        [Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(verifier)), Middleware(AuthContextMiddleware)]
+        if verifier is not None
+        else []
+    )
+    return Starlette(
+        routes=[
+            health,
+            Route("/sse", endpoint=_AsgiEndpoint(guarded(handle_sse)), methods=["GET"]),
+            Mount("/messages/", app=guarded(sse.handle_post_message)),
+        ],
+        middleware=middleware,
+    )
+
+
+class _AsgiEndpoint:
+    """Lets Starlette route to a raw ASGI callable (its Route would wrap a function as a request handler)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+async def _on_signal(stop: Any) -> None:
+    """Call `stop()` at the first SIGTERM, SIGINT or SIGHUP."""
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
         async for signum in signals:
             logger.info("received %s: stopping every run and shutting down", signal.Signals(signum).name)
-            scope.cancel()
+            stop()
             return
 
 
-async def serve(bridge: ClaudeBridge, transport: Transport = "stdio") -> None:
-    """Serve MCP on `transport` until the client goes away or a signal arrives.
+class _WebServer(uvicorn.Server):
+    """uvicorn, minus its own signal handling: ours stops the runs first, then the server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve(
+    tenancy: Tenancy,
+    transport: Transport = "stdio",
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    allowed_hosts: tuple[str, ...] = (),
+) -> None:
+    """Serve MCP until the client goes away (stdio) or a signal arrives.
 
     Either way the open calls are cancelled, which stops their CLI process trees.
     """
-    server = build_server(bridge)
-    async with anyio.create_task_group() as tasks:
-        tasks.start_soon(_stop_on_signal, tasks.cancel_scope)
-        async with stdio_server() as (read_stream, write_stream):
-            await server.run(read_stream, write_stream, server.create_initialization_options())
+    server = build_server(tenancy)
+    if transport == "stdio":
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(_on_signal, tasks.cancel_scope.cancel)
+            async with stdio_server() as (read_stream, write_stream):
+                await server.run(read_stream, write_stream, server.create_initialization_options())
+            tasks.cancel_scope.cancel()
+        return
+    check_binding(host, tenancy)
+    app = http_app(server, tenancy, transport, host, allowed_hosts)
+    web = _WebServer(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5))
+    async with AsyncExitStack() as bridges, anyio.create_task_group() as tasks:
+        for bridge in tenancy.bridges.values():  # warm processes live as long as the server
+            await bridges.enter_async_context(bridge)
+
+        def stop() -> None:
+            web.should_exit = True
+
+        tasks.start_soon(_on_signal, stop)
+        tasks.start_soon(_announce, web, host, "/mcp" if transport == "http" else "/sse")
+        await web.serve()
         tasks.cancel_scope.cancel()
+
+
+async def _announce(web: uvicorn.Server, host: str, path: str) -> None:
+    while not web.started:
+        await anyio.sleep(0.01)
+    port = web.servers[0].sockets[0].getsockname()[1]
+    print(f"claude-mcp listening on http://{host}:{port}{path}", file=sys.stderr, flush=True)
