@@ -16,6 +16,7 @@ from . import __version__
 from .bridge import ClaudeBridge
 from .errors import ConfigError
 from .policy import Policy
+from .tenant_config import token_hash
 from .tenants import Tenancy
 from .transports import TRANSPORTS, check_binding, serve
 
@@ -50,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--max-depth", type=int, help="how deep claude-mcp may delegate to itself")
     serve_cmd.add_argument("--cli-path", help="the claude executable (default: the bundled one)")
     serve_cmd.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    commands.add_parser(
+        "hash-token", help="read a tenant's token on stdin, print the token_sha256 to put in the config"
+    )
     return parser
 
 
@@ -76,6 +80,9 @@ def load_policy(args: argparse.Namespace) -> Policy:
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
+    if args.command == "hash-token":
+        print(token_hash(sys.stdin.readline().strip()))
+        return
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

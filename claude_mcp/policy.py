@@ -197,26 +197,27 @@ class Policy(BaseModel):
         return {**self.mcp_servers, **called}
 
     def check_path(self, setting: str, text: str) -> Path:
-        """An existing directory inside a root (symlinks resolved), or `PolicyViolation`."""
+        """An existing directory inside a root (symlinks resolved), or `PolicyViolation`.
+
+        Containment is checked before existence, so nothing is revealed about paths outside the roots.
+        """
         candidate = Path(text).expanduser()
         if not candidate.is_absolute():
             candidate = self.roots[0] / candidate
         try:
-            real = candidate.resolve(strict=True)
-        except (FileNotFoundError, NotADirectoryError):
-            raise PolicyViolation(setting, f"{setting} {text!r} does not exist") from None
-        except OSError as exc:
-            raise PolicyViolation(setting, f"{setting} {text!r} cannot be used: {exc.strerror or exc}") from None
-        except RuntimeError:  # a symlink loop
-            raise PolicyViolation(setting, f"{setting} {text!r} cannot be resolved (symlink loop)") from None
-        if not real.is_dir():
-            raise PolicyViolation(setting, f"{setting} {text!r} is not a directory")
+            real = candidate.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            raise PolicyViolation(setting, f"{setting} {text!r} cannot be resolved") from None
         if not any(real == root or real.is_relative_to(root) for root in self.roots):
             raise PolicyViolation(
                 setting,
                 f"{setting} {text!r} is outside the allowed roots ({', '.join(map(str, self.roots))}); "
                 "pass a directory inside one of them, or start the server with --root",
             )
+        if not real.exists():
+            raise PolicyViolation(setting, f"{setting} {text!r} does not exist")
+        if not real.is_dir():
+            raise PolicyViolation(setting, f"{setting} {text!r} is not a directory")
         return real
 
 

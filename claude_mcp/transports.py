@@ -85,8 +85,18 @@ def http_app(
     sse = SseServerTransport("/messages/", security_settings=security)
 
     async def handle_sse(scope: Scope, receive: Receive, send: Send) -> None:
-        async with sse.connect_sse(scope, receive, send) as (read_stream, write_stream):
+        connection = sse.connect_sse(scope, receive, send)
+        try:
+            read_stream, write_stream = await connection.__aenter__()
+        except ValueError:  # a rejected Host/Origin: the transport has already answered 4xx
+            return
+        try:
             await server.run(read_stream, write_stream, server.create_initialization_options())
+        except BaseException as exc:
+            if not await connection.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await connection.__aexit__(None, None, None)
 
     def guarded(app: Any) -> Any:
         return RequireAuthMiddleware(app, [], None) if verifier is not None else app

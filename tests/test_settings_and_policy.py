@@ -19,6 +19,7 @@ from claude_mcp.options import BUDGET_ENV, DEPTH_ENV, RunTarget, build_options
 from claude_mcp.results import failure_of
 from claude_mcp.server import describe_validation_error
 from claude_mcp.specs import AgentSpec
+from claude_mcp.tools import build_tools
 
 
 @pytest.fixture
@@ -313,10 +314,25 @@ def test_turn_limit_results_explain_how_to_go_on() -> None:
     assert isinstance(failure, CLIFailed) and "max_turns" in str(failure)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.dictionaries(st.sampled_from([*CallSettings.model_fields, "prompt", "extra"]), st.from_type(object)))
-def test_arbitrary_arguments_validate_or_fail_cleanly(arguments: dict[str, object]) -> None:
+TOOL_ARGS = {spec.name: spec.args for spec in build_tools()}
+FIELDS = sorted({name for model in TOOL_ARGS.values() for name in model.model_fields} | {"extra"})
+VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=True),
+    st.text(max_size=50),
+    st.lists(st.text(max_size=10), max_size=3),
+    st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(sorted(TOOL_ARGS)), st.dictionaries(st.sampled_from(FIELDS), VALUES, max_size=8))
+def test_arbitrary_tool_arguments_validate_or_fail_cleanly(tool: str, arguments: dict[str, object]) -> None:
     try:
-        AskArgs.model_validate(arguments)
+        TOOL_ARGS[tool].model_validate(arguments)
     except ValidationError as exc:
-        assert describe_validation_error("ask", exc).startswith("Invalid arguments for ask")
+        message = describe_validation_error(tool, exc)
+        assert message.startswith(f"Invalid arguments for {tool}")
+        assert "Traceback" not in message
