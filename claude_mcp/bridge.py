@@ -24,6 +24,7 @@ from . import transcripts
 from .errors import Busy, ClaudeMCPError, DepthExceeded, InvalidArguments
 from .jobs import Job, JobRegistry, MemoryJobRegistry
 from .options import BUDGET_ENV, DEPTH_ENV, RunTarget, build_options
+from .permissions import PermissionGate
 from .policy import Policy, ResolvedSettings
 from .progress import RunObserver
 from .results import AskResult, failure_of
@@ -87,6 +88,12 @@ class ClaudeBridge:
         self._users = 0
         self._spare: WarmSession | None = None
         self.jobs: JobRegistry = MemoryJobRegistry()
+        prompts = self.policy.permission_prompts
+        self.permissions = PermissionGate(
+            mode="deny" if isinstance(prompts, tuple) else prompts,
+            rules=prompts if isinstance(prompts, tuple) else (),
+            timeout_s=self.policy.permission_timeout_s,
+        )
 
     async def __aenter__(self) -> Self:
         """Start the warm-session sweeper. Re-entrant: each connection of a server enters it."""
@@ -205,13 +212,19 @@ class ClaudeBridge:
         if not job.done.is_set():
             job.finish("cancelled", error="The job was cancelled; its processes were stopped.")
 
-    async def wait_for_job(self, job: Job, wait_s: float, listener: RunObserver | None = None) -> None:
-        """Wait up to `wait_s` for the job to finish, passing its progress to `listener` meanwhile."""
+    async def wait_for_job(
+        self, job: Job, wait_s: float, listener: RunObserver | None = None, *, until_question: bool = False
+    ) -> None:
+        """Wait up to `wait_s` for the job to finish (or, with `until_question`, to wait for a
+        permission decision), passing its progress to `listener` meanwhile."""
         if listener is not None:
             job.listeners.add(listener)
         try:
             with anyio.move_on_after(wait_s):
-                await job.done.wait()
+                while not job.done.is_set() and not (until_question and job.pending is not None):
+                    if job.changed.is_set():
+                        job.changed = anyio.Event()
+                    await job.changed.wait()
         finally:
             if listener is not None:
                 job.listeners.discard(listener)
@@ -240,7 +253,7 @@ class ClaudeBridge:
     async def _start_spare(self) -> None:
         settings = self.policy.resolve(CallSettings())
         options = build_options(settings, self.policy, child_depth=self.depth + 1)
-        spare = WarmSession(CLIProcess(options), settings, anyio.current_time())
+        spare = WarmSession(CLIProcess(options, self.permissions), settings, anyio.current_time())
         try:
             await spare.process.start()
         except ClaudeMCPError as exc:
@@ -311,9 +324,10 @@ class ClaudeBridge:
             async with self.slots.slot(observer.queued if observer else None, timeout_s=time_left):
                 if warm is None:
                     options = build_options(resolved, self.policy, target=target, child_depth=self.depth + 1)
-                    warm = WarmSession(CLIProcess(options), resolved, anyio.current_time())
+                    warm = WarmSession(CLIProcess(options, self.permissions), resolved, anyio.current_time())
                 else:
                     await _apply_in_place(warm, resolved, explicit)
+                warm.process.asker = observer.ask_permission if observer else None
                 try:
                     outcome = await warm.process.turn(
                         prompt,
@@ -322,6 +336,7 @@ class ClaudeBridge:
                         stall_timeout_s=self.policy.stall_timeout_s,
                         on_message=observer.message if observer else None,
                     )
+                    warm.process.asker = None
                     self.recorded.save(outcome.result.session_id, sticky(call))
                     await self.warm.put(outcome.result.session_id, warm)
                 except BaseException:

@@ -20,7 +20,8 @@ import anyio
 from claude_agent_sdk import Message, SystemMessage
 from pydantic import BaseModel, Field
 
-from .errors import ClaudeMCPError
+from .errors import ClaudeMCPError, InvalidArguments
+from .permissions import PermissionAnswer, PermissionRequest
 from .progress import RunObserver, activity_of, text_delta
 from .results import AskResult
 
@@ -48,6 +49,10 @@ class JobView(BaseModel):
     text: str = Field("", description="The answer streamed so far (its last 4000 characters).")
     result: AskResult | None = Field(None, description="The full result, once the run has ended with one.")
     error: str | None = Field(None, description="Why it failed or was cancelled.")
+    pending_permission: PermissionRequest | None = Field(
+        None,
+        description="A tool use waiting for your approval: answer with `get_job(job_id, permission_id, decision)`.",
+    )
 
 
 def _iso(moment: float | None) -> str | None:
@@ -70,6 +75,11 @@ class Job:
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     done: anyio.Event = field(default_factory=anyio.Event)
     listeners: set[RunObserver] = field(default_factory=set)
+    pending: PermissionRequest | None = None
+    changed: anyio.Event = field(default_factory=anyio.Event)
+    """Set when the job finishes or starts waiting for a permission decision."""
+    _answered: anyio.Event = field(default_factory=anyio.Event)
+    _answer: PermissionAnswer | None = None
     _status_lines: deque[str] = field(default_factory=lambda: deque(maxlen=20))
     _text: list[str] = field(default_factory=list)
 
@@ -85,6 +95,7 @@ class Job:
             text="".join(self._text)[-4000:],
             result=self.result,
             error=self.error,
+            pending_permission=self.pending,
         )
 
     def finish(self, status: JobState, *, result: AskResult | None = None, error: str | None = None) -> None:
@@ -93,6 +104,7 @@ class Job:
             self.session_id = result.session_id
         self.finished_at = time.time()
         self.done.set()
+        self.changed.set()
 
     # The RunObserver protocol: record, and pass on to whoever is waiting right now.
     async def queued(self, position: int) -> None:
@@ -104,6 +116,30 @@ class Job:
         self._status_lines.append("waiting for the previous call on this conversation to finish")
         for listener in list(self.listeners):
             await listener.waiting_for_session()
+
+    async def ask_permission(self, request: PermissionRequest) -> PermissionAnswer | None:
+        """Ask a waiting client if one can be asked; else park the question until `answer`."""
+        for listener in list(self.listeners):
+            if (answer := await listener.ask_permission(request)) is not None:
+                return answer
+        self._status_lines.append(f"waiting for permission: {request.description}")
+        self.pending, self._answer, self._answered = request, None, anyio.Event()
+        self.changed.set()
+        try:
+            await self._answered.wait()
+            return self._answer
+        finally:
+            self.pending = None
+
+    def answer(self, permission_id: str, answer: PermissionAnswer) -> None:
+        """Decide the job's pending permission request."""
+        if self.pending is None or self.pending.permission_id != permission_id:
+            raise InvalidArguments(
+                "That permission request is not pending (it was answered, timed out, or never existed); "
+                "see the job's pending_permission."
+            )
+        self._answer, self.pending = answer, None
+        self._answered.set()
 
     async def message(self, message: Message) -> None:
         if isinstance(message, SystemMessage) and message.subtype == "init":

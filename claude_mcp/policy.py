@@ -83,6 +83,12 @@ class Policy(BaseModel):
     allowed_hosts: tuple[str, ...] = Field(
         (), description="Host names (with port, `*` allowed) the HTTP transports answer to besides loopback."
     )
+    permission_prompts: Literal["client", "deny"] | tuple[str, ...] = Field(
+        "client",
+        description="Tool uses that need approval: ask the person at the client (`client`), `deny` them, or "
+        'approve those matching a list of rules (`["Bash(git *)", "Edit"]`) and deny the rest.',
+    )
+    permission_timeout_s: float = Field(60, gt=0, description="Deny a permission request unanswered this long.")
     max_depth: int = Field(2, ge=0, description="How deep claude-mcp may call itself through Claude.")
     inherit_mcp_config: bool = Field(
         False, description="Let Claude load the user's and project's own MCP servers (off: only per-call ones)."

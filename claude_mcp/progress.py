@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import anyio
 from claude_agent_sdk import AssistantMessage, Message, StreamEvent, ToolUseBlock
 
+from .permissions import Asker, PermissionAnswer, PermissionRequest
+
 STATUS_PREFIX = "▸ "
 
 SendProgress = Callable[[float, str], Awaitable[None]]
@@ -29,6 +31,10 @@ class RunObserver(Protocol):
     async def message(self, message: Message) -> None: ...
 
     async def waiting_for_session(self) -> None: ...
+
+    async def ask_permission(self, request: PermissionRequest) -> PermissionAnswer | None:
+        """Ask whoever waits on the run; None when nobody can be asked."""
+        ...
 
 
 def text_delta(message: Message) -> str | None:
@@ -81,8 +87,11 @@ def activity_of(message: Message) -> list[str]:
 class ProgressReporter:
     """Sends progress for one call: monotonically increasing, never silent for long."""
 
-    def __init__(self, send: SendProgress, *, stream_text: bool, heartbeat_s: float) -> None:
+    def __init__(
+        self, send: SendProgress, *, stream_text: bool, heartbeat_s: float, asker: Asker | None = None
+    ) -> None:
         self._send = send
+        self.asker = asker
         self._stream_text = stream_text
         self._heartbeat_s = heartbeat_s
         self._count = 0
@@ -102,6 +111,12 @@ class ProgressReporter:
 
     async def waiting_for_session(self) -> None:
         await self.status("waiting for the previous call on this conversation to finish")
+
+    async def ask_permission(self, request: PermissionRequest) -> PermissionAnswer | None:
+        if self.asker is None:
+            return None
+        await self.status(f"asking for permission: {request.description}")
+        return await self.asker(request)
 
     async def message(self, message: Message) -> None:
         if self._stream_text and (chunk := text_delta(message)):

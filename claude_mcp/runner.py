@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +21,7 @@ from typing import Any
 import anyio
 from claude_agent_sdk import (
     AssistantMessage,
+    CanUseToolShadowedWarning,
     ClaudeAgentOptions,
     ClaudeSDKClient,
     ClaudeSDKError,
@@ -28,16 +30,20 @@ from claude_agent_sdk import (
     CLINotFoundError,
     Message,
     PermissionMode,
+    PermissionResultAllow,
+    PermissionResultDeny,
     ProcessError,
     ResultMessage,
     SystemMessage,
     TextBlock,
+    ToolPermissionContext,
     ToolResultBlock,
     ToolUseBlock,
     UserMessage,
 )
 
 from .errors import ClaudeMCPError, CLIFailed, CLINotFound, RunTimeout, SessionNotFound
+from .permissions import Asker, PermissionGate
 from .process_tree import process_tree, terminate_tree
 
 logger = logging.getLogger(__name__)
@@ -103,8 +109,13 @@ async def _one(message: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
 class CLIProcess:
     """One `claude` process, kept open across turns of one conversation."""
 
-    def __init__(self, options: ClaudeAgentOptions) -> None:
+    def __init__(self, options: ClaudeAgentOptions, gate: PermissionGate | None = None) -> None:
         self.options = options
+        self.asker: Asker | None = None
+        """Who is asked when a tool use needs approval during the current turn."""
+        self._gate = gate
+        if gate is not None and (gate.mode == "client" or gate.rules):
+            options.can_use_tool = self._can_use_tool
         self.session_id: str | None = options.resume if not options.fork_session else None
         self._stderr_tail: deque[str] = deque(maxlen=30)
         options.stderr = self._on_stderr
@@ -115,6 +126,13 @@ class CLIProcess:
     def _on_stderr(self, line: str) -> None:
         self._stderr_tail.append(line)
         logger.debug("claude stderr: %s", line)
+
+    async def _can_use_tool(
+        self, tool: str, tool_input: dict[str, Any], context: ToolPermissionContext
+    ) -> PermissionResultAllow | PermissionResultDeny:
+        assert self._gate is not None
+        cwd = str(self.options.cwd or "")
+        return await self._gate.decide(self.session_id, tool, tool_input, cwd, self.asker)
 
     @property
     def pid(self) -> int | None:
@@ -132,7 +150,11 @@ class CLIProcess:
     async def _connect(self) -> None:
         if not self._started:
             self._started = True
-            await self._client.connect()
+            with warnings.catch_warnings():
+                # Asking about tools the call also auto-approves is intended: the CLI asks only
+                # about what its rules leave open.
+                warnings.simplefilter("ignore", CanUseToolShadowedWarning)
+                await self._client.connect()
 
     async def start(self, timeout_s: float = 60) -> None:
         """Start the CLI without a prompt (a spare process, ready for a new conversation)."""
@@ -181,6 +203,7 @@ class CLIProcess:
                                 session_id=watch.session_id,
                             )
                         watch.observe(message)
+                        self.session_id = watch.session_id or self.session_id
                         if on_message is not None:
                             await on_message(message)
                         if isinstance(message, ResultMessage) and _answers(message, prompt_uuid):

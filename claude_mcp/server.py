@@ -59,14 +59,14 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
     tenancy = served if isinstance(served, Tenancy) else Tenancy.single(served)
     tools = {spec.name: spec for spec in build_tools()}
 
-    def call_of(ctx: ServerRequestContext[Any, Any]) -> Call:
+    def call_of(ctx: ServerRequestContext[Any, Any], *answers: Any) -> Call:
         if not tenancy.requires_auth:
-            return Call(ctx, LOCAL, tenancy.bridges[LOCAL])
+            return Call(ctx, LOCAL, tenancy.bridges[LOCAL], *answers)
         user = getattr(ctx.request, "user", None)
         token = getattr(user, "access_token", None) or get_access_token()
         if token is None or token.client_id not in tenancy.bridges:
             raise ClaudeMCPError("Not authenticated: send `Authorization: Bearer <token>`.")
-        return Call(ctx, token.client_id, tenancy.bridges[token.client_id])
+        return Call(ctx, token.client_id, tenancy.bridges[token.client_id], *answers)
 
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -75,7 +75,7 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
 
     async def call_tool(
         ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
-    ) -> types.CallToolResult:
+    ) -> types.CallToolResult | types.InputRequiredResult:
         spec = tools.get(params.name)
         if spec is None:
             return error_result(f"Unknown tool {params.name!r}; available: {', '.join(tools)}.")
@@ -84,13 +84,15 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
         except ValidationError as exc:
             return error_result(describe_validation_error(spec.name, exc))
         try:
-            result = await spec.handler(args, call_of(ctx))
+            result = await spec.handler(args, call_of(ctx, params.input_responses, params.request_state))
         except ClaudeMCPError as exc:
             logger.info("%s refused or failed: %s", spec.name, exc.kind)
             return error_result(str(exc), exc.structured)
         except Exception:
             logger.exception("%s failed unexpectedly", spec.name)
             return error_result(f"{spec.name} failed because of an internal error; the server log has details.")
+        if isinstance(result, types.InputRequiredResult):
+            return result  # a question for the client; it calls again with the answer
         text = getattr(result, "result", None)
         return types.CallToolResult(
             content=[types.TextContent(type="text", text=text if isinstance(text, str) else result.model_dump_json())],

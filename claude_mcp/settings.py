@@ -8,10 +8,10 @@ Every field is optional and flat, so an MCP client writes `{"prompt": "…", "mo
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import jsonschema
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .settings_types import Effort, ModelName, PathText, PermissionMode, PromptText, ToolRule
 from .specs import AgentSpec, McpServer, ServerName
@@ -181,6 +181,15 @@ class JobArgs(BaseModel):
 
 class GetJobArgs(JobArgs):
     wait_s: float = Field(0, ge=0, le=600, description="Wait up to this long for the job to finish (long-poll).")
+    permission_id: str | None = Field(None, max_length=100, description="Answer this pending permission request…")
+    decision: Literal["allow_once", "allow_session", "deny"] | None = Field(None, description="…with this decision.")
+    reason: str | None = Field(None, max_length=2000, description="Why (told to Claude on a denial).")
+
+    @model_validator(mode="after")
+    def _decision_with_id(self) -> GetJobArgs:
+        if (self.permission_id is None) != (self.decision is None):
+            raise ValueError("permission_id and decision go together")
+        return self
 
 
 class NoArgs(BaseModel):

@@ -3,6 +3,7 @@ over `ClaudeBridge`. `server.py` publishes them."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -10,11 +11,12 @@ from typing import Any, TypeVar
 import anyio
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from .bridge import ClaudeBridge
 from .errors import ClaudeMCPError
-from .jobs import JobView
+from .jobs import Job, JobView
+from .permissions import ELICITATION_SCHEMA, Asker, PermissionAnswer, PermissionRequest
 from .progress import STATUS_PREFIX, ProgressReporter, RunObserver
 from .results import AskResult
 from .settings import (
@@ -43,7 +45,7 @@ _SETTINGS_NOTE = (
 )
 
 T = TypeVar("T")
-Handler = Callable[[Any, "Call"], Awaitable[BaseModel]]
+Handler = Callable[[Any, "Call"], Awaitable[BaseModel | types.InputRequiredResult]]
 
 
 class ForkResult(BaseModel):
@@ -73,13 +75,51 @@ class AgentList(BaseModel):
     agents: list[AgentInfo]
 
 
+def elicitor(call: Call) -> Asker | None:
+    """Ask the person at this call's client, by elicitation, if the client can take one now."""
+    session = call.ctx.session
+    capabilities = session.client_capabilities
+    if capabilities is None or capabilities.elicitation is None or not session.can_send_request:
+        return None
+
+    async def ask(request: PermissionRequest) -> PermissionAnswer:
+        result = await session.elicit_form(
+            f"Claude wants to: {request.description}", ELICITATION_SCHEMA, related_request_id=call.ctx.request_id
+        )
+        return answer_of(result)
+
+    return ask
+
+
 @dataclass(frozen=True, slots=True)
 class Call:
-    """One tool call: the MCP request context, the tenant making it, and that tenant's bridge."""
+    """One tool call: the MCP request context, the tenant making it, and that tenant's bridge.
+    A retried call (2026-07-28 input rounds) also carries the client's answers and our state."""
 
     ctx: ServerRequestContext[Any, Any]
     owner: str
     bridge: ClaudeBridge
+    input_responses: dict[str, Any] | None = None
+    request_state: str | None = None
+
+
+def asks_by_rounds(call: Call) -> bool:
+    """A client that takes elicitations, on a connection where the server can't send requests
+    (the 2026-07-28 era): questions go back as `InputRequiredResult`, answered by a retry."""
+    session = call.ctx.session
+    capabilities = session.client_capabilities
+    return capabilities is not None and capabilities.elicitation is not None and not session.can_send_request
+
+
+def answer_of(response: Any) -> PermissionAnswer:
+    """The person's decision from an elicitation result (a decline or a cancel denies)."""
+    if not isinstance(response, types.ElicitResult) or response.action != "accept" or not response.content:
+        action = getattr(response, "action", "no answer")
+        return PermissionAnswer(decision="deny", reason=f"The user chose {action}.")
+    try:
+        return PermissionAnswer.model_validate(response.content)
+    except ValidationError:
+        return PermissionAnswer(decision="deny", reason="The answer was not one of the offered choices.")
 
 
 class SessionChange(BaseModel):
@@ -117,7 +157,9 @@ def build_tools() -> list[ToolSpec]:
         async def send(progress: float, message: str) -> None:
             await call.ctx.session.report_progress(progress, None, message)
 
-        reporter = ProgressReporter(send, stream_text=stream_text, heartbeat_s=call.bridge.policy.heartbeat_s)
+        reporter = ProgressReporter(
+            send, stream_text=stream_text, heartbeat_s=call.bridge.policy.heartbeat_s, asker=elicitor(call)
+        )
         outcome: T | ClaudeMCPError
         async with anyio.create_task_group() as heartbeat:
             heartbeat.start_soon(reporter.heartbeat)
@@ -131,19 +173,59 @@ def build_tools() -> list[ToolSpec]:
             raise outcome
         return outcome
 
-    async def ask(args: AskArgs, call: Call) -> AskResult:
-        return await with_progress(
-            call,
-            False,
-            lambda o: call.bridge.ask(args.prompt, session_id=args.session_id, settings=args.settings(), observer=o),
-        )
+    async def in_rounds(
+        call: Call, start: Callable[[], Awaitable[Job]], stream_text: bool
+    ) -> Job | types.InputRequiredResult:
+        """Run as a job; end this round with the job's question, if it asks one before finishing."""
+        if call.request_state is not None:
+            job_id, _, permission_id = call.request_state.partition(":")
+            job = call.bridge.jobs.get(call.owner, job_id)
+            if job.pending is not None and job.pending.permission_id == permission_id:
+                job.answer(permission_id, answer_of((call.input_responses or {}).get("permission")))
+        else:
+            job = await start()
+        try:
+            await with_progress(
+                call, stream_text, lambda o: call.bridge.wait_for_job(job, math.inf, o, until_question=True)
+            )
+        except BaseException:
+            job.scope.cancel()  # the caller went away: so does the run
+            raise
+        if job.pending is not None and not job.done.is_set():
+            question = types.ElicitRequest(
+                params=types.ElicitRequestFormParams(
+                    message=f"Claude wants to: {job.pending.description}", requested_schema=ELICITATION_SCHEMA
+                )
+            )
+            return types.InputRequiredResult(
+                input_requests={"permission": question}, request_state=f"{job.job_id}:{job.pending.permission_id}"
+            )
+        return job
 
-    async def stream_ask(args: AskArgs, call: Call) -> AskResult:
-        return await with_progress(
+    async def asking(args: AskArgs, call: Call, stream_text: bool) -> AskResult | types.InputRequiredResult:
+        settings = args.settings()
+        if not asks_by_rounds(call):
+            return await with_progress(
+                call,
+                stream_text,
+                lambda o: call.bridge.ask(args.prompt, session_id=args.session_id, settings=settings, observer=o),
+            )
+        outcome = await in_rounds(
             call,
-            True,
-            lambda o: call.bridge.ask(args.prompt, session_id=args.session_id, settings=args.settings(), observer=o),
+            lambda: call.bridge.start_job(call.owner, args.prompt, session_id=args.session_id, settings=settings),
+            stream_text,
         )
+        if isinstance(outcome, types.InputRequiredResult):
+            return outcome
+        view = _view_or_error(outcome.view())
+        assert view.result is not None
+        return view.result
+
+    async def ask(args: AskArgs, call: Call) -> AskResult | types.InputRequiredResult:
+        return await asking(args, call, stream_text=False)
+
+    async def stream_ask(args: AskArgs, call: Call) -> AskResult | types.InputRequiredResult:
+        return await asking(args, call, stream_text=True)
 
     async def fork_session(args: ForkArgs, call: Call) -> ForkResult:
         outcome = await with_progress(
@@ -166,16 +248,28 @@ def build_tools() -> list[ToolSpec]:
     async def close_session(args: SessionArgs, call: Call) -> SessionChange:
         return SessionChange(session_id=args.session_id, changed=await call.bridge.close_session(args.session_id))
 
-    async def run_agent(args: RunAgentArgs, call: Call) -> JobView:
-        job = await call.bridge.start_job(
-            call.owner, args.prompt, agent=args.agent, session_id=args.session_id, settings=args.settings()
-        )
+    async def run_agent(args: RunAgentArgs, call: Call) -> JobView | types.InputRequiredResult:
+        def start() -> Awaitable[Job]:
+            return call.bridge.start_job(
+                call.owner, args.prompt, agent=args.agent, session_id=args.session_id, settings=args.settings()
+            )
+
         wait_s = call.bridge.policy.default_wait_s if args.wait_s is None else args.wait_s
+        if asks_by_rounds(call) and wait_s > 0:
+            outcome = await in_rounds(call, start, stream_text=False)
+            return outcome if isinstance(outcome, types.InputRequiredResult) else _view_or_error(outcome.view())
+        job = await start()
         await with_progress(call, False, lambda o: call.bridge.wait_for_job(job, wait_s, o))
         return _view_or_error(job.view())
 
     async def get_job(args: GetJobArgs, call: Call) -> JobView:
         job = call.bridge.jobs.get(call.owner, args.job_id)
+        if args.permission_id is not None and args.decision is not None:
+            job.answer(args.permission_id, PermissionAnswer(decision=args.decision, reason=args.reason))
+        elif job.pending is not None and (ask := elicitor(call)) is not None:
+            pending = job.pending
+            if (answer := await ask(pending)) is not None and job.pending is pending:
+                job.answer(pending.permission_id, answer)
         await with_progress(call, False, lambda o: call.bridge.wait_for_job(job, args.wait_s, o))
         return _view_or_error(job.view())
 
@@ -281,7 +375,9 @@ def build_tools() -> list[ToolSpec]:
         ToolSpec(
             name="get_job",
             description="A background job's status, recent activity and streamed text, and its full result once "
-            "finished. `wait_s` long-polls: the call returns as soon as the job finishes or the time is up.",
+            "finished. `wait_s` long-polls: the call returns as soon as the job finishes or the time is up. "
+            "A job waiting for approval shows `pending_permission`; answer it here with `permission_id` and "
+            "`decision` (or, if your client takes elicitations, you are asked during this call).",
             args=GetJobArgs,
             result=JobView,
             handler=get_job,
