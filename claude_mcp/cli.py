@@ -14,6 +14,8 @@ import anyio
 
 from . import __version__
 from .bridge import ClaudeBridge
+from .clients import CLIENTS, registration, write
+from .doctor import diagnose
 from .errors import ConfigError
 from .policy import Policy
 from .tenant_config import token_hash
@@ -54,6 +56,13 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "hash-token", help="read a tenant's token on stdin, print the token_sha256 to put in the config"
     )
+    doctor_cmd = commands.add_parser("doctor", help="check the CLI, the credential, the config and the roots")
+    doctor_cmd.add_argument("--config", type=Path, help="policy file (TOML) to check")
+    config_cmd = commands.add_parser("config", help="print (or --write) the registration for an MCP client")
+    config_cmd.add_argument("client", choices=CLIENTS)
+    config_cmd.add_argument("--write", action="store_true", help="merge it into the client's config (with a backup)")
+    config_cmd.add_argument("--name", default="claude", help="the server's name in the client (default: claude)")
+    config_cmd.add_argument("--config", type=Path, help="a policy file the registered server should use")
     return parser
 
 
@@ -82,6 +91,22 @@ def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     if args.command == "hash-token":
         print(token_hash(sys.stdin.readline().strip()))
+        return
+    if args.command == "doctor":
+        findings = diagnose(args.config)
+        print("\n".join(map(str, findings)))
+        sys.exit(0 if all(f.ok for f in findings) else 1)
+    if args.command == "config":
+        serve_args = ["serve", *(["--config", str(args.config.resolve())] if args.config else [])]
+        try:
+            print(
+                write(args.client, args.name, serve_args)
+                if args.write
+                else registration(args.client, args.name, serve_args)
+            )
+        except ConfigError as exc:
+            print(f"claude-mcp: {exc}", file=sys.stderr)
+            sys.exit(2)
         return
     logging.basicConfig(
         stream=sys.stderr, level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"

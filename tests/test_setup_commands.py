@@ -1,0 +1,110 @@
+"""`claude-mcp doctor` and `claude-mcp config CLIENT`, run as a new user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from claude_mcp.doctor import bundled_cli
+
+
+def run(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "claude_mcp", *args],
+        capture_output=True, text=True, timeout=120, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    """A user with no Claude login and no credentials in the environment."""
+    home = tmp_path / "home"
+    home.mkdir()
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_", "XDG_"))}
+    return {**keep, "HOME": str(home), "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
+
+
+def test_doctor_explains_a_missing_login(clean_env: dict[str, str], tmp_path: Path) -> None:
+    done = run("doctor", env=clean_env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "CLI 2." in done.stdout and "bundled with claude-agent-sdk" in done.stdout
+    assert "[FIX] Claude is not logged in" in done.stdout
+    assert "claude /login" in done.stdout and "ANTHROPIC_API_KEY" in done.stdout
+
+
+def test_doctor_names_the_credential_without_printing_it(clean_env: dict[str, str], tmp_path: Path) -> None:
+    done = run("doctor", env={**clean_env, "ANTHROPIC_API_KEY": "sk-ant-very-secret"}, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout
+    assert "credential: an API key (ANTHROPIC_API_KEY)" in done.stdout
+    assert "very-secret" not in done.stdout + done.stderr
+
+
+def test_doctor_checks_the_config_and_its_paths(clean_env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(
+        'roots = ["missing"]\ncli_path = "/nowhere/claude"\n[cli_env]\nANTHROPIC_API_KEY = "k"\n'
+        '[mcp_servers.x]\ncommand = "no-such-command-here"\n'
+    )
+    done = run("doctor", "--config", str(config), env=clean_env, cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Claude Code CLI not found (configured" in done.stdout
+    assert f"root {tmp_path / 'missing'} does not exist" in done.stdout
+    assert "mcp_servers.x: command 'no-such-command-here' not found" in done.stdout
+    config.write_text("max_turns = 'lots'\n")
+    bad = run("doctor", "--config", str(config), env=clean_env, cwd=tmp_path)
+    assert bad.returncode == 1 and "max_turns" in bad.stdout
+
+
+@pytest.mark.parametrize(
+    "client", ["claude-desktop", "cursor", "vscode", "windsurf", "zed", "codex", "gemini", "claude-code"]
+)
+def test_config_prints_a_registration_with_the_absolute_path(
+    clean_env: dict[str, str], tmp_path: Path, client: str
+) -> None:
+    done = run("config", client, env=clean_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    executable = done.stdout.split("claude-mcp")[0].rsplit('"', 1)[-1].rsplit(" ", 1)[-1] + "claude-mcp"
+    assert Path(executable).is_absolute() and Path(executable).exists(), done.stdout
+
+
+def test_config_write_merges_backs_up_and_refuses_to_clobber(clean_env: dict[str, str], tmp_path: Path) -> None:
+    settings = Path(clean_env["HOME"]) / ".cursor" / "mcp.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text(json.dumps({"mcpServers": {"other": {"command": "x"}}, "theme": "dark"}))
+    first = run("config", "cursor", "--write", env=clean_env, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    document = json.loads(settings.read_text())
+    assert document["theme"] == "dark" and document["mcpServers"]["other"] == {"command": "x"}
+    assert document["mcpServers"]["claude"]["args"] == ["serve"]
+    assert list(settings.parent.glob("mcp.json.bak-*")), "a backup was made"
+    again = run("config", "cursor", "--write", env=clean_env, cwd=tmp_path)
+    assert again.returncode == 2 and "already has an entry 'claude'" in again.stderr
+
+
+def test_config_write_for_codex_appends_toml(clean_env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "policy.toml"
+    config.write_text("max_turns = 5\n")
+    done = run("config", "codex", "--write", "--config", str(config), env=clean_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    written = tomllib.loads((Path(clean_env["HOME"]) / ".codex" / "config.toml").read_text())
+    assert written["mcp_servers"]["claude"]["args"] == ["serve", "--config", str(config)]
+    assert written["mcp_servers"]["claude"]["tool_timeout_sec"] == 600
+
+
+def test_config_write_for_claude_code_uses_claude_mcp_add(clean_env: dict[str, str], tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    cli = bundled_cli()
+    assert cli is not None
+    (bin_dir / "claude").symlink_to(cli)
+    env = {**clean_env, "PATH": f"{bin_dir}{os.pathsep}{clean_env['PATH']}"}
+    done = run("config", "claude-code", "--write", env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    listed = subprocess.run(["claude", "mcp", "get", "claude"], capture_output=True, text=True, env=env, timeout=60)
+    assert "claude-mcp" in listed.stdout
