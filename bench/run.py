@@ -9,18 +9,23 @@ them see the same machine state; the tables give ratios next to the absolute med
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import statistics
 import tempfile
 import time
 import uuid
 from collections.abc import Awaitable
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 import anyio
+import psutil
 from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage, query
-from mcp import Client
+from mcp import Client, StdioServerParameters
 
+from claude_mcp.doctor import bundled_cli
 from claude_mcp.progress import STATUS_PREFIX, text_delta
 from tests.conftest import FakeModel
 from tests.fake_model import running_fake_model
@@ -92,8 +97,44 @@ async def ask(client: Client, **arguments: Any) -> dict[str, Any]:
     return result.structured_content
 
 
-async def measure(fake: FakeModel, runs: int) -> dict[str, list[float]]:
+PEER_PACKAGE = "@steipete/claude-code-mcp@1.10.12"
+PEER_DIR = Path(__file__).parent / ".peer"
+
+
+async def peer_params(env: dict[str, str]) -> StdioServerParameters | str:
+    """The reference peer (npm) as a stdio server on the same CLI and fake model, or why not."""
+    node, npm, cli = shutil.which("node"), shutil.which("npm"), bundled_cli()
+    if node is None or npm is None or cli is None:
+        return "node, npm or the bundled CLI is missing"
+    server_js = PEER_DIR / "node_modules/@steipete/claude-code-mcp/dist/server.js"
+    if not server_js.exists():
+        done = await anyio.run_process(
+            [npm, "install", "--prefix", str(PEER_DIR), "--no-audit", "--no-fund", "--silent", PEER_PACKAGE],
+            check=False,
+        )
+        if done.returncode != 0 or not server_js.exists():
+            return f"npm install {PEER_PACKAGE} failed: {done.stderr.decode()[-300:]}"
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
+    # The peer always runs `claude --dangerously-skip-permissions`, which the CLI refuses under root
+    # unless told it is sandboxed.
+    peer_env = {**base, **env, "CLAUDE_CLI_NAME": str(cli), "IS_SANDBOX": "1", "MCP_CLAUDE_DEBUG": "false"}
+    return StdioServerParameters(command=node, args=[str(server_js)], env=peer_env)
+
+
+def rss_mb(process: psutil.Process) -> float:
+    try:
+        return float(process.memory_info().rss) / 2**20
+    except psutil.Error:
+        return 0.0
+
+
+def server_process(config: Path) -> psutil.Process:
+    return next(p for p in psutil.Process().children() if str(config) in " ".join(p.cmdline()))
+
+
+async def measure(fake: FakeModel, runs: int) -> tuple[dict[str, list[float]], list[str]]:
     samples: dict[str, list[float]] = {}
+    notes: list[str] = []
 
     def add(name: str, value: float) -> None:
         samples.setdefault(name, []).append(value)
@@ -105,13 +146,29 @@ async def measure(fake: FakeModel, runs: int) -> dict[str, list[float]]:
         env = cli_env(fake, home)
         bench = Bench(fake, env, work)
         warm_cfg = write_config(Path(tmp) / "warm.toml", work, env)
-        cold_cfg = write_config(Path(tmp) / "cold.toml", work, env, "max_warm = 0")
+        cold_cfg = write_config(Path(tmp) / "cold.toml", work, env, "max_warm = 0\nmax_concurrent = 8")
         spare_cfg = write_config(Path(tmp) / "spare.toml", work, env, "max_warm = 0\nspare_process = true")
-        async with (
-            Client(server_params(warm_cfg)) as warm,
-            Client(server_params(cold_cfg)) as cold,
-            Client(server_params(spare_cfg)) as spare,
-        ):
+        peer = await peer_params(env)
+        async with AsyncExitStack() as stack:
+            warm = await stack.enter_async_context(Client(server_params(warm_cfg)))
+            cold = await stack.enter_async_context(Client(server_params(cold_cfg)))
+            spare = await stack.enter_async_context(Client(server_params(spare_cfg)))
+            rival = None
+            if isinstance(peer, str):
+                notes.append(f"reference peer not measured: {peer}")
+            else:
+                rival = await stack.enter_async_context(Client(peer))
+            warm_server = server_process(warm_cfg)
+            peak_server = 0.0
+
+            async def watch_memory() -> None:
+                nonlocal peak_server
+                while True:
+                    peak_server = max(peak_server, rss_mb(warm_server))
+                    await anyio.sleep(0.05)
+
+            tasks = await stack.enter_async_context(anyio.create_task_group())
+            tasks.start_soon(watch_memory)
             await ask(warm, prompt="warm-up")
             for _ in range(runs):
                 add("sdk_one_shot", await timed(bench.sdk_one_shot()))
@@ -124,10 +181,36 @@ async def measure(fake: FakeModel, runs: int) -> dict[str, list[float]]:
                 add("spare_new", await timed(ask(spare, prompt="hello")))
                 add("sdk_first_chunk", await bench.sdk_first_chunk())
                 add("mcp_first_chunk", await bench.mcp_first_chunk(warm))
-    return samples
+                if rival is not None:
+                    add("peer_one_shot", await timed(peer_ask(rival, work, "hello")))
+                    add("peer_follow_up", await timed(peer_ask(rival, work, "recall")))
+            for _ in range(max(1, runs // 3)):
+                add("sequential_8", await timed(sequential(cold, 8)))
+                add("concurrent_8", await timed(concurrent(cold, 8)))
+            idle_cli = [p for p in warm_server.children() if "claude" in " ".join(p.cmdline()[:1])]
+            add("warm_cli_rss_mb", max((rss_mb(p) for p in idle_cli), default=0.0))
+            add("server_peak_rss_mb", peak_server)
+            tasks.cancel_scope.cancel()
+    return samples, notes
 
 
-def report(samples: dict[str, list[float]], runs: int) -> None:
+async def peer_ask(client: Client, work: Path, prompt: str) -> None:
+    result = await client.call_tool("claude_code", {"prompt": prompt, "workFolder": str(work)})
+    assert not result.is_error, result.content
+
+
+async def sequential(client: Client, n: int) -> None:
+    for i in range(n):
+        await ask(client, prompt=f"seq {i}")
+
+
+async def concurrent(client: Client, n: int) -> None:
+    async with anyio.create_task_group() as tasks:
+        for i in range(n):
+            tasks.start_soon(lambda i=i: ask(client, prompt=f"par {i}"))
+
+
+def report(samples: dict[str, list[float]], notes: list[str], runs: int) -> None:
     m = {name: statistics.median(values) for name, values in samples.items()}
     rows = [
         ("one-shot ask over MCP stdio vs the SDK's `query()` alone", "mcp_one_shot", "sdk_one_shot"),
@@ -135,18 +218,27 @@ def report(samples: dict[str, list[float]], runs: int) -> None:
         ("warm follow-up vs cold follow-up (resume)", "warm_follow_up", "cold_follow_up"),
         ("new conversation with the spare process vs without", "spare_new", "mcp_one_shot"),
         ("first text chunk to the client: MCP progress vs SDK stream", "mcp_first_chunk", "sdk_first_chunk"),
+        ("8 asks at once vs 8 one after another (wall time)", "concurrent_8", "sequential_8"),
+        ("one-shot ask: claude-mcp vs the reference peer", "mcp_one_shot", "peer_one_shot"),
+        ("follow-up: claude-mcp (warm) vs the peer (no sessions: a new one-shot)", "warm_follow_up", "peer_follow_up"),
     ]
     print(f"Medians of {runs} interleaved runs (ms); ratio = first / second.\n")
     print("| comparison | first (ms) | second (ms) | ratio |")
     print("| --- | ---: | ---: | ---: |")
     for label, first, second in rows:
-        print(f"| {label} | {m[first]:.1f} | {m[second]:.1f} | {m[first] / m[second]:.2f} |")
+        if first in m and second in m:
+            print(f"| {label} | {m[first]:.1f} | {m[second]:.1f} | {m[first] / m[second]:.2f} |")
+    print("\n| memory | MB (RSS) |\n| --- | ---: |")
+    print(f"| claude-mcp server process, peak over the run | {m['server_peak_rss_mb']:.1f} |")
+    print(f"| one idle warm session's CLI process | {m['warm_cli_rss_mb']:.1f} |")
+    for note in notes:
+        print(f"\n{note}")
 
 
 def main(runs: int) -> None:
     with running_fake_model() as url:
-        samples = anyio.run(measure, FakeModel(url), runs)
-    report(samples, runs)
+        samples, notes = anyio.run(measure, FakeModel(url), runs)
+    report(samples, notes, runs)
 
 
 if __name__ == "__main__":
