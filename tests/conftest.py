@@ -92,3 +92,11 @@ def text_of(result: Any) -> str:
 def tool_prompt(tool: str, **tool_input: Any) -> str:
     """A prompt that makes the fake model call `tool` with `tool_input`."""
     return f"[[tool:{tool}:{json.dumps(tool_input)}]]"
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    """Call a tool that must succeed; its structured result."""
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text_of(result)
+    assert result.structured_content is not None
+    return result.structured_content

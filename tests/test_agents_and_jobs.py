@@ -16,7 +16,7 @@ from claude_mcp import ClaudeBridge, Policy
 from claude_mcp.jobs import Job, JobNotFound, MemoryJobRegistry
 from claude_mcp.server import build_server
 from claude_mcp.specs import AgentSpec
-from tests.conftest import TESTS, text_of, tool_prompt
+from tests.conftest import TESTS, call, text_of, tool_prompt
 from tests.test_stdio import write_config
 from tests.test_streaming_and_cancellation import ALLOW_SLEEP, SLEEP, wait_for_sleep, wait_until_gone
 
@@ -30,13 +30,6 @@ async def agent_client(policy: Policy) -> Any:
     with_agents = policy.model_copy(update={"agents": {"reviewer": REVIEWER}})
     async with Client(build_server(ClaudeBridge(with_agents, depth=0))) as client:
         yield client
-
-
-async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 async def test_named_agents_are_listed(agent_client: Client) -> None:

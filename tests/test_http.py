@@ -23,7 +23,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from claude_mcp.tenant_config import token_hash
-from tests.conftest import text_of, tool_prompt
+from tests.conftest import call, text_of, tool_prompt
 from tests.test_streaming_and_cancellation import cmdline
 
 pytestmark = pytest.mark.anyio
@@ -103,13 +103,6 @@ async def connect(server: RunningServer, token: str | None, mode: str = "auto") 
             transport = streamable_http_client(server.url, http_client=http)
         async with Client(transport, mode=mode) as client:  # type: ignore[arg-type]
             yield client
-
-
-async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, text_of(result)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 @pytest.mark.parametrize("mode", ["legacy", "auto"])

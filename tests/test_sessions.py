@@ -15,7 +15,7 @@ from mcp import Client
 from claude_mcp import ClaudeBridge, Policy
 from claude_mcp.progress import STATUS_PREFIX
 from claude_mcp.server import build_server
-from tests.conftest import text_of
+from tests.conftest import call, text_of
 from tests.test_stdio import server_params, write_config
 from tests.test_streaming_and_cancellation import Progress, cmdline
 
@@ -26,12 +26,6 @@ RECALL = "what did I ask you to remember"
 
 def claude_pids() -> set[int]:
     return {p.pid for p in psutil.Process().children(recursive=True) if "claude" in cmdline(p).split(" ")[0]}
-
-
-async def call(client: Client, tool: str, **arguments: Any) -> Any:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, text_of(result)
-    return result.structured_content
 
 
 async def remember(client: Client, word: str) -> str:
