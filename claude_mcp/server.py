@@ -22,10 +22,12 @@ from pydantic import BaseModel, ValidationError
 
 from . import __version__
 from .bridge import ClaudeBridge
+from .calls import Call
 from .errors import ClaudeMCPError
 from .settings import SessionArgs
 from .tenants import LOCAL, Tenancy
-from .tools import INSTRUCTIONS, Call, SessionList, build_tools
+from .tool_results import SessionList
+from .tools import INSTRUCTIONS, build_tools
 
 logger = logging.getLogger(__name__)
 

@@ -10,13 +10,12 @@ from typing import Any, TypeVar
 
 import anyio
 import mcp_types as types
-from mcp.server.context import ServerRequestContext
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel
 
-from .bridge import ClaudeBridge
+from .calls import Call, answer_of, asks_by_rounds, elicitor
 from .errors import ClaudeMCPError
 from .jobs import Job, JobView
-from .permissions import ELICITATION_SCHEMA, Asker, PermissionAnswer, PermissionRequest
+from .permissions import ELICITATION_SCHEMA, PermissionAnswer
 from .progress import STATUS_PREFIX, ProgressReporter, RunObserver
 from .results import AskResult
 from .settings import (
@@ -30,7 +29,8 @@ from .settings import (
     RunAgentArgs,
     SessionArgs,
 )
-from .transcripts import SessionInfo, SessionTranscript
+from .tool_results import AgentInfo, AgentList, ForkResult, JobList, SessionChange, SessionList
+from .transcripts import SessionTranscript
 
 INSTRUCTIONS = (
     "Delegate work to Claude (Claude Code). `ask` sends a prompt and returns Claude's answer with a "
@@ -45,86 +45,7 @@ _SETTINGS_NOTE = (
 )
 
 T = TypeVar("T")
-Handler = Callable[[Any, "Call"], Awaitable[BaseModel | types.InputRequiredResult]]
-
-
-class ForkResult(BaseModel):
-    """What `fork_session` returns: the new branch, and its first answer if a prompt was given."""
-
-    session_id: str = Field(description="The new branch; continue it with `ask`.")
-    forked_from: str = Field(description="The conversation it was copied from (untouched).")
-    answer: AskResult | None = Field(None, description="The branch's answer to `prompt`, if one was given.")
-
-
-class SessionList(BaseModel):
-    sessions: list[SessionInfo]
-
-
-class JobList(BaseModel):
-    jobs: list[JobView] = Field(description="Your jobs, newest first.")
-
-
-class AgentInfo(BaseModel):
-    name: str
-    description: str
-    model: str | None = None
-    tools: list[str] | None = Field(None, description="The tools it may use (unset: all).")
-
-
-class AgentList(BaseModel):
-    agents: list[AgentInfo]
-
-
-def elicitor(call: Call) -> Asker | None:
-    """Ask the person at this call's client, by elicitation, if the client can take one now."""
-    session = call.ctx.session
-    capabilities = session.client_capabilities
-    if capabilities is None or capabilities.elicitation is None or not session.can_send_request:
-        return None
-
-    async def ask(request: PermissionRequest) -> PermissionAnswer:
-        result = await session.elicit_form(
-            f"Claude wants to: {request.description}", ELICITATION_SCHEMA, related_request_id=call.ctx.request_id
-        )
-        return answer_of(result)
-
-    return ask
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """One tool call: the MCP request context, the tenant making it, and that tenant's bridge.
-    A retried call (2026-07-28 input rounds) also carries the client's answers and our state."""
-
-    ctx: ServerRequestContext[Any, Any]
-    owner: str
-    bridge: ClaudeBridge
-    input_responses: dict[str, Any] | None = None
-    request_state: str | None = None
-
-
-def asks_by_rounds(call: Call) -> bool:
-    """A client that takes elicitations, on a connection where the server can't send requests
-    (the 2026-07-28 era): questions go back as `InputRequiredResult`, answered by a retry."""
-    session = call.ctx.session
-    capabilities = session.client_capabilities
-    return capabilities is not None and capabilities.elicitation is not None and not session.can_send_request
-
-
-def answer_of(response: Any) -> PermissionAnswer:
-    """The person's decision from an elicitation result (a decline or a cancel denies)."""
-    if not isinstance(response, types.ElicitResult) or response.action != "accept" or not response.content:
-        action = getattr(response, "action", "no answer")
-        return PermissionAnswer(decision="deny", reason=f"The user chose {action}.")
-    try:
-        return PermissionAnswer.model_validate(response.content)
-    except ValidationError:
-        return PermissionAnswer(decision="deny", reason="The answer was not one of the offered choices.")
-
-
-class SessionChange(BaseModel):
-    session_id: str
-    changed: bool = Field(description="Whether anything was there to close or delete.")
+Handler = Callable[[Any, Call], Awaitable[BaseModel | types.InputRequiredResult]]
 
 
 @dataclass(frozen=True, slots=True)
