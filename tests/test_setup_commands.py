@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from claude_mcp.clients import CLIENTS, launcher
 from claude_mcp.doctor import bundled_cli
 
 
@@ -61,16 +62,16 @@ def test_doctor_checks_the_config_and_its_paths(clean_env: dict[str, str], tmp_p
     assert bad.returncode == 1 and "max_turns" in bad.stdout
 
 
-@pytest.mark.parametrize(
-    "client", ["claude-desktop", "cursor", "vscode", "windsurf", "zed", "codex", "gemini", "claude-code"]
-)
+@pytest.mark.parametrize("client", CLIENTS)
 def test_config_prints_a_registration_with_the_absolute_path(
     clean_env: dict[str, str], tmp_path: Path, client: str
 ) -> None:
     done = run("config", client, env=clean_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    executable = done.stdout.split("claude-mcp")[0].rsplit('"', 1)[-1].rsplit(" ", 1)[-1] + "claude-mcp"
-    assert Path(executable).is_absolute() and Path(executable).exists(), done.stdout
+    command, prefix = launcher()  # `claude-mcp` if it is on PATH, else this python with -m claude_mcp
+    assert Path(command).is_absolute() and Path(command).exists()
+    assert command in done.stdout
+    assert all(part in done.stdout for part in prefix)
 
 
 def test_config_write_merges_backs_up_and_refuses_to_clobber(clean_env: dict[str, str], tmp_path: Path) -> None:
@@ -81,7 +82,7 @@ def test_config_write_merges_backs_up_and_refuses_to_clobber(clean_env: dict[str
     assert first.returncode == 0, first.stderr
     document = json.loads(settings.read_text())
     assert document["theme"] == "dark" and document["mcpServers"]["other"] == {"command": "x"}
-    assert document["mcpServers"]["claude"]["args"] == ["serve"]
+    assert document["mcpServers"]["claude"]["args"] == [*launcher()[1], "serve"]
     assert list(settings.parent.glob("mcp.json.bak-*")), "a backup was made"
     again = run("config", "cursor", "--write", env=clean_env, cwd=tmp_path)
     assert again.returncode == 2 and "already has an entry 'claude'" in again.stderr
@@ -93,7 +94,7 @@ def test_config_write_for_codex_appends_toml(clean_env: dict[str, str], tmp_path
     done = run("config", "codex", "--write", "--config", str(config), env=clean_env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     written = tomllib.loads((Path(clean_env["HOME"]) / ".codex" / "config.toml").read_text())
-    assert written["mcp_servers"]["claude"]["args"] == ["serve", "--config", str(config)]
+    assert written["mcp_servers"]["claude"]["args"] == [*launcher()[1], "serve", "--config", str(config)]
     assert written["mcp_servers"]["claude"]["tool_timeout_sec"] == 600
 
 
@@ -107,4 +108,4 @@ def test_config_write_for_claude_code_uses_claude_mcp_add(clean_env: dict[str, s
     done = run("config", "claude-code", "--write", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     listed = subprocess.run(["claude", "mcp", "get", "claude"], capture_output=True, text=True, env=env, timeout=60)
-    assert "claude-mcp" in listed.stdout
+    assert "serve" in listed.stdout and ("claude-mcp" in listed.stdout or "-m claude_mcp" in listed.stdout)
