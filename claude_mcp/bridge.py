@@ -178,10 +178,12 @@ class ClaudeBridge:
         *,
         agent: str | None = None,
         session_id: str | None = None,
+        fork: bool = False,
         settings: CallSettings | None = None,
     ) -> Job:
-        """Start a run in the background and return its job at once. Bad settings fail here, not
-        in the job. The run is bounded by its timeout; its job is kept `job_retention_s` after."""
+        """Start a run in the background and return its job at once (continuing `session_id`, or a
+        fork of it). Bad settings fail here, not in the job. The run is bounded by its timeout; its
+        job is kept `job_retention_s` after."""
         settings = settings or CallSettings()
         if self._tasks is None:
             raise ClaudeMCPError("Background jobs need a running bridge: use `async with ClaudeBridge(...)`.")
@@ -193,9 +195,9 @@ class ClaudeBridge:
         resolved = self.policy.resolve(settings)
         if agent is not None and agent not in resolved.agents:
             raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {', '.join(resolved.agents) or '(none)'}.")
-        job = Job(owner=owner, agent=agent, session_id=session_id)
+        job = Job(owner=owner, agent=agent, session_id=None if fork else session_id)
         self.jobs.add(job)
-        self._tasks.start_soon(self._run_job, job, prompt, settings, RunTarget(resume=session_id))
+        self._tasks.start_soon(self._run_job, job, prompt, settings, RunTarget(resume=session_id, fork=fork))
         return job
 
     async def _run_job(self, job: Job, prompt: str, settings: CallSettings, target: RunTarget) -> None:

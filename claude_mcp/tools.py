@@ -148,9 +148,24 @@ def build_tools() -> list[ToolSpec]:
     async def stream_ask(args: AskArgs, call: Call) -> AskResult | types.InputRequiredResult:
         return await asking(args, call, stream_text=True)
 
-    async def fork_session(args: ForkArgs, call: Call) -> ForkResult:
+    async def fork_session(args: ForkArgs, call: Call) -> ForkResult | types.InputRequiredResult:
+        settings = args.settings()
+        prompt = args.prompt
+        if prompt is not None and asks_by_rounds(call):
+            rounds = await in_rounds(
+                call,
+                lambda: call.bridge.start_job(
+                    call.owner, prompt, session_id=args.session_id, fork=True, settings=settings
+                ),
+                stream_text=False,
+            )
+            if isinstance(rounds, types.InputRequiredResult):
+                return rounds
+            answer = _view_or_error(rounds.view()).result
+            assert answer is not None
+            return ForkResult(session_id=answer.session_id, forked_from=args.session_id, answer=answer)
         outcome = await with_progress(
-            call, False, lambda o: call.bridge.fork(args.session_id, args.prompt, settings=args.settings(), observer=o)
+            call, False, lambda o: call.bridge.fork(args.session_id, prompt, settings=settings, observer=o)
         )
         if isinstance(outcome, AskResult):
             return ForkResult(session_id=outcome.session_id, forked_from=args.session_id, answer=outcome)

@@ -151,6 +151,20 @@ async def test_a_job_asks_the_client_that_waits_on_it(policy: Policy, workdir: P
     assert (workdir / "i.txt").exists() and len(person.asked) == 1
 
 
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+async def test_a_fork_asks_too(policy: Policy, workdir: Path, mode: str) -> None:
+    person = Person("allow_once")
+    async with Client(build_server(ClaudeBridge(policy, depth=0)), mode=mode, elicitation_callback=person) as client:
+        original = await client.call_tool("ask", {"prompt": "remember lime"})
+        forked = await client.call_tool(
+            "fork_session",
+            {"session_id": original.structured_content["session_id"], "prompt": write(workdir / "j.txt")},
+        )
+    assert not forked.is_error, text_of(forked)
+    assert forked.structured_content["answer"]["session_id"] == forked.structured_content["session_id"]
+    assert (workdir / "j.txt").exists() and len(person.asked) == 1
+
+
 def test_rules_match_tools_and_their_arguments() -> None:
     assert rule_matches("Edit", "Edit", {"file_path": "/x/y.py"})
     assert rule_matches("Bash(git *)", "Bash", {"command": "git status"})
