@@ -13,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
@@ -71,7 +73,11 @@ class ClaudeBridge:
     Use it as an async context manager: on exit every warm CLI process is closed.
     """
 
-    def __init__(self, policy: Policy | None = None, *, depth: int | None = None) -> None:
+    def __init__(
+        self, policy: Policy | None = None, *, depth: int | None = None, shared_slots: RunSlots | None = None
+    ) -> None:
+        """`shared_slots`: a cap shared with other bridges (tenants); this bridge's own
+        `max_concurrent` is then its share of it."""
         policy = policy or Policy()
         if (budget := inherited_budget()) is not None and (policy.max_budget_usd or budget) >= budget:
             # Below a budgeted run, no call may cost more than that whole run may.
@@ -79,6 +85,7 @@ class ClaudeBridge:
         self.policy = policy
         self.depth = current_depth() if depth is None else depth
         self.slots = RunSlots(self.policy.max_concurrent, self.policy.max_queued)
+        self.shared_slots = shared_slots
         self.warm = WarmPool(self.policy.max_warm, self.policy.warm_ttl_s)
         self._locks = SessionLocks()
         self.recorded: SessionSettingsStore = FileSettingsStore(
@@ -246,6 +253,19 @@ class ClaudeBridge:
             await self.warm.sweep()
             self.jobs.expire(time.time() - self.policy.job_retention_s)
 
+    @asynccontextmanager
+    async def _slot(self, observer: RunObserver | None, timeout_s: float) -> AsyncIterator[None]:
+        """A run slot of this bridge's own, then (if shared) one of the whole server's."""
+        started = anyio.current_time()
+        queued = observer.queued if observer else None
+        async with self.slots.slot(queued, timeout_s=timeout_s):
+            if self.shared_slots is None:
+                yield
+                return
+            left = timeout_s - (anyio.current_time() - started)
+            async with self.shared_slots.slot(queued, timeout_s=left):
+                yield
+
     def _refill_spare(self) -> None:
         if not self.policy.spare_process or self._tasks is None or self._spare is not None:
             return
@@ -323,7 +343,7 @@ class ClaudeBridge:
                 await warm.process.close()
                 warm = None
             time_left = resolved.timeout_s - (anyio.current_time() - started)
-            async with self.slots.slot(observer.queued if observer else None, timeout_s=time_left):
+            async with self._slot(observer, time_left):
                 if warm is None:
                     options = build_options(resolved, self.policy, target=target, child_depth=self.depth + 1)
                     warm = WarmSession(CLIProcess(options, self.permissions), resolved, anyio.current_time())

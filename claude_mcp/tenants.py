@@ -20,6 +20,7 @@ from mcp.server.auth.provider import AccessToken
 
 from .bridge import ClaudeBridge
 from .errors import ConfigError
+from .slots import RunSlots
 from .tenant_config import TenantSpec, token_hash
 
 LOCAL = "local"
@@ -48,6 +49,7 @@ class Tenancy:
         environ = os.environ if environ is None else environ
         state = Path(environ.get("CLAUDE_MCP_STATE", Path.home() / ".claude-mcp"))
         bridges, digests = {}, {}
+        shared = RunSlots(base.max_concurrent, base.max_queued)  # the whole server's cap
         for name, spec in specs.items():
             config_dir = spec.config_dir or state / "tenants" / name
             fields = {k: v for k, v in base.model_dump().items() if k != "tenants"}
@@ -62,7 +64,7 @@ class Tenancy:
                 policy = type(base).model_validate(fields)
             except ValueError as exc:
                 raise ConfigError(f"tenant {name!r}: invalid policy: {exc}") from None
-            bridges[name] = ClaudeBridge(policy)
+            bridges[name] = ClaudeBridge(policy, shared_slots=shared)
             digests[spec.digest(name, environ)] = name
         if len(digests) != len(specs):
             raise ConfigError("two tenants share a token; give each its own")
