@@ -343,14 +343,14 @@ class ClaudeBridge:
                 await warm.process.close()
                 warm = None
             time_left = resolved.timeout_s - (anyio.current_time() - started)
-            async with self._slot(observer, time_left):
-                if warm is None:
-                    options = build_options(resolved, self.policy, target=target, child_depth=self.depth + 1)
-                    warm = WarmSession(CLIProcess(options, self.permissions), resolved, anyio.current_time())
-                else:
-                    await _apply_in_place(warm, resolved, explicit)
-                warm.process.asker = observer.ask_permission if observer else None
-                try:
+            try:  # a taken warm or spare process is closed too if the wait for a slot fails
+                async with self._slot(observer, time_left):
+                    if warm is None:
+                        options = build_options(resolved, self.policy, target=target, child_depth=self.depth + 1)
+                        warm = WarmSession(CLIProcess(options, self.permissions), resolved, anyio.current_time())
+                    else:
+                        await _apply_in_place(warm, resolved, explicit)
+                    warm.process.asker = observer.ask_permission if observer else None
                     outcome = await warm.process.turn(
                         prompt,
                         timeout_s=resolved.timeout_s,
@@ -361,9 +361,10 @@ class ClaudeBridge:
                     warm.process.asker = None
                     self.recorded.save(outcome.result.session_id, sticky(call))
                     await self.warm.put(outcome.result.session_id, warm)
-                except BaseException:
+            except BaseException:
+                if warm is not None:
                     await warm.process.close(graceful=False)
-                    raise
+                raise
         result = AskResult.from_message(outcome.result, outcome.text)
         failure = failure_of(result, outcome.api_error_status)
         if failure is not None:

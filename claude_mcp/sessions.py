@@ -86,11 +86,6 @@ class WarmPool:
         for session_id in [sid for sid, warm in self._idle.items() if warm.last_used <= deadline]:
             await self.close(session_id)
 
-    async def run_sweeper(self, every_s: float) -> None:
-        while True:
-            await anyio.sleep(every_s)
-            await self.sweep()
-
     async def close_all(self) -> None:
         while self._idle:
             _, warm = self._idle.popitem()

@@ -14,12 +14,12 @@ import hmac
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from mcp.server.auth.provider import AccessToken
 
 from .bridge import ClaudeBridge
 from .errors import ConfigError
+from .policy import Policy
 from .slots import RunSlots
 from .tenant_config import TenantSpec, token_hash
 
@@ -44,7 +44,7 @@ class Tenancy:
 
     @classmethod
     def from_policy(
-        cls, base: Any, specs: Mapping[str, TenantSpec], environ: Mapping[str, str] | None = None
+        cls, base: Policy, specs: Mapping[str, TenantSpec], environ: Mapping[str, str] | None = None
     ) -> Tenancy:
         environ = os.environ if environ is None else environ
         state = Path(environ.get("CLAUDE_MCP_STATE", Path.home() / ".claude-mcp"))
@@ -61,7 +61,7 @@ class Tenancy:
                 "CLAUDE_CONFIG_DIR": str(config_dir),
             }
             try:
-                policy = type(base).model_validate(fields)
+                policy = Policy.model_validate(fields)
             except ValueError as exc:
                 raise ConfigError(f"tenant {name!r}: invalid policy: {exc}") from None
             bridges[name] = ClaudeBridge(policy, shared_slots=shared)
