@@ -25,8 +25,9 @@ import psutil
 from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage, query
 from mcp import Client, StdioServerParameters
 
-from claude_mcp.doctor import bundled_cli
-from claude_mcp.progress import STATUS_PREFIX, text_delta
+from claude_mcp.bridge.observer import text_delta
+from claude_mcp.mcp_surface.progress import STATUS_PREFIX
+from claude_mcp.setup.doctor import bundled_cli
 from tests.conftest import FakeModel
 from tests.fake_model import running_fake_model
 from tests.test_stdio import server_params, write_config

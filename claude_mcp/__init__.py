@@ -1,13 +1,22 @@
-"""claude-mcp: Claude Code as MCP tools, and a small Python API to delegate to Claude."""
+"""claude-mcp: Claude Code as MCP tools, and a small Python API to delegate to Claude.
 
-from importlib.metadata import PackageNotFoundError, version
+    from claude_mcp import ClaudeBridge, Policy
 
-try:
-    __version__ = version("claude-mcp")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0.0.0"
+    async with ClaudeBridge(Policy(roots=(project,))) as claude:
+        first = await claude.ask("Remember the word kiwi")
+        again = await claude.ask("Which word?", session_id=first.session_id)
 
-from .bridge import ClaudeBridge, RunFailed
+The package is layered, data flowing one way (each layer imports only those below it):
+`config` (what may be set) → `state` (what outlives a process) → `bridge` (Claude Code
+underneath) → `mcp_surface` (tools and resources) → `web` (HTTP and serving) → `setup` and
+`cli` (commands). This module is the public surface.
+"""
+
+from ._version import __version__
+from .bridge.claude import ClaudeBridge, RunFailed
+from .bridge.results import AskResult
+from .config.call_settings import CallSettings
+from .config.policy import Policy, ResolvedSettings
 from .errors import (
     APIError,
     Busy,
@@ -21,9 +30,7 @@ from .errors import (
     RunTimeout,
     SessionNotFound,
 )
-from .policy import Policy, ResolvedSettings
-from .results import AskResult
-from .settings import AskArgs, CallSettings
+from .mcp_surface.arguments import AskArgs
 
 __all__ = [
     "APIError",

@@ -12,15 +12,16 @@ from typing import Any
 
 import anyio
 
-from . import __version__
-from .bridge import ClaudeBridge
-from .clients import CLIENTS, registration, write
-from .doctor import diagnose
+from ._version import __version__
+from .bridge.claude import ClaudeBridge
+from .bridge.tenancy import Tenancy
+from .config.policy import Policy
+from .config.tenants import token_hash
 from .errors import ConfigError
-from .policy import Policy
-from .tenant_config import token_hash
-from .tenants import Tenancy
-from .transports import TRANSPORTS, check_binding, serve
+from .setup.clients import CLIENTS, registration, write
+from .setup.doctor import diagnose
+from .web.app import TRANSPORTS, check_binding
+from .web.serve import serve
 
 logger = logging.getLogger("claude_mcp")
 

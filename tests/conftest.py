@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
-from claude_mcp.server import build_server
+from claude_mcp.mcp_surface.server import build_server
 from tests.fake_model import running_fake_model
 
 TESTS = Path(__file__).parent

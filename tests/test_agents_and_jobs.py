@@ -13,9 +13,9 @@ import pytest
 from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
-from claude_mcp.jobs import Job, JobNotFound, MemoryJobRegistry
-from claude_mcp.server import build_server
-from claude_mcp.specs import AgentSpec
+from claude_mcp.bridge.jobs import Job, JobNotFound, MemoryJobRegistry
+from claude_mcp.config.specs import AgentSpec
+from claude_mcp.mcp_surface.server import build_server
 from tests.conftest import TESTS, call, text_of, tool_prompt
 from tests.test_stdio import write_config
 from tests.test_streaming_and_cancellation import ALLOW_SLEEP, SLEEP, wait_for_sleep, wait_until_gone

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from claude_mcp.docs import tool_reference, with_reference
+from claude_mcp.setup.reference import tool_reference, with_reference
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -10,7 +10,7 @@ README = Path(__file__).parent.parent / "README.md"
 def test_the_readme_tool_reference_matches_the_models() -> None:
     text = README.read_text()
     assert tool_reference() in text
-    assert with_reference(text) == text, "run: python -m claude_mcp.docs --write README.md"
+    assert with_reference(text) == text, "run: python -m claude_mcp.setup.reference --write README.md"
 
 
 def test_the_readme_test_command_is_what_ci_runs() -> None:

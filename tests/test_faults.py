@@ -12,7 +12,7 @@ import pytest
 from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
-from claude_mcp.server import build_server
+from claude_mcp.mcp_surface.server import build_server
 from tests.conftest import FAKE_CLI, text_of
 
 pytestmark = pytest.mark.anyio

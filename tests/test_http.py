@@ -22,7 +22,7 @@ from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from claude_mcp.tenant_config import token_hash
+from claude_mcp.config.tenants import token_hash
 from tests.conftest import call, text_of, tool_prompt
 from tests.test_streaming_and_cancellation import cmdline
 

@@ -14,8 +14,8 @@ import pytest
 from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
-from claude_mcp.permissions import describe, rule_matches
-from claude_mcp.server import build_server
+from claude_mcp.bridge.permissions import describe, rule_matches
+from claude_mcp.mcp_surface.server import build_server
 from tests.conftest import text_of, tool_prompt
 
 pytestmark = pytest.mark.anyio

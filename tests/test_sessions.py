@@ -13,8 +13,8 @@ import pytest
 from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
-from claude_mcp.progress import STATUS_PREFIX
-from claude_mcp.server import build_server
+from claude_mcp.mcp_surface.progress import STATUS_PREFIX
+from claude_mcp.mcp_surface.server import build_server
 from tests.conftest import call, text_of
 from tests.test_stdio import server_params, write_config
 from tests.test_streaming_and_cancellation import Progress, cmdline

@@ -14,12 +14,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from claude_mcp import AskArgs, AskResult, CallSettings, Policy, PolicyViolation
+from claude_mcp.bridge.options import BUDGET_ENV, DEPTH_ENV, RunTarget, build_options
+from claude_mcp.bridge.results import failure_of
+from claude_mcp.config.specs import AgentSpec
 from claude_mcp.errors import APIError, CLIFailed, ConfigError, SessionNotFound
-from claude_mcp.options import BUDGET_ENV, DEPTH_ENV, RunTarget, build_options
-from claude_mcp.results import failure_of
-from claude_mcp.server import describe_validation_error
-from claude_mcp.specs import AgentSpec
-from claude_mcp.tools import build_tools
+from claude_mcp.mcp_surface.server import describe_validation_error
+from claude_mcp.mcp_surface.tools import build_tools
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from claude_mcp.clients import CLIENTS, launcher
-from claude_mcp.doctor import bundled_cli
+from claude_mcp.setup.clients import CLIENTS, launcher
+from claude_mcp.setup.doctor import bundled_cli
 
 
 def run(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

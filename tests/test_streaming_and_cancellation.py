@@ -14,9 +14,9 @@ import pytest
 from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
-from claude_mcp.progress import STATUS_PREFIX
-from claude_mcp.server import build_server
-from claude_mcp.slots import RunSlots
+from claude_mcp.bridge.slots import RunSlots
+from claude_mcp.mcp_surface.progress import STATUS_PREFIX
+from claude_mcp.mcp_surface.server import build_server
 from tests.conftest import text_of, tool_prompt
 from tests.test_stdio import server_params, write_config
 

@@ -1,0 +1,199 @@
+"""Background jobs: runs that outlive the tool call that started them.
+
+A `Job` records what its run does (status lines, the answer streamed so far) and, once done,
+its result or error. Callers that wait on it (`run_agent`, `get_job`) attach their progress
+reporter for as long as they wait. Jobs are kept in a `JobRegistry` under their owner, so a
+client sees only its own; the in-memory registry is the single-process implementation of a
+small interface that a shared store can implement later.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Literal, Protocol
+
+import anyio
+from claude_agent_sdk import Message, SystemMessage
+from pydantic import BaseModel, Field
+
+from ..errors import ClaudeMCPError, InvalidArguments
+from .observer import RunObserver, activity_of, text_delta
+from .permissions import PermissionAnswer, PermissionRequest
+from .results import AskResult
+
+JobState = Literal["running", "completed", "failed", "cancelled"]
+
+
+class JobNotFound(ClaudeMCPError):
+    kind = "job_not_found"
+
+    def __init__(self) -> None:
+        # The same words whether the job never existed, expired, or belongs to someone else.
+        super().__init__("No job with that job_id exists for you (finished jobs are kept for a limited time).")
+
+
+class JobView(BaseModel):
+    """A job as a client sees it."""
+
+    job_id: str
+    status: JobState = Field(description="`running`, then `completed`, `failed` or `cancelled`.")
+    agent: str | None = Field(None, description="The agent it runs as, if any.")
+    session_id: str | None = Field(None, description="Its conversation (known once the run has started).")
+    started_at: str
+    finished_at: str | None = None
+    progress: list[str] = Field(default_factory=list, description="The latest status lines, oldest first.")
+    text: str = Field("", description="The answer streamed so far (its last 4000 characters).")
+    result: AskResult | None = Field(None, description="The full result, once the run has ended with one.")
+    error: str | None = Field(None, description="Why it failed or was cancelled.")
+    pending_permission: PermissionRequest | None = Field(
+        None,
+        description="A tool use waiting for your approval: answer with `get_job(job_id, permission_id, decision)`.",
+    )
+
+
+def _iso(moment: float | None) -> str | None:
+    return datetime.fromtimestamp(moment, tz=UTC).isoformat() if moment is not None else None
+
+
+@dataclass(eq=False)
+class Job:
+    """One background run and what is known of it so far. Also the run's observer."""
+
+    owner: str
+    agent: str | None
+    job_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    status: JobState = "running"
+    session_id: str | None = None
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    result: AskResult | None = None
+    error: str | None = None
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+    listeners: set[RunObserver] = field(default_factory=set)
+    pending: PermissionRequest | None = None
+    changed: anyio.Event = field(default_factory=anyio.Event)
+    """Set when the job finishes or starts waiting for a permission decision."""
+    _answered: anyio.Event = field(default_factory=anyio.Event)
+    _answer: PermissionAnswer | None = None
+    _status_lines: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    _text: list[str] = field(default_factory=list)
+
+    def view(self) -> JobView:
+        return JobView(
+            job_id=self.job_id,
+            status=self.status,
+            agent=self.agent,
+            session_id=self.session_id,
+            started_at=_iso(self.started_at) or "",
+            finished_at=_iso(self.finished_at),
+            progress=list(self._status_lines),
+            text="".join(self._text)[-4000:],
+            result=self.result,
+            error=self.error,
+            pending_permission=self.pending,
+        )
+
+    async def wait(self, wait_s: float, listener: RunObserver | None = None, *, until_question: bool = False) -> None:
+        """Wait up to `wait_s` for the job to finish (or, with `until_question`, to wait for a
+        permission decision), passing its progress to `listener` meanwhile."""
+        if listener is not None:
+            self.listeners.add(listener)
+        try:
+            with anyio.move_on_after(wait_s):
+                while not self.done.is_set() and not (until_question and self.pending is not None):
+                    if self.changed.is_set():
+                        self.changed = anyio.Event()
+                    await self.changed.wait()
+        finally:
+            if listener is not None:
+                self.listeners.discard(listener)
+
+    def finish(self, status: JobState, *, result: AskResult | None = None, error: str | None = None) -> None:
+        self.status, self.result, self.error = status, result, error
+        if result is not None:
+            self.session_id = result.session_id
+        self.finished_at = time.time()
+        self.done.set()
+        self.changed.set()
+
+    # The RunObserver protocol: record, and pass on to whoever is waiting right now.
+    async def queued(self, position: int) -> None:
+        self._status_lines.append(f"queued, position {position}")
+        for listener in list(self.listeners):
+            await listener.queued(position)
+
+    async def waiting_for_session(self) -> None:
+        self._status_lines.append("waiting for the previous call on this conversation to finish")
+        for listener in list(self.listeners):
+            await listener.waiting_for_session()
+
+    async def ask_permission(self, request: PermissionRequest) -> PermissionAnswer | None:
+        """Ask a waiting client if one can be asked; else park the question until `answer`."""
+        for listener in list(self.listeners):
+            if (answer := await listener.ask_permission(request)) is not None:
+                return answer
+        self._status_lines.append(f"waiting for permission: {request.description}")
+        self.pending, self._answer, self._answered = request, None, anyio.Event()
+        self.changed.set()
+        try:
+            await self._answered.wait()
+            return self._answer
+        finally:
+            self.pending = None
+
+    def answer(self, permission_id: str, answer: PermissionAnswer) -> None:
+        """Decide the job's pending permission request."""
+        if self.pending is None or self.pending.permission_id != permission_id:
+            raise InvalidArguments(
+                "That permission request is not pending (it was answered, timed out, or never existed); "
+                "see the job's pending_permission."
+            )
+        self._answer, self.pending = answer, None
+        self._answered.set()
+
+    async def message(self, message: Message) -> None:
+        if isinstance(message, SystemMessage) and message.subtype == "init":
+            self.session_id = message.data.get("session_id", self.session_id)
+        if chunk := text_delta(message):
+            self._text.append(chunk)
+        self._status_lines.extend(activity_of(message))
+        for listener in list(self.listeners):
+            await listener.message(message)
+
+
+class JobRegistry(Protocol):
+    def add(self, job: Job) -> None: ...
+
+    def get(self, owner: str, job_id: str) -> Job: ...
+
+    def owned_by(self, owner: str) -> list[Job]: ...
+
+    def expire(self, finished_before: float) -> None: ...
+
+
+class MemoryJobRegistry:
+    def __init__(self) -> None:
+        self._jobs: dict[str, Job] = {}
+
+    def add(self, job: Job) -> None:
+        self._jobs[job.job_id] = job
+
+    def get(self, owner: str, job_id: str) -> Job:
+        job = self._jobs.get(job_id)
+        if job is None or job.owner != owner:
+            raise JobNotFound()
+        return job
+
+    def owned_by(self, owner: str) -> list[Job]:
+        return sorted((j for j in self._jobs.values() if j.owner == owner), key=lambda j: j.started_at, reverse=True)
+
+    def expire(self, finished_before: float) -> None:
+        for job_id in [
+            i for i, j in self._jobs.items() if j.finished_at is not None and j.finished_at < finished_before
+        ]:
+            del self._jobs[job_id]

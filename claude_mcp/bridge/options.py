@@ -1,0 +1,99 @@
+"""Resolved settings → `ClaudeAgentOptions`: a pure mapping, tested without a process.
+
+`claude-agent-sdk` turns the options into CLI flags and sends the prompt over stdin
+(stream-json), so a prompt never meets argv's size limits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+
+from claude_agent_sdk import ClaudeAgentOptions, McpServerConfig
+from claude_agent_sdk.types import SystemPromptCustom, SystemPromptPreset
+
+from ..config.policy import Policy, ResolvedSettings
+
+DEPTH_ENV = "CLAUDE_MCP_DEPTH"
+"""Carried into every CLI we start, so a claude-mcp started by that CLI knows its depth."""
+BUDGET_ENV = "CLAUDE_MCP_MAX_BUDGET_USD"
+"""A run's budget, carried the same way: a claude-mcp below it may spend no more per call."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunTarget:
+    """Which conversation a run continues: a new one, a resumed one, or a fork of one."""
+
+    resume: str | None = None
+    fork: bool = False
+    override_system_prompt: bool = False
+    """On a resume, send this call's system prompt instead of the one recorded on the first turn."""
+
+
+def build_options(
+    settings: ResolvedSettings,
+    policy: Policy,
+    *,
+    target: RunTarget = RunTarget(),
+    child_depth: int = 1,
+    stderr: Callable[[str], None] | None = None,
+) -> ClaudeAgentOptions:
+    """Map one call's resolved settings and the server policy onto the SDK's options."""
+    system_prompt: SystemPromptCustom | SystemPromptPreset
+    extra_args: dict[str, str | None] = {}
+    if settings.system_prompt is not None:
+        system_prompt = {"type": "custom", "prompt": settings.system_prompt}
+        if settings.append_system_prompt:
+            extra_args["append-system-prompt"] = settings.append_system_prompt
+    elif settings.append_system_prompt:
+        system_prompt = {"type": "preset", "preset": "claude_code", "append": settings.append_system_prompt}
+    else:
+        system_prompt = {"type": "preset", "preset": "claude_code"}
+    if target.override_system_prompt:
+        # The CLI re-sends the system prompt recorded on a conversation's first turn unless
+        # told not to snapshot; the SDK reads `snapshot` from presets too.
+        system_prompt["snapshot"] = False
+
+    env = {
+        **policy.cli_env,
+        # The CLI retries 401/429/5xx ten times over ~3 minutes by default; an MCP caller
+        # needs the answer in seconds.
+        "CLAUDE_CODE_MAX_RETRIES": str(policy.api_retries),
+        DEPTH_ENV: str(child_depth),
+    }
+    if settings.max_budget_usd is not None:
+        env[BUDGET_ENV] = str(settings.max_budget_usd)
+    if settings.agents:
+        # The CLI's own flag (not the SDK's initialize request) so that `--agent` can pick one.
+        extra_args["agents"] = json.dumps({name: agent.cli_definition() for name, agent in settings.agents.items()})
+    if settings.agent is not None:
+        extra_args["agent"] = settings.agent
+    return ClaudeAgentOptions(
+        cwd=settings.cwd,
+        model=settings.model,
+        fallback_model=settings.fallback_model,
+        system_prompt=system_prompt,
+        allowed_tools=list(settings.allowed_tools),
+        disallowed_tools=list(settings.disallowed_tools),
+        permission_mode=settings.permission_mode,
+        max_turns=settings.max_turns,
+        max_budget_usd=settings.max_budget_usd,
+        effort=settings.effort,
+        output_format=(
+            {"type": "json_schema", "schema": settings.json_schema} if settings.json_schema is not None else None
+        ),
+        add_dirs=list(settings.add_dirs),
+        tools=list(settings.tools) if settings.tools is not None else None,
+        mcp_servers={name: cast(McpServerConfig, server.model_dump()) for name, server in settings.mcp_servers.items()},
+        resume=target.resume,
+        fork_session=target.fork,
+        strict_mcp_config=not policy.inherit_mcp_config,
+        setting_sources=list(policy.setting_sources) if policy.setting_sources is not None else None,
+        cli_path=policy.cli_path,
+        env=env,
+        extra_args=extra_args,
+        include_partial_messages=True,
+        stderr=stderr,
+    )

@@ -1,0 +1,94 @@
+"""The concurrency cap: at most `limit` CLI runs at once, the rest wait in a FIFO queue
+that reports each waiter's position, and past `max_queued` waiters a call fails fast.
+
+Kept behind this small class so that a cross-replica limiter (Redis, PostgreSQL) can
+replace it later.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+
+from ..errors import Busy, RunTimeout
+
+OnQueued = Callable[[int], Awaitable[None]]
+
+
+@dataclass(eq=False)
+class _Waiter:
+    granted: bool = False
+    wake: anyio.Event = field(default_factory=anyio.Event)
+
+
+class RunSlots:
+    """A fair (first come, first served) semaphore with a bounded queue."""
+
+    def __init__(self, limit: int, max_queued: int) -> None:
+        self.limit = limit
+        self.max_queued = max_queued
+        self.running = 0
+        self._queue: deque[_Waiter] = deque()
+
+    @asynccontextmanager
+    async def slot(self, on_queued: OnQueued | None = None, *, timeout_s: float | None = None) -> AsyncIterator[None]:
+        """Hold one slot for the body; wait at most `timeout_s` in the queue (then `RunTimeout`)."""
+        try:
+            with anyio.fail_after(timeout_s):
+                await self._acquire(on_queued)
+        except TimeoutError:
+            raise RunTimeout(
+                f"The call waited its whole timeout ({timeout_s:g} s) in the queue without starting; "
+                "the server is saturated. Retry later or raise timeout_s."
+            ) from None
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _acquire(self, on_queued: OnQueued | None) -> None:
+        if self.running < self.limit and not self._queue:
+            self.running += 1
+            return
+        if len(self._queue) >= self.max_queued:
+            raise Busy(
+                f"The server is busy: {self.running} Claude runs are in progress and {len(self._queue)} are "
+                "queued, which is the limit. Retry in a little while."
+            )
+        waiter = _Waiter()
+        self._queue.append(waiter)
+        reported = 0
+        try:
+            while not waiter.granted:
+                position = self._queue.index(waiter) + 1
+                if position != reported and on_queued is not None:
+                    reported = position
+                    await on_queued(position)
+                if waiter.granted:
+                    break
+                await waiter.wake.wait()
+                waiter.wake = anyio.Event()
+        except BaseException:
+            if waiter.granted:
+                self._release()
+            else:
+                self._queue.remove(waiter)
+                self._wake_all()
+            raise
+
+    def _release(self) -> None:
+        if self._queue:
+            waiter = self._queue.popleft()
+            waiter.granted = True  # the slot passes straight to the next waiter
+            waiter.wake.set()
+            self._wake_all()
+        else:
+            self.running -= 1
+
+    def _wake_all(self) -> None:
+        for waiter in self._queue:
+            waiter.wake.set()

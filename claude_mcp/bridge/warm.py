@@ -1,0 +1,86 @@
+"""Warm sessions: a live CLI process per recently used conversation, so a follow-up skips the
+CLI's cold start. The pool is bounded by a count (least recently used closed first) and an
+idle time-to-live. Warm processes belong to one server process; another replica resumes a
+conversation cold.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import anyio
+
+from ..config.policy import ResolvedSettings
+from ..state.settings_records import PER_CALL_ONLY
+from .process import CLIProcess
+
+logger = logging.getLogger(__name__)
+
+# Settings a live process can change in place; any other difference needs a restart.
+IN_PLACE = frozenset({"model", "permission_mode", "timeout_s"})
+# Set per call (never recorded), so a difference counts whether the call named them or not.
+ALWAYS_COMPARED = PER_CALL_ONLY - IN_PLACE
+
+
+@dataclass
+class WarmSession:
+    """A live process for one conversation, and the settings it was started with."""
+
+    process: CLIProcess
+    settings: ResolvedSettings
+    last_used: float
+
+    def conflicts(self, wanted: ResolvedSettings, explicit: frozenset[str]) -> list[str]:
+        """The explicitly requested settings this process can't take without a restart."""
+        names = sorted((explicit | ALWAYS_COMPARED) - IN_PLACE)
+        return [name for name in names if getattr(wanted, name) != getattr(self.settings, name)]
+
+
+class WarmPool:
+    """Idle live processes by session id. A process in use is taken out, so it is never evicted."""
+
+    def __init__(self, max_warm: int, idle_ttl_s: float) -> None:
+        self.max_warm = max_warm
+        self.idle_ttl_s = idle_ttl_s
+        self._idle: OrderedDict[str, WarmSession] = OrderedDict()
+
+    def live_ids(self) -> set[str]:
+        return set(self._idle)
+
+    def take(self, session_id: str) -> WarmSession | None:
+        warm = self._idle.pop(session_id, None)
+        if warm is not None and not warm.process.alive:
+            logger.info("warm process for %s had exited; starting a new one", session_id)
+            return None
+        return warm
+
+    async def put(self, session_id: str, warm: WarmSession) -> None:
+        if self.max_warm == 0 or not warm.process.alive:
+            await warm.process.close()
+            return
+        warm.last_used = anyio.current_time()
+        self._idle[session_id] = warm
+        self._idle.move_to_end(session_id)
+        while len(self._idle) > self.max_warm:
+            _, oldest = self._idle.popitem(last=False)
+            await oldest.process.close()
+
+    async def close(self, session_id: str) -> bool:
+        warm = self._idle.pop(session_id, None)
+        if warm is None:
+            return False
+        await warm.process.close()
+        return True
+
+    async def sweep(self) -> None:
+        """Close processes idle for longer than the time-to-live."""
+        deadline = anyio.current_time() - self.idle_ttl_s
+        for session_id in [sid for sid, warm in self._idle.items() if warm.last_used <= deadline]:
+            await self.close(session_id)
+
+    async def close_all(self) -> None:
+        while self._idle:
+            _, warm = self._idle.popitem()
+            await warm.process.close()

@@ -1,0 +1,98 @@
+"""Per-call settings: the one model that is both the tools' input schema and the CLI mapping.
+
+Every field is optional and flat, so an MCP client writes `{"prompt": "…", "model": "haiku"}`.
+`claude_mcp.bridge.options.build_options` maps a checked `CallSettings` onto `ClaudeAgentOptions`;
+`claude_mcp.config.policy.Policy.resolve` fills defaults and enforces the server's ceilings. The
+tools' argument models (`claude_mcp.mcp_surface.arguments`) extend it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .specs import AgentSpec, McpServer, ServerName
+from .types import Effort, ModelName, PathText, PermissionMode, PromptText, ToolRule
+
+
+class CallSettings(BaseModel):
+    """Settings one call may carry. Unset fields take the server policy's defaults."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cwd: PathText | None = Field(
+        None,
+        description="Working directory for Claude. Must lie inside the server's allowed roots; "
+        "a relative path is taken from the first root.",
+    )
+    model: ModelName | None = Field(None, description="Model alias (`sonnet`, `opus`, `haiku`) or full model id.")
+    fallback_model: ModelName | None = Field(None, description="Model to use if the main model is overloaded.")
+    system_prompt: PromptText | None = Field(None, description="Replaces Claude Code's system prompt entirely.")
+    append_system_prompt: PromptText | None = Field(
+        None, description="Text appended to the system prompt (Claude Code's, or `system_prompt`)."
+    )
+    allowed_tools: list[ToolRule] | None = Field(
+        None,
+        max_length=200,
+        description="Tools or rules approved without asking, e.g. `Read`, `Bash(git *)`.",
+    )
+    disallowed_tools: list[ToolRule] | None = Field(
+        None, max_length=200, description="Tools or rules Claude may not use at all."
+    )
+    permission_mode: PermissionMode | None = Field(
+        None,
+        description="How tool permissions are decided; the server policy lists the modes it permits.",
+    )
+    max_turns: int | None = Field(None, ge=1, description="Stop after this many agentic turns.")
+    max_budget_usd: float | None = Field(None, gt=0, description="Stop once the run has cost this much (USD).")
+    effort: Effort | None = Field(None, description="How much effort (thinking depth) Claude spends.")
+    json_schema: dict[str, Any] | None = Field(
+        None,
+        description="JSON Schema for a structured answer; the result's `structured_output` holds it.",
+    )
+    add_dirs: list[PathText] | None = Field(
+        None, max_length=50, description="Extra directories Claude may access (inside the allowed roots)."
+    )
+    tools: list[ToolRule] | None = Field(
+        None, max_length=100, description='Restrict Claude\'s built-in tools to these (e.g. `["Read", "Grep"]`).'
+    )
+    mcp_servers: dict[ServerName, McpServer] | None = Field(
+        None,
+        max_length=20,
+        description="MCP servers Claude may use during this call, as in Claude's `--mcp-config` "
+        "(stdio: command/args/env; http or sse: url/headers). Their tools are named `mcp__<name>__<tool>`.",
+    )
+    agents: dict[ServerName, AgentSpec] | None = Field(
+        None,
+        max_length=50,
+        description="Sub-agents Claude may delegate to (the shape of Claude's `--agents`), besides the server's.",
+    )
+    timeout_s: float | None = Field(None, gt=0, description="Give up (and stop Claude) after this many seconds.")
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_json_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is None:
+            return None
+        try:
+            jsonschema.validators.validator_for(schema).check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise ValueError(f"not a valid JSON Schema: {exc.message}") from None
+        if schema.get("type", "object") != "object":
+            raise ValueError('the schema must describe an object (`"type": "object"`)')
+        return schema
+
+    def over(self, base: CallSettings) -> CallSettings:
+        """These settings where set, `base`'s elsewhere (the set fields stay marked as set)."""
+        return CallSettings.model_validate(
+            {**base.model_dump(exclude_unset=True), **self.model_dump(include=set(SETTING_NAMES), exclude_unset=True)}
+        )
+
+    def settings(self) -> CallSettings:
+        """The per-call settings alone (a tool's other arguments dropped), as the caller set them."""
+        return CallSettings.model_validate(self.model_dump(include=set(SETTING_NAMES), exclude_unset=True))
+
+
+SETTING_NAMES: tuple[str, ...] = tuple(CallSettings.model_fields)

@@ -1,0 +1,268 @@
+"""The server policy: defaults for every setting and ceilings that no call can exceed.
+
+Loaded from a TOML file (`--config`) and command-line flags. `Policy.resolve` turns a call's
+`CallSettings` into `ResolvedSettings` (concrete values, checked paths) or raises
+`PolicyViolation` naming the setting and the limit. Nothing here starts a process.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..errors import ConfigError, PolicyViolation
+from .call_settings import CallSettings
+from .specs import AgentSpec, McpServer
+from .tenants import TenantSpec
+from .types import Effort, PermissionMode
+
+SettingSource = Literal["user", "project", "local"]
+SAFE_PERMISSION_MODES: tuple[PermissionMode, ...] = ("default", "acceptEdits", "plan", "dontAsk", "auto")
+
+
+class Policy(BaseModel):
+    """What the operator allows. Every per-call setting is checked against it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    roots: tuple[Path, ...] = Field(
+        default_factory=lambda: (Path.cwd(),),
+        description="Directories Claude may work in (`cwd`, `add_dirs`). Default: where the server started.",
+    )
+    defaults: CallSettings = Field(
+        default_factory=lambda: CallSettings(), description="Settings a call gets when it names none."
+    )
+    permission_modes: tuple[PermissionMode, ...] = Field(
+        SAFE_PERMISSION_MODES, description="Permission modes a call may ask for (no `bypassPermissions` by default)."
+    )
+    max_turns: int | None = Field(100, ge=1, description="Most turns a call may ask for (and the default).")
+    max_budget_usd: float | None = Field(None, gt=0, description="Most USD a call may spend (and the default).")
+    default_timeout_s: float = Field(600, gt=0, description="Timeout of a call that sets none.")
+    max_timeout_s: float = Field(3600, gt=0, description="Longest timeout a call may ask for.")
+    allowed_tool_rules: tuple[str, ...] | None = Field(
+        None, description="If set, the only `allowed_tools` entries a call may pass."
+    )
+    disallowed_tools: tuple[str, ...] = Field((), description="Tools denied on every call, whatever it asks.")
+    api_retries: int = Field(2, ge=0, le=10, description="How often the CLI retries a failed API request.")
+    stall_timeout_s: float = Field(
+        90, gt=0, description="Stop a run when the model stream sends nothing for this long."
+    )
+    max_concurrent: int = Field(4, ge=1, description="Most CLI runs at once; further calls wait in a queue.")
+    max_queued: int = Field(32, ge=0, description="Most calls waiting; beyond it a call fails fast as busy.")
+    heartbeat_s: float = Field(5, gt=0, description="Send progress at least this often while a call runs.")
+    max_warm: int = Field(4, ge=0, description="Most idle CLI processes kept alive for fast follow-ups (0: none).")
+    warm_ttl_s: float = Field(600, gt=0, description="Close a warm process after this long unused.")
+    spare_process: bool = Field(
+        False,
+        description="Keep one CLI pre-started with the default settings, so a new conversation skips the cold start.",
+    )
+    state_dir: Path | None = Field(
+        None, description="Where per-session settings are kept; default: claude-mcp/ in the Claude config dir."
+    )
+    agents: dict[str, AgentSpec] = Field(
+        default_factory=dict, description="Named agents (`[agents.NAME]`): for `run_agent`, and as sub-agents."
+    )
+    mcp_servers: dict[str, McpServer] = Field(
+        default_factory=dict, description="MCP servers given to Claude on every call (`[mcp_servers.NAME]`)."
+    )
+    mcp_server_types: tuple[Literal["stdio", "http", "sse"], ...] = Field(
+        ("stdio", "http", "sse"),
+        description="Kinds of per-call MCP servers a call may pass (stdio ones run a command on this machine).",
+    )
+    default_wait_s: float = Field(25, ge=0, description="How long `run_agent` waits before returning a job handle.")
+    job_retention_s: float = Field(3600, gt=0, description="How long a finished job's result is kept.")
+    max_jobs: int = Field(100, ge=1, description="Most jobs (running or kept) per client.")
+    tenants: dict[str, TenantSpec] = Field(
+        default_factory=dict, description="HTTP tenants by name, each with its own token and credential."
+    )
+    allowed_hosts: tuple[str, ...] = Field(
+        (), description="Host names (with port, `*` allowed) the HTTP transports answer to besides loopback."
+    )
+    permission_prompts: Literal["client", "deny"] | tuple[str, ...] = Field(
+        "client",
+        description="Tool uses that need approval: ask the person at the client (`client`), `deny` them, or "
+        'approve those matching a list of rules (`["Bash(git *)", "Edit"]`) and deny the rest.',
+    )
+    permission_timeout_s: float = Field(60, gt=0, description="Deny a permission request unanswered this long.")
+    max_depth: int = Field(2, ge=0, description="How deep claude-mcp may call itself through Claude.")
+    inherit_mcp_config: bool = Field(
+        False, description="Let Claude load the user's and project's own MCP servers (off: only per-call ones)."
+    )
+    setting_sources: tuple[SettingSource, ...] | None = Field(
+        None, description="Which Claude settings files to load; unset loads the CLI's defaults."
+    )
+    cli_path: str | None = Field(None, description="The `claude` executable; default: the SDK's bundled one.")
+    cli_env: dict[str, str] = Field(
+        default_factory=dict, description="Extra environment for the CLI process (never logged)."
+    )
+
+    @field_validator("roots")
+    @classmethod
+    def _absolute_roots(cls, roots: tuple[Path, ...]) -> tuple[Path, ...]:
+        if not roots:
+            raise ValueError("at least one root is needed")
+        return tuple(Path(r).expanduser().resolve() for r in roots)
+
+    @classmethod
+    def load(cls, path: Path | None = None, **overrides: Any) -> Policy:
+        """Read the TOML file (if any), apply flag overrides, and validate the whole."""
+        data: dict[str, Any] = {}
+        if path is not None:
+            try:
+                data = tomllib.loads(Path(path).read_text())
+            except FileNotFoundError:
+                raise ConfigError(f"config file not found: {path}") from None
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+            base = Path(path).resolve().parent
+            if "roots" in data:
+                data["roots"] = [base / Path(r).expanduser() for r in data["roots"]]
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        if env_cli := os.environ.get("CLAUDE_MCP_CLI"):
+            data.setdefault("cli_path", env_cli)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            where = f"config file {path}" if path else "settings"
+            raise ConfigError(f"invalid {where}:\n{_format_errors(exc)}") from None
+
+    def resolve(self, call: CallSettings) -> ResolvedSettings:
+        """Merge the call over the defaults and check every ceiling. Raises `PolicyViolation`."""
+        merged = call.over(self.defaults)
+        permission_mode = merged.permission_mode or "default"
+        if permission_mode not in self.permission_modes:
+            raise PolicyViolation(
+                "permission_mode",
+                f"permission_mode {permission_mode!r} is not permitted by the server policy; "
+                f"permitted: {', '.join(self.permission_modes)}",
+            )
+        max_turns = _capped("max_turns", merged.max_turns, self.max_turns)
+        budget = _capped("max_budget_usd", merged.max_budget_usd, self.max_budget_usd)
+        timeout_s = _capped("timeout_s", merged.timeout_s or self.default_timeout_s, self.max_timeout_s)
+        allowed = tuple(merged.allowed_tools or ())
+        if self.allowed_tool_rules is not None:
+            refused = [rule for rule in allowed if rule not in self.allowed_tool_rules]
+            if refused:
+                raise PolicyViolation(
+                    "allowed_tools",
+                    f"allowed_tools {refused} exceed the server policy; permitted rules: "
+                    f"{', '.join(self.allowed_tool_rules) or '(none)'}",
+                )
+        agents = self._agents(merged.agents or {}, permission_mode)
+        mcp_servers = self._mcp_servers(merged.mcp_servers or {})
+        cwd = self.check_path("cwd", merged.cwd) if merged.cwd else self.roots[0]
+        add_dirs = tuple(self.check_path("add_dirs", d) for d in merged.add_dirs or ())
+        return ResolvedSettings(
+            cwd=cwd,
+            model=merged.model,
+            fallback_model=merged.fallback_model,
+            system_prompt=merged.system_prompt,
+            append_system_prompt=merged.append_system_prompt,
+            allowed_tools=allowed,
+            disallowed_tools=tuple(dict.fromkeys((*(merged.disallowed_tools or ()), *self.disallowed_tools))),
+            permission_mode=permission_mode,
+            max_turns=max_turns,
+            max_budget_usd=budget,
+            effort=merged.effort,
+            json_schema=merged.json_schema,
+            add_dirs=add_dirs,
+            timeout_s=float(timeout_s),
+            tools=tuple(merged.tools) if merged.tools is not None else None,
+            agents=agents,
+            mcp_servers=mcp_servers,
+        )
+
+    def _agents(self, called: dict[str, AgentSpec], permission_mode: PermissionMode) -> dict[str, AgentSpec]:
+        if clash := sorted(set(called) & set(self.agents)):
+            raise PolicyViolation("agents", f"agents {clash} are defined by the server; pick other names")
+        agents = {**self.agents, **called}
+        for name, agent in called.items():
+            if agent.permission_mode is not None and agent.permission_mode not in self.permission_modes:
+                raise PolicyViolation(
+                    "agents",
+                    f"agent {name!r} asks for permission_mode {agent.permission_mode!r}, which the server policy "
+                    f"does not permit; permitted: {', '.join(self.permission_modes)}",
+                )
+        return agents
+
+    def _mcp_servers(self, called: dict[str, McpServer]) -> dict[str, McpServer]:
+        if clash := sorted(set(called) & set(self.mcp_servers)):
+            raise PolicyViolation("mcp_servers", f"mcp_servers {clash} are defined by the server; pick other names")
+        for name, server in called.items():
+            if server.type not in self.mcp_server_types:
+                raise PolicyViolation(
+                    "mcp_servers",
+                    f"mcp_servers.{name}: {server.type} servers are not permitted by the server policy; "
+                    f"permitted: {', '.join(self.mcp_server_types) or '(none)'}",
+                )
+        return {**self.mcp_servers, **called}
+
+    def check_path(self, setting: str, text: str) -> Path:
+        """An existing directory inside a root (symlinks resolved), or `PolicyViolation`.
+
+        Containment is checked before existence, so nothing is revealed about paths outside the roots.
+        """
+        candidate = Path(text).expanduser()
+        if not candidate.is_absolute():
+            candidate = self.roots[0] / candidate
+        try:
+            real = candidate.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            raise PolicyViolation(setting, f"{setting} {text!r} cannot be resolved") from None
+        if not any(real == root or real.is_relative_to(root) for root in self.roots):
+            raise PolicyViolation(
+                setting,
+                f"{setting} {text!r} is outside the allowed roots ({', '.join(map(str, self.roots))}); "
+                "pass a directory inside one of them, or start the server with --root",
+            )
+        if not real.exists():
+            raise PolicyViolation(setting, f"{setting} {text!r} does not exist")
+        if not real.is_dir():
+            raise PolicyViolation(setting, f"{setting} {text!r} is not a directory")
+        return real
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedSettings:
+    """A call's settings after defaults and policy: concrete, checked, ready to map onto the CLI."""
+
+    cwd: Path
+    model: str | None
+    fallback_model: str | None
+    system_prompt: str | None
+    append_system_prompt: str | None
+    allowed_tools: tuple[str, ...]
+    disallowed_tools: tuple[str, ...]
+    permission_mode: PermissionMode
+    max_turns: int | None
+    max_budget_usd: float | None
+    effort: Effort | None
+    json_schema: dict[str, Any] | None
+    add_dirs: tuple[Path, ...]
+    timeout_s: float
+    tools: tuple[str, ...] | None = None
+    agents: dict[str, AgentSpec] = field(default_factory=dict)
+    mcp_servers: dict[str, McpServer] = field(default_factory=dict)
+    agent: str | None = None
+    """Run the main conversation as this agent (`run_agent`)."""
+
+
+def _capped(setting: str, asked: float | None, ceiling: float | None) -> Any:
+    if asked is None:
+        return ceiling
+    if ceiling is not None and asked > ceiling:
+        raise PolicyViolation(setting, f"{setting}={asked:g} exceeds the server limit of {ceiling:g}")
+    return asked
+
+
+def _format_errors(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)

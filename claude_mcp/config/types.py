@@ -1,0 +1,35 @@
+"""Value types shared by the settings, the policy, the agent/MCP specs and the tool arguments."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, StringConstraints
+
+PermissionMode = Literal["default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions"]
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
+
+# Model ids from the Messages API (`claude-sonnet-4-5-20250929`), CLI aliases (`sonnet`,
+# `opus[1m]`) and provider ids (Bedrock `us.anthropic.claude-…-v1:0`, Vertex `…@2025…`).
+ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/\[\]-]{0,199}$")]
+# A tool name or a permission rule such as `Bash(git *)` or `mcp__github__create_issue`.
+ToolRule = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f,]+$")]
+PathText = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
+PromptText = Annotated[str, StringConstraints(max_length=200_000)]
+
+_SESSION_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def _uuid_of(what: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not _SESSION_ID.match(value):
+            raise ValueError(f"a {what} is a UUID such as 3f2c…-…; use the {what} of an earlier result")
+        return value
+
+    return AfterValidator(check)
+
+
+SessionId = Annotated[str, _uuid_of("session_id")]
+"""A conversation's id, as an earlier result returned it."""
+JobId = Annotated[str, _uuid_of("job_id")]

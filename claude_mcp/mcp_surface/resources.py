@@ -1,0 +1,76 @@
+"""The resources: `claude://sessions` (the conversation list) and `claude://sessions/{id}`
+(one conversation's messages), both JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import mcp_types as types
+from mcp.server.context import ServerRequestContext
+from mcp.shared.exceptions import MCPError
+from pydantic import BaseModel, ValidationError
+
+from ..errors import ClaudeMCPError
+from .arguments import SessionArgs
+from .call import Call
+from .results import SessionList
+
+SESSIONS_URI = "claude://sessions"
+
+Context = ServerRequestContext[Any, Any]
+
+
+async def list_resources(ctx: Context, params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
+    return types.ListResourcesResult(
+        resources=[
+            types.Resource(
+                uri=SESSIONS_URI,
+                name="sessions",
+                description="Conversations on this server, most recent first (JSON).",
+                mime_type="application/json",
+            )
+        ]
+    )
+
+
+async def list_resource_templates(
+    ctx: Context, params: types.PaginatedRequestParams | None
+) -> types.ListResourceTemplatesResult:
+    return types.ListResourceTemplatesResult(
+        resource_templates=[
+            types.ResourceTemplate(
+                uri_template=SESSIONS_URI + "/{session_id}",
+                name="session",
+                description="One conversation's messages (JSON, the first 500).",
+                mime_type="application/json",
+            )
+        ]
+    )
+
+
+def reader(
+    call_of: Callable[[Context], Call],
+) -> Callable[[Context, types.ReadResourceRequestParams], Awaitable[types.ReadResourceResult]]:
+    """`resources/read`, answered from the bridge of the tenant making the request."""
+
+    async def read_resource(ctx: Context, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+        uri = str(params.uri)
+        try:
+            bridge = call_of(ctx).bridge
+            if uri == SESSIONS_URI:
+                body: BaseModel = SessionList(sessions=bridge.list_sessions(limit=200))
+            elif uri.startswith(SESSIONS_URI + "/"):
+                args = SessionArgs(session_id=uri.removeprefix(SESSIONS_URI + "/"))
+                body = bridge.get_session(args.session_id, limit=500)
+            else:
+                raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource {uri}; see resources/list.")
+        except ValidationError:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"{uri}: a session id is a UUID") from None
+        except ClaudeMCPError as exc:
+            raise MCPError(code=types.INVALID_PARAMS, message=str(exc)) from None
+        return types.ReadResourceResult(
+            contents=[types.TextResourceContents(uri=uri, text=body.model_dump_json(), mime_type="application/json")]
+        )
+
+    return read_resource

@@ -1,0 +1,117 @@
+"""The MCP surface: tools whose schemas come from the pydantic models, thin over `ClaudeBridge`.
+
+Built on the SDK's low-level `Server` so that the input schema of each tool is exactly its
+pydantic model (flat arguments, `additionalProperties: false`), the output schema is the
+result model, and every failure becomes an `isError` result with a message, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import mcp_types as types
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.context import ServerRequestContext
+from mcp.server.lowlevel.server import Server
+from pydantic import BaseModel, ValidationError
+
+from .._version import __version__
+from ..bridge.claude import ClaudeBridge
+from ..bridge.tenancy import LOCAL, Tenancy
+from ..errors import ClaudeMCPError
+from . import resources
+from .call import Call
+from .tools import INSTRUCTIONS, TOOLS
+
+logger = logging.getLogger(__name__)
+
+
+def error_result(message: str, structured: BaseModel | None = None) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=message)],
+        structured_content=structured.model_dump(mode="json") if structured is not None else None,
+        is_error=True,
+    )
+
+
+def describe_validation_error(tool: str, exc: ValidationError) -> str:
+    """A message naming each bad argument and what it needs (never echoing the values)."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "arguments"
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unknown argument {where!r}")
+        elif error["type"] == "missing":
+            problems.append(f"missing required argument {where!r}")
+        else:
+            problems.append(f"{where}: {error['msg']}")
+    return f"Invalid arguments for {tool}: " + "; ".join(problems) + ". See the tool's input schema."
+
+
+def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
+    """An MCP server publishing the tools over one bridge, or over each tenant's own."""
+    tenancy = served if isinstance(served, Tenancy) else Tenancy.single(served)
+    tools = {spec.name: spec for spec in TOOLS}
+
+    def call_of(ctx: ServerRequestContext[Any, Any], *answers: Any) -> Call:
+        if not tenancy.requires_auth:
+            return Call(ctx, LOCAL, tenancy.bridges[LOCAL], *answers)
+        user = getattr(ctx.request, "user", None)
+        token = getattr(user, "access_token", None) or get_access_token()
+        if token is None or token.client_id not in tenancy.bridges:
+            raise ClaudeMCPError("Not authenticated: send `Authorization: Bearer <token>`.")
+        return Call(ctx, token.client_id, tenancy.bridges[token.client_id], *answers)
+
+    async def list_tools(
+        ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        return types.ListToolsResult(tools=[spec.describe() for spec in tools.values()])
+
+    async def call_tool(
+        ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
+    ) -> types.CallToolResult | types.InputRequiredResult:
+        spec = tools.get(params.name)
+        if spec is None:
+            return error_result(f"Unknown tool {params.name!r}; available: {', '.join(tools)}.")
+        try:
+            args = spec.args.model_validate(params.arguments or {})
+        except ValidationError as exc:
+            return error_result(describe_validation_error(spec.name, exc))
+        try:
+            result = await spec.handler(args, call_of(ctx, params.input_responses, params.request_state))
+        except ClaudeMCPError as exc:
+            logger.info("%s refused or failed: %s", spec.name, exc.kind)
+            return error_result(str(exc), exc.structured)
+        except Exception:
+            logger.exception("%s failed unexpectedly", spec.name)
+            return error_result(f"{spec.name} failed because of an internal error; the server log has details.")
+        if isinstance(result, types.InputRequiredResult):
+            return result  # a question for the client; it calls again with the answer
+        text = getattr(result, "result", None)
+        return types.CallToolResult(
+            content=[types.TextContent(type="text", text=text if isinstance(text, str) else result.model_dump_json())],
+            structured_content=result.model_dump(mode="json"),
+        )
+
+    @asynccontextmanager
+    async def lifespan(server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
+        async with AsyncExitStack() as bridges:  # warm processes close when the last connection ends
+            for bridge in tenancy.bridges.values():
+                await bridges.enter_async_context(bridge)
+            yield {}
+
+    return Server(
+        "claude-mcp",
+        lifespan=lifespan,
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        on_list_tools=list_tools,
+        on_call_tool=call_tool,
+        on_list_resources=resources.list_resources,
+        on_list_resource_templates=resources.list_resource_templates,
+        on_read_resource=resources.reader(call_of),
+    )

@@ -1,0 +1,109 @@
+"""The conversation tools: `ask`, `stream_ask` and `fork_session`."""
+
+from __future__ import annotations
+
+import mcp_types as types
+
+from ...bridge.results import AskResult
+from ..arguments import AskArgs, ForkArgs
+from ..call import Call, asks_by_rounds
+from ..progress import STATUS_PREFIX
+from ..results import ForkResult
+from .running import in_rounds, view_or_error, with_progress
+from .spec import DELEGATES, ToolSpec
+
+SETTINGS_NOTE = (
+    "Without session_id a new conversation starts; with the session_id of an earlier result "
+    "the conversation continues. Optional settings (model, cwd, system_prompt, allowed_tools, "
+    "permission_mode, max_turns, json_schema, …) apply to this call, within the server's policy."
+)
+
+
+async def _asking(args: AskArgs, call: Call, stream_text: bool) -> AskResult | types.InputRequiredResult:
+    settings = args.settings()
+    if not asks_by_rounds(call):
+        return await with_progress(
+            call,
+            stream_text,
+            lambda o: call.bridge.ask(args.prompt, session_id=args.session_id, settings=settings, observer=o),
+        )
+    outcome = await in_rounds(
+        call,
+        lambda: call.bridge.start_job(call.owner, args.prompt, session_id=args.session_id, settings=settings),
+        stream_text,
+    )
+    if isinstance(outcome, types.InputRequiredResult):
+        return outcome
+    view = view_or_error(outcome.view())
+    assert view.result is not None
+    return view.result
+
+
+async def ask(args: AskArgs, call: Call) -> AskResult | types.InputRequiredResult:
+    return await _asking(args, call, stream_text=False)
+
+
+async def stream_ask(args: AskArgs, call: Call) -> AskResult | types.InputRequiredResult:
+    return await _asking(args, call, stream_text=True)
+
+
+async def fork_session(args: ForkArgs, call: Call) -> ForkResult | types.InputRequiredResult:
+    settings = args.settings()
+    prompt = args.prompt
+    if prompt is not None and asks_by_rounds(call):
+        rounds = await in_rounds(
+            call,
+            lambda: call.bridge.start_job(call.owner, prompt, session_id=args.session_id, fork=True, settings=settings),
+            stream_text=False,
+        )
+        if isinstance(rounds, types.InputRequiredResult):
+            return rounds
+        answer = view_or_error(rounds.view()).result
+        assert answer is not None
+        return ForkResult(session_id=answer.session_id, forked_from=args.session_id, answer=answer)
+    outcome = await with_progress(
+        call, False, lambda o: call.bridge.fork(args.session_id, prompt, settings=settings, observer=o)
+    )
+    if isinstance(outcome, AskResult):
+        return ForkResult(session_id=outcome.session_id, forked_from=args.session_id, answer=outcome)
+    return ForkResult(session_id=outcome, forked_from=args.session_id)
+
+
+TOOLS = [
+    ToolSpec(
+        name="ask",
+        description=(
+            "Ask Claude (Claude Code) to answer or do something, and wait for the final answer. "
+            + SETTINGS_NOTE
+            + f" While it works, progress reports tool activity and heartbeats (lines starting {STATUS_PREFIX!r})."
+        ),
+        args=AskArgs,
+        result=AskResult,
+        handler=ask,
+        annotations=DELEGATES,
+    ),
+    ToolSpec(
+        name="stream_ask",
+        description=(
+            "Like `ask`, but the answer streams as it is written: each progress notification's message is "
+            f"the next chunk of text, or a status line starting {STATUS_PREFIX!r} (tool activity, queue "
+            "position, heartbeat). The final result still carries the whole answer. " + SETTINGS_NOTE
+        ),
+        args=AskArgs,
+        result=AskResult,
+        handler=stream_ask,
+        annotations=DELEGATES,
+    ),
+    ToolSpec(
+        name="fork_session",
+        description=(
+            "Branch a conversation into a new session_id; later turns in either branch are invisible to the "
+            "other. With `prompt`, the new branch is asked it at once and `answer` holds the result; "
+            "without, the new session_id comes back right away. Settings as for `ask`."
+        ),
+        args=ForkArgs,
+        result=ForkResult,
+        handler=fork_session,
+        annotations=DELEGATES,
+    ),
+]

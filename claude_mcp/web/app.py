@@ -1,0 +1,114 @@
+"""The HTTP application: Streamable HTTP at `/mcp`, or legacy HTTP+SSE, and `/healthz`.
+
+Requests carry `Authorization: Bearer <token>` when tenants are configured (the SDK's
+bearer-auth middleware, with `Tenancy` as its token verifier), and the Host/Origin checks
+against DNS rebinding are always on. `/healthz` says only that the server is up.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
+from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.lowlevel.server import Server
+from mcp.server.sse import SseServerTransport
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+from starlette.types import Receive, Scope, Send
+
+from ..bridge.tenancy import Tenancy
+from ..errors import ConfigError
+
+Transport = Literal["stdio", "http", "sse"]
+TRANSPORTS: tuple[Transport, ...] = ("stdio", "http", "sse")
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_binding(host: str, tenancy: Tenancy) -> None:
+    """Refuse to listen beyond loopback without authentication."""
+    if host not in LOOPBACK and not tenancy.requires_auth:
+        raise ConfigError(
+            f"Refusing to listen on {host} without authentication: anyone who can reach it could run Claude "
+            "with your credentials. Configure [tenants.NAME] with a token (see README), or bind to 127.0.0.1."
+        )
+
+
+def security_settings(host: str, allowed_hosts: tuple[str, ...]) -> TransportSecuritySettings:
+    """DNS-rebinding protection: only loopback names and the configured hosts are answered."""
+    hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *allowed_hosts]
+    if host not in (*LOOPBACK, "0.0.0.0", "::"):
+        hosts.append(f"{host}:*")
+    origins = [f"{scheme}://{h}" for h in hosts for scheme in ("http", "https")]
+    return TransportSecuritySettings(enable_dns_rebinding_protection=True, allowed_hosts=hosts, allowed_origins=origins)
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def http_app(
+    server: Server[Any], tenancy: Tenancy, transport: Transport, host: str, allowed_hosts: tuple[str, ...]
+) -> Starlette:
+    """The ASGI app for `http` (Streamable HTTP at /mcp) or `sse` (GET /sse, POST /messages/)."""
+    security = security_settings(host, allowed_hosts)
+    health = Route("/healthz", healthz, methods=["GET"])
+    auth = AuthSettings(issuer_url="http://localhost", resource_server_url=None) if tenancy.requires_auth else None
+    verifier = tenancy if tenancy.requires_auth else None
+    if transport == "http":
+        return server.streamable_http_app(
+            streamable_http_path="/mcp",
+            transport_security=security,
+            host=host,
+            auth=auth,
+            token_verifier=verifier,
+            custom_starlette_routes=[health],
+        )
+    sse = SseServerTransport("/messages/", security_settings=security)
+
+    async def handle_sse(scope: Scope, receive: Receive, send: Send) -> None:
+        connection = sse.connect_sse(scope, receive, send)
+        try:
+            read_stream, write_stream = await connection.__aenter__()
+        except ValueError:  # a rejected Host/Origin: the transport has already answered 4xx
+            return
+        try:
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+        except BaseException as exc:
+            if not await connection.__aexit__(type(exc), exc, exc.__traceback__):
+                raise
+        else:
+            await connection.__aexit__(None, None, None)
+
+    def guarded(app: Any) -> Any:
+        return RequireAuthMiddleware(app, [], None) if verifier is not None else app
+
+    middleware = (
+        [Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(verifier)), Middleware(AuthContextMiddleware)]
+        if verifier is not None
+        else []
+    )
+    return Starlette(
+        routes=[
+            health,
+            Route("/sse", endpoint=_AsgiEndpoint(guarded(handle_sse)), methods=["GET"]),
+            Mount("/messages/", app=guarded(sse.handle_post_message)),
+        ],
+        middleware=middleware,
+    )
+
+
+class _AsgiEndpoint:
+    """Lets Starlette route to a raw ASGI callable (its Route would wrap a function as a request handler)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
