@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--api-retries", type=int, help="API retries the CLI makes (default 2)")
     serve_cmd.add_argument("--max-depth", type=int, help="how deep claude-mcp may delegate to itself")
     serve_cmd.add_argument("--cli-path", help="the claude executable (default: the bundled one)")
+    serve_cmd.add_argument(
+        "--state-url", help="postgresql://… to share state between replicas (default: SQLite in the state dir)"
+    )
     serve_cmd.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     commands.add_parser(
         "hash-token", help="read a tenant's token on stdin, print the token_sha256 to put in the config"
@@ -80,6 +83,7 @@ def load_policy(args: argparse.Namespace) -> Policy:
             "api_retries",
             "max_depth",
             "cli_path",
+            "state_url",
         )
     }
     policy = Policy.load(args.config, **overrides)

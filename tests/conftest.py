@@ -16,6 +16,7 @@ from mcp import Client
 from claude_mcp import ClaudeBridge, Policy
 from claude_mcp.mcp_surface.server import build_server
 from tests.fake_model import running_fake_model
+from tests.pg_server import postgres_database, postgres_url  # noqa: F401  (fixtures: a throwaway PostgreSQL)
 
 TESTS = Path(__file__).parent
 FAKE_CLI = TESTS / "fake_cli.py"

@@ -13,9 +13,11 @@ import pytest
 from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
-from claude_mcp.bridge.jobs import Job, JobNotFound, MemoryJobRegistry
+from claude_mcp.bridge.job_book import JobBook
+from claude_mcp.bridge.jobs import Job, JobNotFound
 from claude_mcp.config.specs import AgentSpec
 from claude_mcp.mcp_surface.server import build_server
+from claude_mcp.state.sqlite import SqliteStore
 from tests.conftest import TESTS, call, text_of, tool_prompt
 from tests.test_stdio import write_config
 from tests.test_streaming_and_cancellation import ALLOW_SLEEP, SLEEP, wait_for_sleep, wait_until_gone
@@ -89,17 +91,27 @@ async def test_unknown_jobs_are_a_clear_error(client: Client) -> None:
     assert result.is_error and "No job with that job_id" in text_of(result)
 
 
-async def test_jobs_are_visible_only_to_their_owner() -> None:
-    registry = MemoryJobRegistry()
-    job = Job(owner="alice", agent=None)
-    registry.add(job)
-    assert registry.get("alice", job.job_id) is job
-    with pytest.raises(JobNotFound) as refused:
-        registry.get("bob", job.job_id)
-    with pytest.raises(JobNotFound) as unknown:
-        registry.get("bob", "00000000-0000-4000-8000-000000000000")
-    assert str(refused.value) == str(unknown.value)
-    assert registry.owned_by("bob") == []
+async def test_jobs_are_visible_only_to_their_owner(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.sqlite3")
+    await store.open()
+    try:
+        jobs = JobBook(store, "replica-a", lease_s=15)
+        job = Job(owner="alice", agent=None)
+        await jobs.add(job)
+        assert jobs.get("alice", job.job_id) is job
+        assert (await jobs.view("alice", job.job_id)).job_id == job.job_id
+        elsewhere = JobBook(store, "replica-b", lease_s=15)  # another replica sees it through the store
+        assert (await elsewhere.view("alice", job.job_id)).status == "running"
+        with pytest.raises(JobNotFound) as refused:
+            await elsewhere.view("bob", job.job_id)
+        with pytest.raises(JobNotFound) as unknown:
+            await elsewhere.view("bob", "00000000-0000-4000-8000-000000000000")
+        with pytest.raises(JobNotFound):
+            await elsewhere.cancel("bob", job.job_id)
+        assert str(refused.value) == str(unknown.value)
+        assert await jobs.views("bob") == []
+    finally:
+        await store.close()
 
 
 ECHO_SERVER = {"command": sys.executable, "args": [str(TESTS / "echo_mcp_server.py")]}

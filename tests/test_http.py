@@ -54,14 +54,17 @@ def tenants_config(path: Path, workdir: Path, cli_env: dict[str, str]) -> Path:
 
 
 @contextmanager
-def serving(tmp_path: Path, config: Path, transport: str, *flags: str) -> Iterator[RunningServer]:
-    log = tmp_path / f"server-{transport}.log"
+def serving(
+    tmp_path: Path, config: Path, transport: str, *flags: str, name: str | None = None
+) -> Iterator[RunningServer]:
+    """A server subprocess; `name` gives it a log and a local state directory of its own (a replica)."""
+    log = tmp_path / f"server-{name or transport}.log"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))},
         "ALICE_TOKEN": ALICE,
         "ALICE_KEY": "sk-alice",
         "BOB_KEY": "sk-bob",
-        "CLAUDE_MCP_STATE": str(tmp_path / "state"),
+        "CLAUDE_MCP_STATE": str(tmp_path / (name or "state")),
     }
     with log.open("wb") as sink:
         process = subprocess.Popen(

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -26,10 +28,14 @@ from pydantic import ValidationError
 
 from ..config.call_settings import CallSettings
 from ..config.policy import Policy, ResolvedSettings
-from ..errors import Busy, ClaudeMCPError, DepthExceeded, InvalidArguments
-from ..state import transcripts
-from ..state.settings_records import FileSettingsStore, SessionSettingsStore, default_state_dir, sticky
-from .jobs import Job, JobRegistry, MemoryJobRegistry
+from ..errors import Busy, ClaudeMCPError, DepthExceeded, InvalidArguments, SessionNotFound
+from ..state import legacy
+from ..state.conversations import Conversations, SessionInfo, SessionTranscript, sticky_settings
+from ..state.open import store_for
+from ..state.sticky import config_dir, default_state_dir, sticky
+from ..state.store import SessionRecord, Store
+from .job_book import SYNC_S, JobBook
+from .jobs import Job, JobView
 from .observer import RunObserver
 from .options import BUDGET_ENV, DEPTH_ENV, RunTarget, build_options
 from .permissions import PermissionGate
@@ -50,6 +56,11 @@ def inherited_budget() -> float | None:
     except ValueError:
         return None
     return value if value > 0 else None
+
+
+def replica_id() -> str:
+    """This server process's name among the replicas sharing a store."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 def current_depth() -> int:
@@ -78,10 +89,19 @@ class ClaudeBridge:
     """
 
     def __init__(
-        self, policy: Policy | None = None, *, depth: int | None = None, shared_slots: RunSlots | None = None
+        self,
+        policy: Policy | None = None,
+        *,
+        depth: int | None = None,
+        shared_slots: RunSlots | None = None,
+        store: Store | None = None,
+        namespace: str = "local",
+        replica: str | None = None,
     ) -> None:
         """`shared_slots`: a cap shared with other bridges (tenants); this bridge's own
-        `max_concurrent` is then its share of it."""
+        `max_concurrent` is then its share of it. `store`: a store shared with other bridges,
+        opened and closed by its owner, in which this bridge keeps `namespace`'s state; without
+        one the bridge opens its own (the policy's `state_url`, or SQLite in its state dir)."""
         policy = policy or Policy()
         if (budget := inherited_budget()) is not None and (policy.max_budget_usd or budget) >= budget:
             # Below a budgeted run, no call may cost more than that whole run may.
@@ -90,29 +110,39 @@ class ClaudeBridge:
         self.depth = current_depth() if depth is None else depth
         self.slots = RunSlots(self.policy.max_concurrent, self.policy.max_queued)
         self.shared_slots = shared_slots
-        self.warm = WarmPool(self.policy.max_warm, self.policy.warm_ttl_s)
-        self._locks = SessionLocks()
-        self.recorded: SessionSettingsStore = FileSettingsStore(
-            self.policy.state_dir or default_state_dir(self.policy.cli_env)
-        )
+        self.replica = replica or replica_id()
+        self.state_dir = self.policy.state_dir or default_state_dir(self.policy.cli_env)
+        self._own_store = store is None
+        self.store = store if store is not None else store_for(self.policy.state_url, self.state_dir)
+        self.conversations = Conversations(self.store, namespace)
+        self.warm = WarmPool(self.policy.max_warm, self.policy.warm_ttl_s, on_closed=self._cooled)
+        lease_s = self.policy.job_lease_s
+        self._locks = SessionLocks(self.store, namespace=namespace, holder=self.replica, lease_s=lease_s)
+        self.jobs = JobBook(self.store, self.replica, lease_s)
         self._tasks: anyio.abc.TaskGroup | None = None
         self._users = 0
-        self.jobs: JobRegistry = MemoryJobRegistry()
         prompts = self.policy.permission_prompts
         self.permissions = PermissionGate(
             mode="deny" if isinstance(prompts, tuple) else prompts,
             rules=prompts if isinstance(prompts, tuple) else (),
             timeout_s=self.policy.permission_timeout_s,
         )
-        self._spare = Spare(self.policy, self.permissions, child_depth=self.depth + 1)
+        self._spare = Spare(
+            self.policy, self.permissions, child_depth=self.depth + 1, session_store=self.conversations.transcripts
+        )
 
     async def __aenter__(self) -> Self:
-        """Start the warm-session sweeper. Re-entrant: each connection of a server enters it."""
+        """Open the store (if it is the bridge's own), import conversations an earlier version left
+        on disk, and start the housekeeping. Re-entrant: each connection of a server enters it."""
         self._users += 1
         if self._tasks is None:
+            if self._own_store:
+                await self.store.open()
             self._tasks = anyio.create_task_group()
             await self._tasks.__aenter__()
             self._tasks.start_soon(self._housekeeping, min(30.0, self.policy.warm_ttl_s / 4))
+            self._tasks.start_soon(self._sync)
+            self._tasks.start_soon(self._import_local)
             if self.policy.spare_process and self.depth < self.policy.max_depth:
                 self._spare.run_in(self._tasks)
         return self
@@ -129,6 +159,9 @@ class ClaudeBridge:
             await self._spare.close()
         tasks.cancel_scope.cancel()
         await tasks.__aexit__(None, None, None)
+        if self._own_store:
+            with anyio.CancelScope(shield=True):
+                await self.store.close()
 
     async def ask(
         self,
@@ -156,18 +189,18 @@ class ClaudeBridge:
         without one, return the new session id. The original is untouched either way."""
         settings = _settings(settings, setting_values)
         if prompt is None:
-            new_id = transcripts.fork_session(self.policy.cli_env, session_id)
-            self.recorded.save(new_id, sticky(settings).over(self.recorded.load(session_id) or CallSettings()))
-            return new_id
+            origin = await self._find(session_id)
+            return await self.conversations.fork(session_id, sticky(settings).over(sticky_settings(origin)))
         return await self._run(prompt, settings, RunTarget(resume=session_id, fork=True), observer)
 
-    def list_sessions(self, *, limit: int = 20, offset: int = 0) -> list[transcripts.SessionInfo]:
+    async def list_sessions(self, *, limit: int = 20, offset: int = 0) -> list[SessionInfo]:
         """Conversations, most recent first."""
-        return transcripts.list_sessions(self.policy.cli_env, limit=limit, offset=offset, live=self.warm.live_ids())
+        return await self.conversations.page(limit=limit, offset=offset)
 
-    def get_session(self, session_id: str, *, limit: int = 50, offset: int = 0) -> transcripts.SessionTranscript:
+    async def get_session(self, session_id: str, *, limit: int = 50, offset: int = 0) -> SessionTranscript:
         """A page of a conversation's messages."""
-        return transcripts.read_session(self.policy.cli_env, session_id, limit=limit, offset=offset)
+        await self._find(session_id)
+        return await self.conversations.read(session_id, limit=limit, offset=offset)
 
     async def close_session(self, session_id: str) -> bool:
         """End a conversation's warm process (the transcript stays). False if none was open."""
@@ -178,8 +211,9 @@ class ClaudeBridge:
         """Close a conversation's warm process and delete its transcript."""
         async with self._locks.hold(session_id, timeout_s=self.policy.default_timeout_s, on_wait=None):
             await self.warm.close(session_id)
-            transcripts.delete_session(self.policy.cli_env, session_id)
-            self.recorded.delete(session_id)
+            await self._find(session_id)
+            await self.conversations.delete(session_id)
+            await legacy.remove_local(config_dir(self.policy.cli_env), session_id)
 
     async def start_job(
         self,
@@ -197,7 +231,7 @@ class ClaudeBridge:
         settings = settings or CallSettings()
         if self._tasks is None:
             raise ClaudeMCPError("Background jobs need a running bridge: use `async with ClaudeBridge(...)`.")
-        if len(self.jobs.owned_by(owner)) >= self.policy.max_jobs:
+        if await self.jobs.count(owner) >= self.policy.max_jobs:
             raise Busy(
                 f"You have {self.policy.max_jobs} jobs (running or kept), the limit; cancel some or wait for "
                 "finished ones to expire."
@@ -206,7 +240,7 @@ class ClaudeBridge:
         if agent is not None and agent not in resolved.agents:
             raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {', '.join(resolved.agents) or '(none)'}.")
         job = Job(owner=owner, agent=agent, session_id=None if fork else session_id)
-        self.jobs.add(job)
+        await self.jobs.add(job)
         self._tasks.start_soon(self._run_job, job, prompt, settings, RunTarget(resume=session_id, fork=fork))
         return job
 
@@ -223,21 +257,56 @@ class ClaudeBridge:
                 job.finish("failed", error="The job failed because of an internal error; the server log has details.")
         if not job.done.is_set():
             job.finish("cancelled", error="The job was cancelled; its processes were stopped.")
+        with anyio.CancelScope(shield=True):
+            await self.jobs.save(job)
 
-    async def cancel_job(self, owner: str, job_id: str) -> Job:
-        """Stop a job's run and every process it started; a finished job is left as it is."""
-        job = self.jobs.get(owner, job_id)
-        if not job.done.is_set():
-            job.scope.cancel()
-            with anyio.CancelScope(shield=True), anyio.move_on_after(30):
-                await job.done.wait()
-        return job
+    async def cancel_job(self, owner: str, job_id: str) -> JobView:
+        """Stop a job's run and every process it started, on whichever replica runs it; a
+        finished job is left as it is."""
+        return await self.jobs.cancel(owner, job_id)
 
     async def _housekeeping(self, every_s: float) -> None:
         while True:
             await anyio.sleep(every_s)
             await self.warm.sweep()
-            self.jobs.expire(time.time() - self.policy.job_retention_s)
+            await self.jobs.expire(time.time() - self.policy.job_retention_s)
+
+    async def _sync(self) -> None:
+        """Keep this replica's jobs and leases in step with the store."""
+        renew_every = max(SYNC_S, self.policy.job_lease_s / 3)
+        renewed = anyio.current_time()
+        while True:
+            await anyio.sleep(SYNC_S)
+            try:
+                await self.jobs.sync()
+                if anyio.current_time() - renewed >= renew_every:
+                    renewed = anyio.current_time()
+                    await self._locks.renew()
+                    await self.jobs.fail_orphans()
+            except Exception:  # the store is unreachable for now: try again next time
+                logger.warning("could not sync jobs with the store", exc_info=True)
+
+    async def _import_local(self) -> None:
+        try:
+            await legacy.import_local(self.conversations, config_dir(self.policy.cli_env), self.state_dir)
+        except Exception:
+            logger.warning("could not import local conversations into the store", exc_info=True)
+
+    async def _find(self, session_id: str) -> SessionRecord:
+        """A conversation's record; one an earlier version left on disk is imported first."""
+        try:
+            return await self.conversations.find(session_id)
+        except SessionNotFound:
+            if await legacy.import_one(self.conversations, config_dir(self.policy.cli_env), self.state_dir, session_id):
+                return await self.conversations.find(session_id)
+            raise
+
+    async def _cooled(self, session_id: str) -> None:
+        """A warm process was closed: no replica holds the conversation warm any more."""
+        try:
+            await self.conversations.set_warm(session_id, None)
+        except Exception:
+            logger.debug("could not record that %s is no longer warm", session_id, exc_info=True)
 
     @asynccontextmanager
     async def _slot(self, observer: RunObserver | None, timeout_s: float) -> AsyncIterator[None]:
@@ -267,14 +336,13 @@ class ClaudeBridge:
                 f"delegations and the policy allows max_depth={self.policy.max_depth}. Do the work directly "
                 "instead of delegating further."
             )
-        if target.resume is not None:
-            call = call.over(self.recorded.load(target.resume) or CallSettings())
+        record = await self._find(target.resume) if target.resume is not None else None
+        if record is not None:
+            call = call.over(sticky_settings(record))
         explicit = frozenset(call.model_fields_set)
-        if target.resume is not None and "cwd" not in explicit:
-            # A conversation is resumed where it ran: the CLI keeps transcripts per directory.
-            recorded = transcripts.session_cwd(self.policy.cli_env, target.resume)
-            if recorded is not None:
-                call = call.model_copy(update={"cwd": recorded})
+        if record is not None and record.cwd is not None and "cwd" not in explicit:
+            # A conversation is resumed where it ran: the CLI keys transcripts by directory.
+            call = call.model_copy(update={"cwd": record.cwd})
         resolved = self.policy.resolve(call)
         if agent is not None:
             if agent not in resolved.agents:
@@ -303,7 +371,13 @@ class ClaudeBridge:
             try:  # a taken warm or spare process is closed too if the wait for a slot fails
                 async with self._slot(observer, time_left):
                     if warm is None:
-                        options = build_options(resolved, self.policy, target=target, child_depth=self.depth + 1)
+                        options = build_options(
+                            resolved,
+                            self.policy,
+                            target=target,
+                            child_depth=self.depth + 1,
+                            session_store=self.conversations.transcripts,
+                        )
                         warm = WarmSession(CLIProcess(options, self.permissions), resolved, anyio.current_time())
                     else:
                         await _apply_in_place(warm, resolved, explicit)
@@ -316,8 +390,17 @@ class ClaudeBridge:
                         on_message=observer.message if observer else None,
                     )
                     warm.process.asker = None
-                    self.recorded.save(outcome.result.session_id, sticky(call))
-                    await self.warm.put(outcome.result.session_id, warm)
+                    session_id = outcome.result.session_id
+                    await self.conversations.record_turn(
+                        session_id,
+                        cwd=str(resolved.cwd),
+                        prompt=prompt,
+                        settings=sticky(call),
+                        previous=record,
+                        forked_from=target.resume if target.fork else None,
+                        warm_replica=self.replica if self.warm.keeps(warm) else None,
+                    )
+                    await self.warm.put(session_id, warm)
             except BaseException:
                 if warm is not None:
                     await warm.process.close(graceful=False)

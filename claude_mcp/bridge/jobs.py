@@ -1,10 +1,10 @@
 """Background jobs: runs that outlive the tool call that started them.
 
-A `Job` records what its run does (status lines, the answer streamed so far) and, once done,
-its result or error. Callers that wait on it (`run_agent`, `get_job`) attach their progress
-reporter for as long as they wait. Jobs are kept in a `JobRegistry` under their owner, so a
-client sees only its own; the in-memory registry is the single-process implementation of a
-small interface that a shared store can implement later.
+A `Job` is the live run on the replica that runs it: it records what the run does (status
+lines, the answer streamed so far) and, once done, its result or error; callers that wait on
+it (`run_agent`, `get_job`) attach their progress reporter for as long as they wait. Its
+`record` is what the store keeps, so every replica can read it (`JobView.of_record`); see
+`job_book` for how the two meet.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal, Protocol
+from typing import Literal
 
 import anyio
 from claude_agent_sdk import Message, SystemMessage
 from pydantic import BaseModel, Field
 
 from ..errors import ClaudeMCPError, InvalidArguments
+from ..state.store import JobRecord
 from .observer import RunObserver, activity_of, text_delta
 from .permissions import PermissionAnswer, PermissionRequest
 from .results import AskResult
@@ -54,6 +55,24 @@ class JobView(BaseModel):
         description="A tool use waiting for your approval: answer with `get_job(job_id, permission_id, decision)`.",
     )
 
+    @classmethod
+    def of_record(cls, record: JobRecord) -> JobView:
+        return cls(
+            job_id=record.job_id,
+            status=record.status,
+            agent=record.agent,
+            session_id=record.session_id,
+            started_at=_iso(record.created_at) or "",
+            finished_at=_iso(record.finished_at),
+            progress=record.progress,
+            text=record.text,
+            result=AskResult.model_validate(record.result) if record.result is not None else None,
+            error=record.error,
+            pending_permission=(
+                PermissionRequest.model_validate(record.pending_permission) if record.pending_permission else None
+            ),
+        )
+
 
 def _iso(moment: float | None) -> str | None:
     return datetime.fromtimestamp(moment, tz=UTC).isoformat() if moment is not None else None
@@ -82,6 +101,29 @@ class Job:
     _answer: PermissionAnswer | None = None
     _status_lines: deque[str] = field(default_factory=lambda: deque(maxlen=20))
     _text: list[str] = field(default_factory=list)
+    dirty: bool = True
+    """Changed since the store last saw it."""
+
+    def record(self, replica: str, lease_until: float | None) -> JobRecord:
+        """What the store keeps of this job."""
+        view = self.view()
+        return JobRecord(
+            namespace=self.owner,
+            job_id=self.job_id,
+            status=self.status,
+            agent=self.agent,
+            session_id=self.session_id,
+            created_at=self.started_at,
+            updated_at=time.time(),
+            finished_at=self.finished_at,
+            result=self.result.model_dump(mode="json") if self.result is not None else None,
+            error=self.error,
+            progress=view.progress,
+            text=view.text,
+            pending_permission=self.pending.model_dump(mode="json") if self.pending is not None else None,
+            replica=replica,
+            lease_expires_at=lease_until if self.status == "running" else None,
+        )
 
     def view(self) -> JobView:
         return JobView(
@@ -118,17 +160,20 @@ class Job:
         if result is not None:
             self.session_id = result.session_id
         self.finished_at = time.time()
+        self.dirty = True
         self.done.set()
         self.changed.set()
 
     # The RunObserver protocol: record, and pass on to whoever is waiting right now.
     async def queued(self, position: int) -> None:
         self._status_lines.append(f"queued, position {position}")
+        self.dirty = True
         for listener in list(self.listeners):
             await listener.queued(position)
 
     async def waiting_for_session(self) -> None:
         self._status_lines.append("waiting for the previous call on this conversation to finish")
+        self.dirty = True
         for listener in list(self.listeners):
             await listener.waiting_for_session()
 
@@ -139,12 +184,14 @@ class Job:
                 return answer
         self._status_lines.append(f"waiting for permission: {request.description}")
         self.pending, self._answer, self._answered = request, None, anyio.Event()
+        self.dirty = True
         self.changed.set()
         try:
             await self._answered.wait()
             return self._answer
         finally:
             self.pending = None
+            self.dirty = True
 
     def answer(self, permission_id: str, answer: PermissionAnswer) -> None:
         """Decide the job's pending permission request."""
@@ -159,41 +206,12 @@ class Job:
     async def message(self, message: Message) -> None:
         if isinstance(message, SystemMessage) and message.subtype == "init":
             self.session_id = message.data.get("session_id", self.session_id)
+            self.dirty = True
         if chunk := text_delta(message):
             self._text.append(chunk)
-        self._status_lines.extend(activity_of(message))
+            self.dirty = True
+        if activity := activity_of(message):
+            self._status_lines.extend(activity)
+            self.dirty = True
         for listener in list(self.listeners):
             await listener.message(message)
-
-
-class JobRegistry(Protocol):
-    def add(self, job: Job) -> None: ...
-
-    def get(self, owner: str, job_id: str) -> Job: ...
-
-    def owned_by(self, owner: str) -> list[Job]: ...
-
-    def expire(self, finished_before: float) -> None: ...
-
-
-class MemoryJobRegistry:
-    def __init__(self) -> None:
-        self._jobs: dict[str, Job] = {}
-
-    def add(self, job: Job) -> None:
-        self._jobs[job.job_id] = job
-
-    def get(self, owner: str, job_id: str) -> Job:
-        job = self._jobs.get(job_id)
-        if job is None or job.owner != owner:
-            raise JobNotFound()
-        return job
-
-    def owned_by(self, owner: str) -> list[Job]:
-        return sorted((j for j in self._jobs.values() if j.owner == owner), key=lambda j: j.started_at, reverse=True)
-
-    def expire(self, finished_before: float) -> None:
-        for job_id in [
-            i for i, j in self._jobs.items() if j.finished_at is not None and j.finished_at < finished_before
-        ]:
-            del self._jobs[job_id]

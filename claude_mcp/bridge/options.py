@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
-from claude_agent_sdk import ClaudeAgentOptions, McpServerConfig
+from claude_agent_sdk import ClaudeAgentOptions, McpServerConfig, SessionStore
 from claude_agent_sdk.types import SystemPromptCustom, SystemPromptPreset
 
 from ..config.policy import Policy, ResolvedSettings
@@ -39,8 +39,12 @@ def build_options(
     target: RunTarget = RunTarget(),
     child_depth: int = 1,
     stderr: Callable[[str], None] | None = None,
+    session_store: SessionStore | None = None,
 ) -> ClaudeAgentOptions:
-    """Map one call's resolved settings and the server policy onto the SDK's options."""
+    """Map one call's resolved settings and the server policy onto the SDK's options.
+
+    With a `session_store`, the SDK mirrors every transcript line into it and resumes from it
+    (so a conversation continues on any replica)."""
     system_prompt: SystemPromptCustom | SystemPromptPreset
     extra_args: dict[str, str | None] = {}
     if settings.system_prompt is not None:
@@ -96,4 +100,5 @@ def build_options(
         extra_args=extra_args,
         include_partial_messages=True,
         stderr=stderr,
+        session_store=session_store,
     )

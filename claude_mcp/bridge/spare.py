@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 import anyio
+from claude_agent_sdk import SessionStore
 
 from ..config.call_settings import CallSettings
 from ..config.policy import Policy, ResolvedSettings
@@ -23,8 +24,11 @@ logger = logging.getLogger(__name__)
 class Spare:
     """Holds at most one pre-started process; `take` hands it out and starts the next."""
 
-    def __init__(self, policy: Policy, permissions: PermissionGate, child_depth: int) -> None:
+    def __init__(
+        self, policy: Policy, permissions: PermissionGate, child_depth: int, session_store: SessionStore | None = None
+    ) -> None:
         self._policy = policy
+        self._session_store = session_store
         self._permissions = permissions
         self._child_depth = child_depth
         self._process: WarmSession | None = None
@@ -60,7 +64,9 @@ class Spare:
 
     async def _start(self) -> None:
         settings = self._policy.resolve(CallSettings())
-        options = build_options(settings, self._policy, child_depth=self._child_depth)
+        options = build_options(
+            settings, self._policy, child_depth=self._child_depth, session_store=self._session_store
+        )
         spare = WarmSession(CLIProcess(options, self._permissions), settings, anyio.current_time())
         try:
             await spare.process.start()

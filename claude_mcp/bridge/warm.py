@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
 
 from ..config.policy import ResolvedSettings
-from ..state.settings_records import PER_CALL_ONLY
+from ..state.sticky import PER_CALL_ONLY
 from .process import CLIProcess
 
 logger = logging.getLogger(__name__)
@@ -41,10 +42,23 @@ class WarmSession:
 class WarmPool:
     """Idle live processes by session id. A process in use is taken out, so it is never evicted."""
 
-    def __init__(self, max_warm: int, idle_ttl_s: float) -> None:
+    def __init__(
+        self, max_warm: int, idle_ttl_s: float, on_closed: Callable[[str], Awaitable[None]] | None = None
+    ) -> None:
+        """`on_closed(session_id)` is told when a kept process is closed (evicted, expired, ended)."""
         self.max_warm = max_warm
         self.idle_ttl_s = idle_ttl_s
         self._idle: OrderedDict[str, WarmSession] = OrderedDict()
+        self._on_closed = on_closed
+
+    def keeps(self, warm: WarmSession) -> bool:
+        """Whether `put` will keep this process (rather than close it)."""
+        return self.max_warm > 0 and warm.process.alive
+
+    async def _closed(self, session_id: str, warm: WarmSession) -> None:
+        await warm.process.close()
+        if self._on_closed is not None:
+            await self._on_closed(session_id)
 
     def live_ids(self) -> set[str]:
         return set(self._idle)
@@ -57,21 +71,21 @@ class WarmPool:
         return warm
 
     async def put(self, session_id: str, warm: WarmSession) -> None:
-        if self.max_warm == 0 or not warm.process.alive:
+        if not self.keeps(warm):
             await warm.process.close()
             return
         warm.last_used = anyio.current_time()
         self._idle[session_id] = warm
         self._idle.move_to_end(session_id)
         while len(self._idle) > self.max_warm:
-            _, oldest = self._idle.popitem(last=False)
-            await oldest.process.close()
+            oldest_id, oldest = self._idle.popitem(last=False)
+            await self._closed(oldest_id, oldest)
 
     async def close(self, session_id: str) -> bool:
         warm = self._idle.pop(session_id, None)
         if warm is None:
             return False
-        await warm.process.close()
+        await self._closed(session_id, warm)
         return True
 
     async def sweep(self) -> None:
@@ -82,5 +96,5 @@ class WarmPool:
 
     async def close_all(self) -> None:
         while self._idle:
-            _, warm = self._idle.popitem()
-            await warm.process.close()
+            session_id, warm = self._idle.popitem()
+            await self._closed(session_id, warm)

@@ -62,7 +62,21 @@ class Policy(BaseModel):
         description="Keep one CLI pre-started with the default settings, so a new conversation skips the cold start.",
     )
     state_dir: Path | None = Field(
-        None, description="Where per-session settings are kept; default: claude-mcp/ in the Claude config dir."
+        None,
+        description="Where the built-in SQLite store (`state.sqlite3`) lives; default: claude-mcp/ in the Claude "
+        "config dir.",
+    )
+    state_url: str | None = Field(
+        None,
+        pattern=r"^(postgres(ql)?|sqlite)://",
+        description="The shared store for several replicas: `postgresql://user:pass@host/db` (also --state-url or "
+        "CLAUDE_MCP_STATE_URL). Unset: SQLite under state_dir. Never logged.",
+    )
+    job_lease_s: float = Field(
+        15,
+        ge=1,
+        description="A running job's lease, renewed by its replica; a replica silent this long is taken for dead "
+        "and its jobs end failed (resumable by session_id).",
     )
     agents: dict[str, AgentSpec] = Field(
         default_factory=dict, description="Named agents (`[agents.NAME]`): for `run_agent`, and as sub-agents."
@@ -125,6 +139,8 @@ class Policy(BaseModel):
         data.update({k: v for k, v in overrides.items() if v is not None})
         if env_cli := os.environ.get("CLAUDE_MCP_CLI"):
             data.setdefault("cli_path", env_cli)
+        if env_state := os.environ.get("CLAUDE_MCP_STATE_URL"):
+            data.setdefault("state_url", env_state)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

@@ -18,12 +18,12 @@ ToolRule = Annotated[str, StringConstraints(min_length=1, max_length=500, patter
 PathText = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
 PromptText = Annotated[str, StringConstraints(max_length=200_000)]
 
-_SESSION_ID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+SESSION_ID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
 def _uuid_of(what: str) -> AfterValidator:
     def check(value: str) -> str:
-        if not _SESSION_ID.match(value):
+        if not SESSION_ID_PATTERN.match(value):
             raise ValueError(f"a {what} is a UUID such as 3f2c…-…; use the {what} of an earlier result")
         return value
 

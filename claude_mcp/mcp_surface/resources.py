@@ -59,10 +59,10 @@ def reader(
         try:
             bridge = call_of(ctx).bridge
             if uri == SESSIONS_URI:
-                body: BaseModel = SessionList(sessions=bridge.list_sessions(limit=200))
+                body: BaseModel = SessionList(sessions=await bridge.list_sessions(limit=200))
             elif uri.startswith(SESSIONS_URI + "/"):
                 args = SessionArgs(session_id=uri.removeprefix(SESSIONS_URI + "/"))
-                body = bridge.get_session(args.session_id, limit=500)
+                body = await bridge.get_session(args.session_id, limit=500)
             else:
                 raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource {uri}; see resources/list.")
         except ValidationError:

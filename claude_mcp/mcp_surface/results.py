@@ -6,7 +6,7 @@ from pydantic import BaseModel, Field
 
 from ..bridge.jobs import JobView
 from ..bridge.results import AskResult
-from ..state.transcripts import SessionInfo
+from ..state.conversations import SessionInfo
 
 
 class ForkResult(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from typing import Any
 
 import mcp_types as types
@@ -99,9 +99,7 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
 
     @asynccontextmanager
     async def lifespan(server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
-        async with AsyncExitStack() as bridges:  # warm processes close when the last connection ends
-            for bridge in tenancy.bridges.values():
-                await bridges.enter_async_context(bridge)
+        async with tenancy:  # the store and warm processes close when the last connection ends
             yield {}
 
     return Server(

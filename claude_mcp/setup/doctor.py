@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..config.policy import Policy
 from ..errors import ConfigError
-from ..state.settings_records import default_state_dir
+from ..state.sticky import default_state_dir
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ import logging
 import signal
 import sys
 from collections.abc import Iterator
-from contextlib import AsyncExitStack
 from typing import Any
 
 import anyio
@@ -63,9 +62,7 @@ async def serve(
     check_binding(host, tenancy)
     app = http_app(server, tenancy, transport, host, allowed_hosts)
     web = _WebServer(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5))
-    async with AsyncExitStack() as bridges, anyio.create_task_group() as tasks:
-        for bridge in tenancy.bridges.values():  # warm processes live as long as the server
-            await bridges.enter_async_context(bridge)
+    async with tenancy, anyio.create_task_group() as tasks:  # the store and warm processes live as long as the server
 
         def stop() -> None:
             web.should_exit = True

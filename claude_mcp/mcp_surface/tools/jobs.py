@@ -14,23 +14,29 @@ from .spec import READS, ToolSpec
 
 
 async def get_job(args: GetJobArgs, call: Call) -> JobView:
-    job = call.bridge.jobs.get(call.owner, args.job_id)
+    jobs = call.bridge.jobs
     if args.permission_id is not None and args.decision is not None:
-        job.answer(args.permission_id, PermissionAnswer(decision=args.decision, reason=args.reason))
-    elif job.pending is not None and (ask := elicitor(call)) is not None:
+        answer = PermissionAnswer(decision=args.decision, reason=args.reason)
+        await jobs.answer(call.owner, args.job_id, args.permission_id, answer)
+    elif (job := jobs.local(call.owner, args.job_id)) is not None and job.pending is not None:
+        # A job this replica runs can ask the person at this call's client directly.
         pending = job.pending
-        if (answer := await ask(pending)) is not None and job.pending is pending:
-            job.answer(pending.permission_id, answer)
-    await with_progress(call, False, lambda o: job.wait(args.wait_s, o))
-    return view_or_error(job.view())
+        if (
+            (ask := elicitor(call)) is not None
+            and (decided := await ask(pending)) is not None
+            and job.pending is pending
+        ):
+            job.answer(pending.permission_id, decided)
+    view = await with_progress(call, False, lambda o: jobs.wait(call.owner, args.job_id, args.wait_s, o))
+    return view_or_error(view)
 
 
 async def cancel_job(args: JobArgs, call: Call) -> JobView:
-    return (await call.bridge.cancel_job(call.owner, args.job_id)).view()
+    return await call.bridge.cancel_job(call.owner, args.job_id)
 
 
 async def list_jobs(args: NoArgs, call: Call) -> JobList:
-    return JobList(jobs=[job.view() for job in call.bridge.jobs.owned_by(call.owner)])
+    return JobList(jobs=await call.bridge.jobs.views(call.owner))
 
 
 TOOLS = [

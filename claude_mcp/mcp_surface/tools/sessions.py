@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import mcp_types as types
 
-from ...state.transcripts import SessionTranscript
+from ...state.conversations import SessionTranscript
 from ..arguments import GetSessionArgs, ListSessionsArgs, SessionArgs
 from ..call import Call
 from ..results import SessionChange, SessionList
@@ -12,11 +12,11 @@ from .spec import READS, ToolSpec
 
 
 async def list_sessions(args: ListSessionsArgs, call: Call) -> SessionList:
-    return SessionList(sessions=call.bridge.list_sessions(limit=args.limit, offset=args.offset))
+    return SessionList(sessions=await call.bridge.list_sessions(limit=args.limit, offset=args.offset))
 
 
 async def get_session(args: GetSessionArgs, call: Call) -> SessionTranscript:
-    return call.bridge.get_session(args.session_id, limit=args.limit, offset=args.offset)
+    return await call.bridge.get_session(args.session_id, limit=args.limit, offset=args.offset)
 
 
 async def delete_session(args: SessionArgs, call: Call) -> SessionChange:

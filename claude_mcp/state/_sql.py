@@ -1,0 +1,372 @@
+"""What the two SQL backends share: the schema and its migrations, rows <-> records, the
+queries that read the same in both dialects, and the transcript adapter.
+
+Queries are written once with `?` placeholders; `PostgresStore` turns them into `%s`. What
+differs (the connection, transactions that read before they write, JSON in and out) is left
+to each backend.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from claude_agent_sdk import (
+    SessionKey,
+    SessionListSubkeysKey,
+    SessionStore,
+    SessionStoreEntry,
+    SessionStoreListEntry,
+    SessionSummaryEntry,
+    fold_session_summary,
+)
+
+from .store import JobRecord, SessionRecord
+
+Dialect = Literal["sqlite", "postgres"]
+Params = Sequence[Any]
+Statement = tuple[str, Params]
+
+SCHEMA_VERSION_DDL = (
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at DOUBLE PRECISION NOT NULL)"
+)
+CURRENT_VERSION_SQL = "SELECT coalesce(max(version), 0) AS version FROM schema_version"
+RECORD_VERSION_SQL = "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"
+
+# `{json}`: a document the store queries (JSONB on PostgreSQL). `{blob}`: an opaque SDK document
+# kept verbatim (JSON on PostgreSQL, which unlike JSONB accepts "\u0000" in strings).
+_TYPES: dict[Dialect, dict[str, str]] = {
+    "sqlite": {"seq": "INTEGER PRIMARY KEY", "json": "TEXT", "blob": "TEXT"},
+    "postgres": {"seq": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "json": "JSONB", "blob": "JSON"},
+}
+
+_MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE transcript_entries (
+            seq {seq}, namespace TEXT NOT NULL, project_key TEXT NOT NULL, session_id TEXT NOT NULL,
+            subpath TEXT NOT NULL, uuid TEXT, entry {blob} NOT NULL)""",
+        "CREATE INDEX transcript_entries_key ON transcript_entries (namespace, project_key, session_id, subpath, seq)",
+        """CREATE UNIQUE INDEX transcript_entries_uuid
+            ON transcript_entries (namespace, project_key, session_id, subpath, uuid)""",
+        """CREATE TABLE transcript_keys (
+            namespace TEXT NOT NULL, project_key TEXT NOT NULL, session_id TEXT NOT NULL, subpath TEXT NOT NULL,
+            mtime BIGINT NOT NULL, PRIMARY KEY (namespace, project_key, session_id, subpath))""",
+        """CREATE TABLE transcript_summaries (
+            namespace TEXT NOT NULL, project_key TEXT NOT NULL, session_id TEXT NOT NULL,
+            mtime BIGINT NOT NULL, data {blob} NOT NULL, PRIMARY KEY (namespace, project_key, session_id))""",
+        """CREATE TABLE sessions (
+            namespace TEXT NOT NULL, session_id TEXT NOT NULL, cwd TEXT, title TEXT, first_prompt TEXT,
+            created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL, forked_from TEXT,
+            warm_replica TEXT, settings {json} NOT NULL, PRIMARY KEY (namespace, session_id))""",
+        "CREATE INDEX sessions_recent ON sessions (namespace, updated_at DESC, session_id)",
+        """CREATE TABLE jobs (
+            job_id TEXT PRIMARY KEY, namespace TEXT NOT NULL, status TEXT NOT NULL, agent TEXT, session_id TEXT,
+            created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL,
+            finished_at DOUBLE PRECISION, result {json}, error TEXT, progress {json} NOT NULL, text TEXT NOT NULL,
+            pending_permission {json}, replica TEXT, lease_expires_at DOUBLE PRECISION,
+            permission_answer {json}, cancel_requested BOOLEAN NOT NULL DEFAULT FALSE)""",
+        "CREATE INDEX jobs_recent ON jobs (namespace, created_at DESC)",
+        "CREATE INDEX jobs_leases ON jobs (status, lease_expires_at)",
+        "CREATE TABLE locks (key TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
+    ],
+]
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def migrations_after(current: int, dialect: Dialect) -> list[tuple[int, list[str]]]:
+    """The migrations a database at `current` still needs, numbered, in order."""
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the state database is at schema version {current}, newer than this claude-mcp knows "
+            f"({SCHEMA_VERSION}); upgrade claude-mcp"
+        )
+    return [
+        (version, [sql.format(**_TYPES[dialect]) for sql in statements])
+        for version, statements in enumerate(_MIGRATIONS, start=1)
+        if version > current
+    ]
+
+
+def marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+# A record field is a column of the same name (`cancel_requested` is never written by `save_job`).
+_SESSION_COLUMNS = list(SessionRecord.model_fields)
+_JOB_COLUMNS = [name for name in JobRecord.model_fields if name != "cancel_requested"]
+_JSON_COLUMNS = frozenset({"settings", "result", "progress", "pending_permission"})
+
+
+def _upsert(table: str, columns: list[str], conflict: str, where: str = "") -> str:
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in conflict)
+    return (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks(len(columns))}) "
+        f"ON CONFLICT ({conflict}) DO UPDATE SET {updates}{where}"
+    )
+
+
+_PUT_SESSION = _upsert("sessions", _SESSION_COLUMNS, "namespace, session_id")
+_SAVE_JOB = _upsert("jobs", _JOB_COLUMNS, "job_id", " WHERE jobs.namespace = excluded.namespace")
+
+
+# Appending a batch: `STORED_UUIDS` (+ the batch's uuid marks), insert the fresh entries, then
+# for a main transcript read the summary, fold, and write it back with the key's new mtime.
+WHERE_KEY = "namespace = ? AND project_key = ? AND session_id = ? AND subpath = ?"
+STORED_UUIDS = f"SELECT uuid FROM transcript_entries WHERE {WHERE_KEY} AND uuid IN "
+INSERT_ENTRY = (
+    "INSERT INTO transcript_entries (namespace, project_key, session_id, subpath, uuid, entry) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
+)
+SELECT_SUMMARY = (
+    "SELECT mtime, data FROM transcript_summaries WHERE namespace = ? AND project_key = ? AND session_id = ?"
+)
+UPSERT_SUMMARY = (
+    "INSERT INTO transcript_summaries (namespace, project_key, session_id, mtime, data) VALUES (?, ?, ?, ?, ?) "
+    "ON CONFLICT (namespace, project_key, session_id) DO UPDATE SET mtime = excluded.mtime, data = excluded.data"
+)
+
+
+def key_params(namespace: str, key: SessionKey) -> list[Any]:
+    """The `WHERE_KEY` parameters ('' for the main transcript)."""
+    return [namespace, key["project_key"], key["session_id"], key.get("subpath") or ""]
+
+
+def entry_uuid(entry: SessionStoreEntry) -> str | None:
+    uuid = entry.get("uuid")
+    return uuid if isinstance(uuid, str) else None
+
+
+def fresh_entries(entries: list[SessionStoreEntry], stored: set[str]) -> list[SessionStoreEntry]:
+    """The entries not stored yet: a uuid already stored (or earlier in the batch) is a repeat."""
+    seen = set(stored)
+    fresh: list[SessionStoreEntry] = []
+    for entry in entries:
+        uuid = entry_uuid(entry)
+        if uuid is not None:
+            if uuid in seen:
+                continue
+            seen.add(uuid)
+        fresh.append(entry)
+    return fresh
+
+
+def folded(key: SessionKey, row: dict[str, Any] | None, data: Any, entries: list[SessionStoreEntry]) -> Any:
+    """The summary's data after `entries`, from the stored row (None: the first batch) and its decoded data.
+    The adapter stamps the mtime when it writes (the fold keeps the previous one)."""
+    prev: SessionSummaryEntry | None = None
+    if row is not None:
+        prev = {"session_id": key["session_id"], "mtime": int(row["mtime"]), "data": data}
+    return fold_session_summary(prev, key, entries)["data"]
+
+
+class SqlStore(ABC):
+    """The `Store` methods whose SQL reads the same in both dialects."""
+
+    @abstractmethod
+    async def _fetch(self, sql: str, params: Params = ()) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    async def _execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+
+    @abstractmethod
+    async def _transaction(self, statements: list[Statement]) -> None: ...
+
+    @abstractmethod
+    def _dump(self, value: Any) -> Any:
+        """A value for a `{json}` column."""
+
+    @abstractmethod
+    def _load(self, value: Any) -> Any:
+        """A JSON column's value as Python (None stays None)."""
+
+    @abstractmethod
+    def _json_text(self, column: str, field: str) -> str:
+        """SQL for a JSON column's top-level string field."""
+
+    @abstractmethod
+    async def _append(self, namespace: str, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
+        """Store a non-empty batch and fold it into the summary, atomically per session."""
+
+    def transcripts(self, namespace: str) -> SessionStore:
+        return SqlTranscripts(self, namespace)
+
+    # Rows <-> records.
+    def _params(self, record: SessionRecord | JobRecord, columns: list[str]) -> list[Any]:
+        values = record.model_dump(mode="json")
+        return [self._dump(values[c]) if c in _JSON_COLUMNS and values[c] is not None else values[c] for c in columns]
+
+    def _decode(self, row: dict[str, Any], columns: list[str]) -> dict[str, Any]:
+        return {c: self._load(row[c]) if c in _JSON_COLUMNS else row[c] for c in columns}
+
+    def _session(self, row: dict[str, Any]) -> SessionRecord:
+        return SessionRecord.model_validate(self._decode(row, _SESSION_COLUMNS))
+
+    def _job(self, row: dict[str, Any]) -> JobRecord:
+        return JobRecord.model_validate(
+            {**self._decode(row, _JOB_COLUMNS), "cancel_requested": bool(row["cancel_requested"])}
+        )
+
+    # The session index.
+    async def put_session(self, record: SessionRecord) -> None:
+        await self._execute(_PUT_SESSION, self._params(record, _SESSION_COLUMNS))
+
+    async def get_session(self, namespace: str, session_id: str) -> SessionRecord | None:
+        rows = await self._fetch(
+            "SELECT * FROM sessions WHERE namespace = ? AND session_id = ?", (namespace, session_id)
+        )
+        return self._session(rows[0]) if rows else None
+
+    async def list_sessions(self, namespace: str, *, limit: int, offset: int) -> list[SessionRecord]:
+        rows = await self._fetch(
+            "SELECT * FROM sessions WHERE namespace = ? ORDER BY updated_at DESC, session_id LIMIT ? OFFSET ?",
+            (namespace, limit, offset),
+        )
+        return [self._session(row) for row in rows]
+
+    async def count_sessions(self, namespace: str) -> int:
+        rows = await self._fetch("SELECT count(*) AS n FROM sessions WHERE namespace = ?", (namespace,))
+        return int(rows[0]["n"])
+
+    async def delete_session(self, namespace: str, session_id: str) -> bool:
+        sql = "DELETE FROM sessions WHERE namespace = ? AND session_id = ?"
+        return await self._execute(sql, (namespace, session_id)) > 0
+
+    async def set_warm(self, namespace: str, session_id: str, replica: str | None) -> None:
+        sql = "UPDATE sessions SET warm_replica = ? WHERE namespace = ? AND session_id = ?"
+        await self._execute(sql, (replica, namespace, session_id))
+
+    # Jobs.
+    async def save_job(self, record: JobRecord) -> None:
+        if not await self._execute(_SAVE_JOB, self._params(record, _JOB_COLUMNS)):
+            raise ValueError(f"job {record.job_id} belongs to another namespace")
+
+    async def get_job(self, namespace: str, job_id: str) -> JobRecord | None:
+        rows = await self._fetch("SELECT * FROM jobs WHERE namespace = ? AND job_id = ?", (namespace, job_id))
+        return self._job(rows[0]) if rows else None
+
+    async def list_jobs(self, namespace: str, *, limit: int = 100) -> list[JobRecord]:
+        sql = "SELECT * FROM jobs WHERE namespace = ? ORDER BY created_at DESC, job_id DESC LIMIT ?"
+        return [self._job(row) for row in await self._fetch(sql, (namespace, limit))]
+
+    async def count_jobs(self, namespace: str) -> int:
+        rows = await self._fetch("SELECT count(*) AS n FROM jobs WHERE namespace = ?", (namespace,))
+        return int(rows[0]["n"])
+
+    async def request_cancel(self, namespace: str, job_id: str) -> bool:
+        sql = "UPDATE jobs SET cancel_requested = TRUE WHERE namespace = ? AND job_id = ?"
+        return await self._execute(sql, (namespace, job_id)) > 0
+
+    async def cancel_requested(self, job_ids: list[str]) -> list[str]:
+        if not job_ids:
+            return []
+        sql = f"SELECT job_id FROM jobs WHERE cancel_requested AND job_id IN ({marks(len(job_ids))})"
+        return [row["job_id"] for row in await self._fetch(sql, job_ids)]
+
+    async def answer_permission(self, namespace: str, job_id: str, permission_id: str, answer: dict[str, Any]) -> bool:
+        sql = (
+            "UPDATE jobs SET permission_answer = ? WHERE namespace = ? AND job_id = ? AND status = 'running' "
+            f"AND {self._json_text('pending_permission', 'permission_id')} = ?"
+        )
+        stored = self._dump({"permission_id": permission_id, "answer": answer})
+        return await self._execute(sql, (stored, namespace, job_id, permission_id)) > 0
+
+    async def renew_leases(self, replica: str, job_ids: list[str], until: float) -> None:
+        if job_ids:
+            sql = (
+                "UPDATE jobs SET lease_expires_at = ? WHERE replica = ? AND status = 'running' "
+                f"AND job_id IN ({marks(len(job_ids))})"
+            )
+            await self._execute(sql, (until, replica, *job_ids))
+
+    async def fail_expired_jobs(self, now: float, message: str) -> list[JobRecord]:
+        sql = (
+            "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, updated_at = ?, pending_permission = NULL "
+            "WHERE status = 'running' AND lease_expires_at < ? RETURNING *"
+        )
+        rows = await self._fetch(sql, (message, now, now, now))
+        return sorted((self._job(row) for row in rows), key=lambda job: (job.created_at, job.job_id))
+
+    async def expire_jobs(self, finished_before: float) -> int:
+        sql = "DELETE FROM jobs WHERE status <> 'running' AND finished_at < ?"
+        return await self._execute(sql, (finished_before,))
+
+    # Leases on named locks.
+    async def try_lock(self, key: str, holder: str, until: float, now: float) -> bool:
+        sql = (
+            "INSERT INTO locks (key, holder, expires_at) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE "
+            "SET holder = excluded.holder, expires_at = excluded.expires_at "
+            "WHERE locks.expires_at < ? OR locks.holder = excluded.holder RETURNING holder"
+        )
+        rows = await self._fetch(sql, (key, holder, until, now))
+        return bool(rows) and rows[0]["holder"] == holder
+
+    async def unlock(self, key: str, holder: str) -> None:
+        await self._execute("DELETE FROM locks WHERE key = ? AND holder = ?", (key, holder))
+
+
+class SqlTranscripts:
+    """claude-agent-sdk's `SessionStore` over one namespace's rows.
+
+    Every method is defined on this class itself, and it subclasses nothing: the SDK counts an
+    optional method as implemented only when the adapter's class overrides the Protocol's."""
+
+    def __init__(self, store: SqlStore, namespace: str) -> None:
+        self._store = store
+        self._namespace = namespace
+
+    async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
+        if entries:
+            await self._store._append(self._namespace, key, entries)
+
+    async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
+        rows = await self._store._fetch(
+            "SELECT e.entry FROM transcript_keys k LEFT JOIN transcript_entries e ON e.namespace = k.namespace "
+            "AND e.project_key = k.project_key AND e.session_id = k.session_id AND e.subpath = k.subpath "
+            "WHERE k.namespace = ? AND k.project_key = ? AND k.session_id = ? AND k.subpath = ? ORDER BY e.seq",
+            (self._namespace, key["project_key"], key["session_id"], key.get("subpath") or ""),
+        )
+        if not rows:
+            return None
+        return [self._store._load(row["entry"]) for row in rows if row["entry"] is not None]
+
+    async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
+        rows = await self._store._fetch(
+            "SELECT session_id, mtime FROM transcript_keys WHERE namespace = ? AND project_key = ? AND subpath = ''",
+            (self._namespace, project_key),
+        )
+        return [{"session_id": row["session_id"], "mtime": int(row["mtime"])} for row in rows]
+
+    async def list_session_summaries(self, project_key: str) -> list[SessionSummaryEntry]:
+        rows = await self._store._fetch(
+            "SELECT session_id, mtime, data FROM transcript_summaries WHERE namespace = ? AND project_key = ?",
+            (self._namespace, project_key),
+        )
+        return [
+            {"session_id": row["session_id"], "mtime": int(row["mtime"]), "data": self._store._load(row["data"])}
+            for row in rows
+        ]
+
+    async def delete(self, key: SessionKey) -> None:
+        where = "namespace = ? AND project_key = ? AND session_id = ?"
+        params: list[Any] = [self._namespace, key["project_key"], key["session_id"]]
+        subpath = key.get("subpath")
+        if subpath:
+            await self._store._transaction(
+                [
+                    (f"DELETE FROM transcript_keys WHERE {where} AND subpath = ?", [*params, subpath]),
+                    (f"DELETE FROM transcript_entries WHERE {where} AND subpath = ?", [*params, subpath]),
+                ]
+            )
+        else:  # the key rows first: an append locks its key row before anything else
+            tables = ("transcript_keys", "transcript_entries", "transcript_summaries")
+            await self._store._transaction([(f"DELETE FROM {table} WHERE {where}", params) for table in tables])
+
+    async def list_subkeys(self, key: SessionListSubkeysKey) -> list[str]:
+        rows = await self._store._fetch(
+            "SELECT subpath FROM transcript_keys WHERE namespace = ? AND project_key = ? AND session_id = ? "
+            "AND subpath <> '' ORDER BY subpath",
+            (self._namespace, key["project_key"], key["session_id"]),
+        )
+        return [row["subpath"] for row in rows]

@@ -1,0 +1,155 @@
+"""The store: one async interface for what outlives a process, and its records.
+
+Two backends implement it: `SqliteStore` (the default, one file under the state directory,
+for one process) and `PostgresStore` (several replicas share it). Everything is scoped by a
+*namespace* (today the tenant, later the caller), and nothing one namespace names reaches
+another's rows. Times are Unix seconds passed in by the caller, so tests can inject a clock.
+
+What lives here:
+- transcripts, through claude-agent-sdk's own `SessionStore` protocol (`transcripts(ns)`);
+- the session index (owner, title, first prompt, cwd, times, fork origin, the replica that
+  holds it warm) with each conversation's sticky settings;
+- jobs (status, result, recent activity, a pending permission question, a lease);
+- leases on named locks (turn-taking per conversation across replicas).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol
+
+from claude_agent_sdk import SessionStore
+from pydantic import BaseModel, ConfigDict, Field
+
+JobStatus = Literal["running", "completed", "failed", "cancelled"]
+
+
+class SessionRecord(BaseModel):
+    """One conversation in the index."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    session_id: str
+    cwd: str | None = None
+    title: str | None = None
+    first_prompt: str | None = None
+    created_at: float
+    updated_at: float
+    forked_from: str | None = None
+    warm_replica: str | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+    """The conversation's sticky settings (a `CallSettings` dump); never secrets."""
+
+
+class JobRecord(BaseModel):
+    """One background run, as every replica sees it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    job_id: str
+    status: JobStatus = "running"
+    agent: str | None = None
+    session_id: str | None = None
+    created_at: float
+    updated_at: float
+    finished_at: float | None = None
+    result: dict[str, Any] | None = None
+    """The run's `AskResult` as JSON, once it ended with one."""
+    error: str | None = None
+    progress: list[str] = Field(default_factory=list)
+    text: str = ""
+    pending_permission: dict[str, Any] | None = None
+    """The question the run waits on (a `PermissionRequest` as JSON)."""
+    replica: str | None = None
+    """The replica running it."""
+    lease_expires_at: float | None = None
+    cancel_requested: bool = False
+    """Set by `request_cancel` (any replica); never written by `save_job`."""
+
+
+class Store(Protocol):
+    """The state layer's one interface. Every method is safe to call from the event loop:
+    backends do their I/O off it."""
+
+    async def open(self) -> None:
+        """Connect, and create or migrate the schema (safe when several replicas start at once)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    def transcripts(self, namespace: str) -> SessionStore:
+        """The SDK `SessionStore` for one namespace (append, load, list_sessions,
+        list_session_summaries, delete, list_subkeys)."""
+        ...
+
+    # The session index.
+    async def put_session(self, record: SessionRecord) -> None:
+        """Insert or replace a conversation's index row."""
+        ...
+
+    async def get_session(self, namespace: str, session_id: str) -> SessionRecord | None: ...
+
+    async def list_sessions(self, namespace: str, *, limit: int, offset: int) -> list[SessionRecord]:
+        """A page, most recently updated first. Its cost must not grow with the number of rows."""
+        ...
+
+    async def count_sessions(self, namespace: str) -> int: ...
+
+    async def delete_session(self, namespace: str, session_id: str) -> bool:
+        """Remove the index row (the transcript is deleted through `transcripts`)."""
+        ...
+
+    async def set_warm(self, namespace: str, session_id: str, replica: str | None) -> None:
+        """Record which replica holds the conversation warm (None: none)."""
+        ...
+
+    # Jobs.
+    async def save_job(self, record: JobRecord) -> None:
+        """Insert or update a job, leaving `cancel_requested` and any permission answer as they are."""
+        ...
+
+    async def get_job(self, namespace: str, job_id: str) -> JobRecord | None: ...
+
+    async def list_jobs(self, namespace: str, *, limit: int = 100) -> list[JobRecord]:
+        """Newest first."""
+        ...
+
+    async def count_jobs(self, namespace: str) -> int: ...
+
+    async def request_cancel(self, namespace: str, job_id: str) -> bool:
+        """Ask the replica running a job to stop it. False if there is no such job."""
+        ...
+
+    async def cancel_requested(self, job_ids: list[str]) -> list[str]:
+        """Of these jobs, the ones whose cancellation was requested."""
+        ...
+
+    async def answer_permission(self, namespace: str, job_id: str, permission_id: str, answer: dict[str, Any]) -> bool:
+        """Answer the job's pending question; False if that question is not pending."""
+        ...
+
+    async def take_permission_answer(self, job_id: str, permission_id: str) -> dict[str, Any] | None:
+        """The answer to that question, once given (read and cleared atomically)."""
+        ...
+
+    async def renew_leases(self, replica: str, job_ids: list[str], until: float) -> None:
+        """Extend the leases of the running jobs this replica runs."""
+        ...
+
+    async def fail_expired_jobs(self, now: float, message: str) -> list[JobRecord]:
+        """Mark running jobs whose lease ran out as failed (their replica died); return them."""
+        ...
+
+    async def expire_jobs(self, finished_before: float) -> int:
+        """Delete jobs that finished before this time; how many."""
+        ...
+
+    # Leases on named locks.
+    async def try_lock(self, key: str, holder: str, until: float, now: float) -> bool:
+        """Take the lock if it is free, expired, or already this holder's (then extend it)."""
+        ...
+
+    async def unlock(self, key: str, holder: str) -> None:
+        """Release the lock if this holder has it."""
+        ...
