@@ -13,8 +13,8 @@ underneath) → `mcp_surface` (tools and resources) → `web` (HTTP and serving)
 """
 
 from ._version import __version__
-from .bridge.claude import ClaudeBridge, RunFailed
-from .bridge.results import AskResult
+from .bridge.claude import ClaudeBridge
+from .bridge.results import AskResult, RunFailed
 from .config.call_settings import CallSettings
 from .config.policy import Policy, ResolvedSettings
 from .errors import (

@@ -13,10 +13,6 @@ turn-taking, run slots and jobs each live in their own module.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import time
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -27,59 +23,28 @@ import anyio
 from pydantic import ValidationError
 
 from ..config.call_settings import CallSettings
-from ..config.policy import Policy, ResolvedSettings
+from ..config.policy import Policy
 from ..errors import Busy, ClaudeMCPError, DepthExceeded, InvalidArguments, SessionNotFound
 from ..state import legacy
 from ..state.conversations import Conversations, SessionInfo, SessionTranscript, sticky_settings
 from ..state.open import store_for
 from ..state.sticky import config_dir, default_state_dir, sticky
 from ..state.store import SessionRecord, Store
-from .job_book import SYNC_S, JobBook
+from . import upkeep
+from .identity import current_depth, inherited_budget, replica_id
+from .job_book import JobBook
 from .jobs import Job, JobView
 from .observer import RunObserver
-from .options import BUDGET_ENV, DEPTH_ENV, RunTarget, build_options
+from .options import RunTarget, build_options
 from .permissions import PermissionGate
 from .process import CLIProcess
-from .results import AskResult, failure_of
+from .results import AskResult, RunFailed, failure_of
 from .slots import RunSlots
 from .spare import Spare
 from .turns import SessionLocks
 from .warm import WarmPool, WarmSession
 
 logger = logging.getLogger(__name__)
-
-
-def inherited_budget() -> float | None:
-    """The budget of the run that started this server, if Claude started it (a per-call ceiling)."""
-    try:
-        value = float(os.environ.get(BUDGET_ENV, ""))
-    except ValueError:
-        return None
-    return value if value > 0 else None
-
-
-def replica_id() -> str:
-    """This server process's name among the replicas sharing a store."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-
-
-def current_depth() -> int:
-    """How many claude-mcp servers are above this one (0 when a person started it)."""
-    try:
-        return max(0, int(os.environ.get(DEPTH_ENV, "0")))
-    except ValueError:
-        return 0
-
-
-class RunFailed(ClaudeMCPError):
-    """The CLI gave a result, but an error one; `result` holds it for the caller."""
-
-    def __init__(self, error: ClaudeMCPError, result: AskResult) -> None:
-        super().__init__(error.message, session_id=error.session_id)
-        self.kind = error.kind
-        self.cause = error
-        self.result = result
-        self.structured = result
 
 
 class ClaudeBridge:
@@ -140,8 +105,12 @@ class ClaudeBridge:
                 await self.store.open()
             self._tasks = anyio.create_task_group()
             await self._tasks.__aenter__()
-            self._tasks.start_soon(self._housekeeping, min(30.0, self.policy.warm_ttl_s / 4))
-            self._tasks.start_soon(self._sync)
+            every_s = min(30.0, self.policy.warm_ttl_s / 4)
+            retention_s = self.policy.job_retention_s
+            self._tasks.start_soon(
+                lambda: upkeep.housekeeping(self.warm, self.jobs, every_s=every_s, job_retention_s=retention_s)
+            )
+            self._tasks.start_soon(lambda: upkeep.sync(self.jobs, self._locks, lease_s=self.policy.job_lease_s))
             self._tasks.start_soon(self._import_local)
             if self.policy.spare_process and self.depth < self.policy.max_depth:
                 self._spare.run_in(self._tasks)
@@ -265,27 +234,6 @@ class ClaudeBridge:
         finished job is left as it is."""
         return await self.jobs.cancel(owner, job_id)
 
-    async def _housekeeping(self, every_s: float) -> None:
-        while True:
-            await anyio.sleep(every_s)
-            await self.warm.sweep()
-            await self.jobs.expire(time.time() - self.policy.job_retention_s)
-
-    async def _sync(self) -> None:
-        """Keep this replica's jobs and leases in step with the store."""
-        renew_every = max(SYNC_S, self.policy.job_lease_s / 3)
-        renewed = anyio.current_time()
-        while True:
-            await anyio.sleep(SYNC_S)
-            try:
-                await self.jobs.sync()
-                if anyio.current_time() - renewed >= renew_every:
-                    renewed = anyio.current_time()
-                    await self._locks.renew()
-                    await self.jobs.fail_orphans()
-            except Exception:  # the store is unreachable for now: try again next time
-                logger.warning("could not sync jobs with the store", exc_info=True)
-
     async def _import_local(self) -> None:
         try:
             await legacy.import_local(self.conversations, config_dir(self.policy.cli_env), self.state_dir)
@@ -380,7 +328,7 @@ class ClaudeBridge:
                         )
                         warm = WarmSession(CLIProcess(options, self.permissions), resolved, anyio.current_time())
                     else:
-                        await _apply_in_place(warm, resolved, explicit)
+                        await warm.apply_in_place(resolved, explicit)
                     warm.process.asker = observer.ask_permission if observer else None
                     outcome = await warm.process.turn(
                         prompt,
@@ -411,19 +359,6 @@ class ClaudeBridge:
             logger.info("run ended with an error: %s", failure.kind)
             raise RunFailed(failure, result)
         return result
-
-
-async def _apply_in_place(warm: WarmSession, wanted: ResolvedSettings, explicit: frozenset[str]) -> None:
-    """Change what a live process can change without a restart."""
-    if "model" in explicit and wanted.model != warm.settings.model:
-        await warm.process.set_model(wanted.model)
-    if "permission_mode" in explicit and wanted.permission_mode != warm.settings.permission_mode:
-        await warm.process.set_permission_mode(wanted.permission_mode)
-    warm.settings = replace(
-        warm.settings,
-        model=wanted.model if "model" in explicit else warm.settings.model,
-        permission_mode=wanted.permission_mode if "permission_mode" in explicit else warm.settings.permission_mode,
-    )
 
 
 def _settings(settings: CallSettings | None, values: dict[str, Any]) -> CallSettings:

@@ -90,3 +90,14 @@ def failure_of(result: AskResult, api_error_status: int | None) -> ClaudeMCPErro
     return CLIFailed(
         f"Claude ended with an error ({result.subtype}): {detail or 'no detail'}", session_id=result.session_id
     )
+
+
+class RunFailed(ClaudeMCPError):
+    """The CLI gave a result, but an error one; `result` holds it for the caller."""
+
+    def __init__(self, error: ClaudeMCPError, result: AskResult) -> None:
+        super().__init__(error.message, session_id=error.session_id)
+        self.kind = error.kind
+        self.cause = error
+        self.result = result
+        self.structured = result

@@ -25,7 +25,8 @@ from ..config.tenants import TenantSpec, token_hash
 from ..errors import ConfigError
 from ..state.open import store_for
 from ..state.store import Store
-from .claude import ClaudeBridge, replica_id
+from .claude import ClaudeBridge
+from .identity import replica_id
 from .slots import RunSlots
 
 LOCAL = "local"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import anyio
 
@@ -32,6 +32,18 @@ class WarmSession:
     process: CLIProcess
     settings: ResolvedSettings
     last_used: float
+
+    async def apply_in_place(self, wanted: ResolvedSettings, explicit: frozenset[str]) -> None:
+        """Change what a live process can change without a restart."""
+        if "model" in explicit and wanted.model != self.settings.model:
+            await self.process.set_model(wanted.model)
+        if "permission_mode" in explicit and wanted.permission_mode != self.settings.permission_mode:
+            await self.process.set_permission_mode(wanted.permission_mode)
+        self.settings = replace(
+            self.settings,
+            model=wanted.model if "model" in explicit else self.settings.model,
+            permission_mode=wanted.permission_mode if "permission_mode" in explicit else self.settings.permission_mode,
+        )
 
     def conflicts(self, wanted: ResolvedSettings, explicit: frozenset[str]) -> list[str]:
         """The explicitly requested settings this process can't take without a restart."""

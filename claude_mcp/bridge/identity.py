@@ -1,0 +1,32 @@
+"""Who a bridge is: how deep it sits in a chain of Claude delegations, the budget the run above
+it carries, and its name among the replicas that share a store."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+
+from .options import BUDGET_ENV, DEPTH_ENV
+
+
+def inherited_budget() -> float | None:
+    """The budget of the run that started this server, if Claude started it (a per-call ceiling)."""
+    try:
+        value = float(os.environ.get(BUDGET_ENV, ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+def replica_id() -> str:
+    """This server process's name among the replicas sharing a store."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def current_depth() -> int:
+    """How many claude-mcp servers are above this one (0 when a person started it)."""
+    try:
+        return max(0, int(os.environ.get(DEPTH_ENV, "0")))
+    except ValueError:
+        return 0

@@ -1,0 +1,40 @@
+"""A bridge's background upkeep: closing idle warm processes, forgetting expired jobs, and
+keeping this replica's jobs and leases in step with the store."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import anyio
+
+from .job_book import SYNC_S, JobBook
+from .turns import SessionLocks
+from .warm import WarmPool
+
+logger = logging.getLogger(__name__)
+
+
+async def housekeeping(warm: WarmPool, jobs: JobBook, *, every_s: float, job_retention_s: float) -> None:
+    """Run until cancelled: every `every_s`, close expired warm processes and forget old jobs."""
+    while True:
+        await anyio.sleep(every_s)
+        await warm.sweep()
+        await jobs.expire(time.time() - job_retention_s)
+
+
+async def sync(jobs: JobBook, locks: SessionLocks, *, lease_s: float) -> None:
+    """Run until cancelled: save changed jobs and act on requests from other replicas every
+    `SYNC_S`; renew leases and fail the jobs of dead replicas every third of a lease."""
+    renew_every = max(SYNC_S, lease_s / 3)
+    renewed = anyio.current_time()
+    while True:
+        await anyio.sleep(SYNC_S)
+        try:
+            await jobs.sync()
+            if anyio.current_time() - renewed >= renew_every:
+                renewed = anyio.current_time()
+                await locks.renew()
+                await jobs.fail_orphans()
+        except Exception:  # the store is unreachable for now: try again next time
+            logger.warning("could not sync jobs with the store", exc_info=True)
