@@ -56,6 +56,11 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument(
         "--state-url", help="postgresql://… to share state between replicas (default: SQLite in the state dir)"
     )
+    serve_cmd.add_argument(
+        "--credentials",
+        choices=["server", "caller"],
+        help="whose Claude credential runs use: the server's, or each HTTP caller's own (X-Claude-Credential)",
+    )
     serve_cmd.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     commands.add_parser(
         "hash-token", help="read a tenant's token on stdin, print the token_sha256 to put in the config"
@@ -84,6 +89,7 @@ def load_policy(args: argparse.Namespace) -> Policy:
             "max_depth",
             "cli_path",
             "state_url",
+            "credentials",
         )
     }
     policy = Policy.load(args.config, **overrides)
@@ -122,7 +128,12 @@ def main(argv: list[str] | None = None) -> None:
         print(f"claude-mcp: {exc}", file=sys.stderr)
         sys.exit(2)
     try:
-        if args.transport != "stdio" and policy.tenants:
+        if policy.credentials == "caller" and args.transport == "stdio":
+            raise ConfigError(
+                'credentials = "caller" needs an HTTP transport (--transport http or sse): callers send their '
+                "credential in the X-Claude-Credential header. Over stdio the server uses your own login."
+            )
+        if args.transport != "stdio" and (policy.tenants or policy.credentials == "caller"):
             tenancy = Tenancy.from_policy(policy, policy.tenants)
         else:  # stdio is the local user, with their own Claude login
             tenancy = Tenancy.single(ClaudeBridge(policy))
@@ -131,12 +142,13 @@ def main(argv: list[str] | None = None) -> None:
     except ConfigError as exc:
         print(f"claude-mcp: {exc}", file=sys.stderr)
         sys.exit(2)
+    who = "callers' own credentials" if tenancy.takes_caller_credentials else "tenants: " + ", ".join(tenancy.bridges)
     logger.info(
-        "claude-mcp %s serving on %s (roots: %s; tenants: %s)",
+        "claude-mcp %s serving on %s (roots: %s; %s)",
         __version__,
         args.transport,
         ", ".join(map(str, policy.roots)),
-        ", ".join(tenancy.bridges),
+        who,
     )
     run = functools.partial(
         serve, tenancy, args.transport, host=args.host, port=args.port, allowed_hosts=policy.allowed_hosts

@@ -14,6 +14,7 @@ markers in the latest prompt, so one server serves every test and every process:
 - `[[slow:MS]]`             stream the answer one word every MS milliseconds.
 - `[[stall]]`               start the response, then send nothing more (a stalled stream).
 - `[[error:CODE]]`          answer with HTTP CODE and an Anthropic error body.
+- a credential (API key or bearer token) containing `revoked` gets 401, whatever the prompt.
 
 Every request is recorded; `GET /_requests` returns the records (with the time the first
 text chunk was sent) and `POST /_reset` clears them. Run it as
@@ -73,6 +74,7 @@ class Record:
     prompt: str
     model: str
     api_key: str | None
+    authorization: str | None = None
     first_text_at: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -255,8 +257,15 @@ async def messages(request: Request) -> Response:
     reply = plan_reply(body, headers)
     prompts = _user_prompts([m for m in body.get("messages", []) if m.get("role") != "system"])
     model = str(body.get("model", "unknown"))
-    record = Record(prompt=prompts[-1] if prompts else "", model=model, api_key=headers.get("x-api-key"))
+    record = Record(
+        prompt=prompts[-1] if prompts else "",
+        model=model,
+        api_key=headers.get("x-api-key"),
+        authorization=headers.get("authorization"),
+    )
     RECORDS.append(record)
+    if "revoked" in (headers.get("x-api-key") or "") + (headers.get("authorization") or ""):
+        reply.error = 401  # a credential the API no longer accepts
     if reply.error is not None:
         error_type = ERROR_TYPES.get(reply.error, "api_error")
         return JSONResponse(

@@ -231,3 +231,17 @@ async def test_a_spare_process_serves_a_new_conversation(policy: Policy) -> None
         assert custom["result"] == "Echo: hi"
         assert claude_pids() >= refilled, "a call with other settings leaves the spare alone"
     assert claude_pids() == set()
+
+
+async def test_a_namespace_keeps_at_most_max_conversations(policy: Policy) -> None:
+    async with Client(
+        build_server(ClaudeBridge(policy.model_copy(update={"max_conversations": 1}), depth=0))
+    ) as client:
+        kept = await remember(client, "one")
+        refused = await client.call_tool("ask", {"prompt": "remember two"})
+        assert refused.is_error and "You keep 1 conversations, the limit" in text_of(refused)
+        forked = await client.call_tool("fork_session", {"session_id": kept})
+        assert forked.is_error and "the limit" in text_of(forked)
+        assert await recall(client, kept) == "You asked me to remember one"  # continuing is fine
+        await call(client, "delete_session", session_id=kept)
+        await remember(client, "three")

@@ -23,8 +23,9 @@ import anyio
 from pydantic import ValidationError
 
 from ..config.call_settings import CallSettings
+from ..config.credentials import CALLER_REJECTED
 from ..config.policy import Policy
-from ..errors import Busy, ClaudeMCPError, DepthExceeded, InvalidArguments, SessionNotFound
+from ..errors import APIError, Busy, ClaudeMCPError, DepthExceeded, InvalidArguments, SessionNotFound
 from ..state import legacy
 from ..state.conversations import Conversations, SessionInfo, SessionTranscript, sticky_settings
 from ..state.open import store_for
@@ -79,6 +80,8 @@ class ClaudeBridge:
         self.state_dir = self.policy.state_dir or default_state_dir(self.policy.cli_env)
         self._own_store = store is None
         self.store = store if store is not None else store_for(self.policy.state_url, self.state_dir)
+        self.namespace = namespace
+        """Whose state this bridge keeps: the tenant, or the caller."""
         self.conversations = Conversations(self.store, namespace)
         self.warm = WarmPool(self.policy.max_warm, self.policy.warm_ttl_s, on_closed=self._cooled)
         lease_s = self.policy.job_lease_s
@@ -159,6 +162,7 @@ class ClaudeBridge:
         settings = _settings(settings, setting_values)
         if prompt is None:
             origin = await self._find(session_id)
+            await self._room_for_a_conversation()
             return await self.conversations.fork(session_id, sticky(settings).over(sticky_settings(origin)))
         return await self._run(prompt, settings, RunTarget(resume=session_id, fork=True), observer)
 
@@ -249,6 +253,15 @@ class ClaudeBridge:
                 return await self.conversations.find(session_id)
             raise
 
+    async def _room_for_a_conversation(self) -> None:
+        """Refuse a new conversation when this namespace already keeps `max_conversations`."""
+        limit = self.policy.max_conversations
+        if limit is not None and await self.store.count_sessions(self.namespace) >= limit:
+            raise Busy(
+                f"You keep {limit} conversations, the limit on this server; delete some (delete_session) before "
+                "starting another, or continue an existing one."
+            )
+
     async def _cooled(self, session_id: str) -> None:
         """A warm process was closed: no replica holds the conversation warm any more."""
         try:
@@ -285,6 +298,8 @@ class ClaudeBridge:
                 "instead of delegating further."
             )
         record = await self._find(target.resume) if target.resume is not None else None
+        if record is None or target.fork:
+            await self._room_for_a_conversation()
         if record is not None:
             call = call.over(sticky_settings(record))
         explicit = frozenset(call.model_fields_set)
@@ -355,6 +370,8 @@ class ClaudeBridge:
                 raise
         result = AskResult.from_message(outcome.result, outcome.text)
         failure = failure_of(result, outcome.api_error_status)
+        if self.policy.credentials == "caller" and isinstance(failure, APIError) and failure.status == 401:
+            failure = APIError(CALLER_REJECTED, status=401, session_id=failure.session_id)
         if failure is not None:
             logger.info("run ended with an error: %s", failure.kind)
             raise RunFailed(failure, result)

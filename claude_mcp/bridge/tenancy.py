@@ -6,44 +6,85 @@ are physically apart), its own policy overrides (roots, limits, its share of the
 cap) and therefore its own `ClaudeBridge`: its own warm processes, and its own namespace in the
 store that all tenants' bridges share (sessions, settings, jobs). Nothing one tenant can name
 reaches another's bridge or namespace. stdio serves one local tenant with the user's own login.
+
+With `credentials = "caller"`, every HTTP request brings its own Claude credential, and its
+bridge comes from the `CallerPool` (one per caller, or per tenant and caller when tenant tokens
+are configured).
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import os
-from collections.abc import Mapping
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from mcp.server.auth.provider import AccessToken
 
+from ..config.credentials import MISSING, CallerCredential, CredentialRefused
 from ..config.policy import Policy
 from ..config.tenants import TenantSpec, token_hash
 from ..errors import ConfigError
 from ..state.open import store_for
 from ..state.store import Store
+from .callers import CallerPool
 from .claude import ClaudeBridge
 from .identity import replica_id
 from .slots import RunSlots
 
+logger = logging.getLogger(__name__)
+
 LOCAL = "local"
+DEFAULT_NAMESPACE_KEY = b"claude-mcp caller namespaces v1"
 
 
 class Tenancy:
     """Maps requests to tenants, and tenants to their bridges. Also the SDK's `TokenVerifier`."""
 
     def __init__(
-        self, bridges: dict[str, ClaudeBridge], digests: dict[str, str] | None = None, store: Store | None = None
+        self,
+        bridges: dict[str, ClaudeBridge],
+        digests: dict[str, str] | None = None,
+        store: Store | None = None,
+        callers: CallerPool | None = None,
+        *,
+        accepts_oauth: bool = False,
     ) -> None:
-        """`store`: the store the bridges share, opened while the tenancy is entered."""
+        """`store`: the store the bridges share, opened while the tenancy is entered. `callers`:
+        in caller-credential mode, where each request's bridge comes from (`bridges` is then empty)."""
         self.bridges = bridges
         self._digests = digests or {}
         self._store = store
+        self.callers = callers
+        self._accepts_oauth = accepts_oauth
         self._users = 0
         self._stack: AsyncExitStack | None = None
+
+    @property
+    def takes_caller_credentials(self) -> bool:
+        return self.callers is not None
+
+    @property
+    def accepts_oauth_tokens(self) -> bool:
+        return self._accepts_oauth
+
+    def knows(self, tenant: str) -> bool:
+        return tenant in self.bridges or tenant in self._digests.values()
+
+    @asynccontextmanager
+    async def bridge_for(self, tenant: str, credential: CallerCredential | None) -> AsyncIterator[ClaudeBridge]:
+        """The bridge that serves one request of this tenant (with this caller's credential)."""
+        if self.callers is None:
+            yield self.bridges[tenant]
+            return
+        if credential is None:
+            raise CredentialRefused(MISSING)
+        async with self.callers.serving(tenant if self._digests else "", credential) as bridge:
+            yield bridge
 
     async def __aenter__(self) -> Self:
         """Open the shared store and enter every bridge. Re-entrant (each connection enters it)."""
@@ -56,6 +97,8 @@ class Tenancy:
                     stack.push_async_callback(self._store.close)
                 for bridge in self.bridges.values():
                     await stack.enter_async_context(bridge)
+                if self.callers is not None:
+                    await stack.enter_async_context(self.callers)
             except BaseException:
                 self._users -= 1
                 await stack.aclose()
@@ -84,9 +127,12 @@ class Tenancy:
     def from_policy(
         cls, base: Policy, specs: Mapping[str, TenantSpec], environ: Mapping[str, str] | None = None
     ) -> Tenancy:
+        """The tenants of the config, each with its bridge; or, in caller-credential mode, the pool
+        that makes a bridge for each caller (per tenant, if tenants are configured)."""
         environ = os.environ if environ is None else environ
         state = Path(environ.get("CLAUDE_MCP_STATE", Path.home() / ".claude-mcp"))
-        bridges, digests = {}, {}
+        callers_pay = base.credentials == "caller"
+        bridges, digests, policies = {}, {}, {}
         shared = RunSlots(base.max_concurrent, base.max_queued)  # the whole server's cap
         store = store_for(base.state_url, base.state_dir or state)
         replica = replica_id()
@@ -97,18 +143,39 @@ class Tenancy:
             fields["cli_env"] = {
                 **base.cli_env,
                 **spec.policy.get("cli_env", {}),
-                **spec.credentials(name, environ),
+                **spec.credentials(name, environ, required=not callers_pay),
                 "CLAUDE_CONFIG_DIR": str(config_dir),
             }
             try:
                 policy = Policy.model_validate(fields)
             except ValueError as exc:
                 raise ConfigError(f"tenant {name!r}: invalid policy: {exc}") from None
-            bridges[name] = ClaudeBridge(policy, shared_slots=shared, store=store, namespace=name, replica=replica)
+            policies[name] = policy
+            if not callers_pay:
+                bridges[name] = ClaudeBridge(policy, shared_slots=shared, store=store, namespace=name, replica=replica)
             digests[spec.digest(name, environ)] = name
         if len(digests) != len(specs):
             raise ConfigError("two tenants share a token; give each its own")
-        return cls(bridges, digests, store)
+        if not callers_pay:
+            return cls(bridges, digests, store)
+        key = environ.get(base.namespace_key_env, "").encode()
+        if not key:
+            logger.warning(
+                "%s is not set: callers' namespaces are keyed with a built-in key. Set it to a long random secret, "
+                "the same on every replica.",
+                base.namespace_key_env,
+            )
+        pool = CallerPool(
+            policies or {"": base.model_copy(update={"tenants": {}})},
+            store=store,
+            replica=replica,
+            shared_slots=shared,
+            namespace_key=key or DEFAULT_NAMESPACE_KEY,
+            state_root=state,
+            max_callers=base.max_callers,
+            idle_s=base.caller_idle_s,
+        )
+        return cls({}, digests, store, pool, accepts_oauth=base.caller_oauth_tokens)
 
     def tenant_of_token(self, token: str) -> str | None:
         presented = token_hash(token)

@@ -91,6 +91,29 @@ class Policy(BaseModel):
     default_wait_s: float = Field(25, ge=0, description="How long `run_agent` waits before returning a job handle.")
     job_retention_s: float = Field(3600, gt=0, description="How long a finished job's result is kept.")
     max_jobs: int = Field(100, ge=1, description="Most jobs (running or kept) per client.")
+    max_conversations: int | None = Field(
+        None, ge=1, description="Most conversations one tenant or caller may keep stored (unset: no limit)."
+    )
+    credentials: Literal["server", "caller"] = Field(
+        "server",
+        description="Whose Claude credential a run uses: the server's own (`server`), or the one each HTTP request "
+        "carries in `X-Claude-Credential` (`caller`; API keys only, see `caller_oauth_tokens`).",
+    )
+    caller_oauth_tokens: bool = Field(
+        False,
+        description="In `caller` mode, also accept Claude subscription tokens (`sk-ant-oat…`): only for a deployment "
+        "that serves its owner's own apps, or one with Anthropic's approval.",
+    )
+    namespace_key_env: str = Field(
+        "CLAUDE_MCP_NAMESPACE_KEY",
+        description="Environment variable with the secret that keys callers' namespaces (the same on every replica).",
+    )
+    max_callers: int = Field(
+        64, ge=1, description="In `caller` mode, most callers served at once (each holds its own warm processes)."
+    )
+    caller_idle_s: float = Field(
+        900, gt=0, description="In `caller` mode, forget a caller's processes and credential after this long unused."
+    )
     tenants: dict[str, TenantSpec] = Field(
         default_factory=dict, description="HTTP tenants by name, each with its own token and credential."
     )

@@ -46,7 +46,7 @@ class TenantSpec(BaseModel):
             raise ConfigError(f"tenant {name!r}: the environment variable {self.token_env} (its token) is not set")
         return token_hash(token)
 
-    def credentials(self, name: str, environ: Mapping[str, str]) -> dict[str, str]:
+    def credentials(self, name: str, environ: Mapping[str, str], *, required: bool = True) -> dict[str, str]:
         env: dict[str, str] = {}
         for variable, target in (
             (self.api_key_env, "ANTHROPIC_API_KEY"),
@@ -57,6 +57,6 @@ class TenantSpec(BaseModel):
             if not environ.get(variable):
                 raise ConfigError(f"tenant {name!r}: the environment variable {variable} (its credential) is not set")
             env[target] = environ[variable]
-        if not env:
+        if not env and required:
             raise ConfigError(f"tenant {name!r}: give api_key_env or oauth_token_env, so it uses its own credential")
         return env

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import mcp_types as types
@@ -50,21 +51,21 @@ async def list_resource_templates(
 
 
 def reader(
-    call_of: Callable[[Context], Call],
+    calling: Callable[[Context], AbstractAsyncContextManager[Call]],
 ) -> Callable[[Context, types.ReadResourceRequestParams], Awaitable[types.ReadResourceResult]]:
-    """`resources/read`, answered from the bridge of the tenant making the request."""
+    """`resources/read`, answered from the bridge of the tenant (or caller) making the request."""
 
     async def read_resource(ctx: Context, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
         uri = str(params.uri)
         try:
-            bridge = call_of(ctx).bridge
-            if uri == SESSIONS_URI:
-                body: BaseModel = SessionList(sessions=await bridge.list_sessions(limit=200))
-            elif uri.startswith(SESSIONS_URI + "/"):
-                args = SessionArgs(session_id=uri.removeprefix(SESSIONS_URI + "/"))
-                body = await bridge.get_session(args.session_id, limit=500)
-            else:
+            if uri != SESSIONS_URI and not uri.startswith(SESSIONS_URI + "/"):
                 raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource {uri}; see resources/list.")
+            async with calling(ctx) as call:
+                if uri == SESSIONS_URI:
+                    body: BaseModel = SessionList(sessions=await call.bridge.list_sessions(limit=200))
+                else:
+                    args = SessionArgs(session_id=uri.removeprefix(SESSIONS_URI + "/"))
+                    body = await call.bridge.get_session(args.session_id, limit=500)
         except ValidationError:
             raise MCPError(code=types.INVALID_PARAMS, message=f"{uri}: a session id is a UUID") from None
         except ClaudeMCPError as exc:

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ValidationError
 from .._version import __version__
 from ..bridge.claude import ClaudeBridge
 from ..bridge.tenancy import LOCAL, Tenancy
+from ..config.credentials import CREDENTIAL_HEADER, parse_credential
 from ..errors import ClaudeMCPError
 from . import resources
 from .call import Call
@@ -57,14 +58,23 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
     tenancy = served if isinstance(served, Tenancy) else Tenancy.single(served)
     tools = {spec.name: spec for spec in TOOLS}
 
-    def call_of(ctx: ServerRequestContext[Any, Any], *answers: Any) -> Call:
-        if not tenancy.requires_auth:
-            return Call(ctx, LOCAL, tenancy.bridges[LOCAL], *answers)
-        user = getattr(ctx.request, "user", None)
-        token = getattr(user, "access_token", None) or get_access_token()
-        if token is None or token.client_id not in tenancy.bridges:
-            raise ClaudeMCPError("Not authenticated: send `Authorization: Bearer <token>`.")
-        return Call(ctx, token.client_id, tenancy.bridges[token.client_id], *answers)
+    @asynccontextmanager
+    async def calling(ctx: ServerRequestContext[Any, Any], *answers: Any) -> AsyncIterator[Call]:
+        """The call's tenant and, in caller-credential mode, its credential; the bridge that serves them."""
+        tenant = LOCAL
+        if tenancy.requires_auth:
+            user = getattr(ctx.request, "user", None)
+            token = getattr(user, "access_token", None) or get_access_token()
+            if token is None or not tenancy.knows(token.client_id):
+                raise ClaudeMCPError("Not authenticated: send `Authorization: Bearer <token>`.")
+            tenant = token.client_id
+        credential = None
+        if tenancy.takes_caller_credentials:
+            headers = getattr(ctx.request, "headers", None)
+            header = headers.get(CREDENTIAL_HEADER) if headers is not None else None
+            credential = parse_credential(header, allow_oauth=tenancy.accepts_oauth_tokens)
+        async with tenancy.bridge_for(tenant, credential) as bridge:
+            yield Call(ctx, bridge.namespace, bridge, *answers)
 
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
@@ -82,7 +92,8 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
         except ValidationError as exc:
             return error_result(describe_validation_error(spec.name, exc))
         try:
-            result = await spec.handler(args, call_of(ctx, params.input_responses, params.request_state))
+            async with calling(ctx, params.input_responses, params.request_state) as call:
+                result = await spec.handler(args, call)
         except ClaudeMCPError as exc:
             logger.info("%s refused or failed: %s", spec.name, exc.kind)
             return error_result(str(exc), exc.structured)
@@ -111,5 +122,5 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
         on_call_tool=call_tool,
         on_list_resources=resources.list_resources,
         on_list_resource_templates=resources.list_resource_templates,
-        on_read_resource=resources.reader(call_of),
+        on_read_resource=resources.reader(calling),
     )

@@ -16,6 +16,7 @@ from mcp.server.lowlevel.server import Server
 from mcp.server.sse import SseServerTransport
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
@@ -24,6 +25,7 @@ from starlette.routing import Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from ..bridge.tenancy import Tenancy
+from ..config.credentials import CREDENTIAL_HEADER, CredentialRefused, parse_credential
 from ..errors import ConfigError
 
 Transport = Literal["stdio", "http", "sse"]
@@ -32,8 +34,9 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def check_binding(host: str, tenancy: Tenancy) -> None:
-    """Refuse to listen beyond loopback without authentication."""
-    if host not in LOOPBACK and not tenancy.requires_auth:
+    """Refuse to listen beyond loopback without authentication (unless every caller pays with
+    its own credential, so nobody can spend the server's)."""
+    if host not in LOOPBACK and not tenancy.requires_auth and not tenancy.takes_caller_credentials:
         raise ConfigError(
             f"Refusing to listen on {host} without authentication: anyone who can reach it could run Claude "
             "with your credentials. Configure [tenants.NAME] with a token (see README), or bind to 127.0.0.1."
@@ -53,6 +56,27 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+class RequireCallerCredential:
+    """In caller-credential mode, refuse a request without an acceptable `X-Claude-Credential`
+    with a clear 401 (or 403), before any MCP processing. The credential is never echoed."""
+
+    def __init__(self, app: Any, *, allow_oauth: bool, open_paths: tuple[str, ...] = ("/healthz",)) -> None:
+        self.app = app
+        self.allow_oauth = allow_oauth
+        self.open_paths = open_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in self.open_paths:
+            header = Headers(scope=scope).get(CREDENTIAL_HEADER)
+            try:
+                parse_credential(header, allow_oauth=self.allow_oauth)
+            except CredentialRefused as refused:
+                body = {"error": "invalid_credential", "error_description": refused.message}
+                await JSONResponse(body, status_code=refused.status)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def http_app(
     server: Server[Any], tenancy: Tenancy, transport: Transport, host: str, allowed_hosts: tuple[str, ...]
 ) -> Starlette:
@@ -61,6 +85,21 @@ def http_app(
     health = Route("/healthz", healthz, methods=["GET"])
     auth = AuthSettings(issuer_url="http://localhost", resource_server_url=None) if tenancy.requires_auth else None
     verifier = tenancy if tenancy.requires_auth else None
+    app = _mcp_app(server, transport, security, host, health, auth, verifier)
+    if tenancy.takes_caller_credentials:
+        app.add_middleware(RequireCallerCredential, allow_oauth=tenancy.accepts_oauth_tokens)
+    return app
+
+
+def _mcp_app(
+    server: Server[Any],
+    transport: Transport,
+    security: TransportSecuritySettings,
+    host: str,
+    health: Route,
+    auth: AuthSettings | None,
+    verifier: Tenancy | None,
+) -> Starlette:
     if transport == "http":
         return server.streamable_http_app(
             streamable_http_path="/mcp",
