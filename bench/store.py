@@ -17,6 +17,7 @@ Prints Markdown tables, then one JSON line with the raw figures.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import os
@@ -369,6 +370,7 @@ def main(runs: int, scan_budget: float) -> None:
             running_postgres() as server,
             fresh_database(server) as pg_url,
         ):
+            gc.freeze()  # as `claude-mcp serve` does after start-up
             figures = anyio.run(measure, Path(tmp), pg_url, runs, scan_budget)
     finally:
         if previous is None:

@@ -8,10 +8,12 @@ to each backend.
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import anyio
 from claude_agent_sdk import (
     SessionKey,
     SessionListSubkeysKey,
@@ -182,6 +184,10 @@ class SqlStore(ABC):
         """A JSON column's value as Python (None stays None)."""
 
     @abstractmethod
+    def _as_text(self, column: str) -> str:
+        """A JSON column as its text (so that decoding it can happen off the event loop)."""
+
+    @abstractmethod
     def _json_text(self, column: str, field: str) -> str:
         """SQL for a JSON column's top-level string field."""
 
@@ -322,14 +328,18 @@ class SqlTranscripts:
 
     async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
         rows = await self._store._fetch(
-            "SELECT e.entry FROM transcript_keys k LEFT JOIN transcript_entries e ON e.namespace = k.namespace "
+            f"SELECT {self._store._as_text('e.entry')} AS entry FROM transcript_keys k "
+            "LEFT JOIN transcript_entries e ON e.namespace = k.namespace "
             "AND e.project_key = k.project_key AND e.session_id = k.session_id AND e.subpath = k.subpath "
             "WHERE k.namespace = ? AND k.project_key = ? AND k.session_id = ? AND k.subpath = ? ORDER BY e.seq",
             (self._namespace, key["project_key"], key["session_id"], key.get("subpath") or ""),
         )
         if not rows:
             return None
-        return [self._store._load(row["entry"]) for row in rows if row["entry"] is not None]
+        # A long transcript is thousands of documents: decode them in a worker thread.
+        texts = [row["entry"] for row in rows if row["entry"] is not None]
+        entries: list[SessionStoreEntry] = await anyio.to_thread.run_sync(lambda: [json.loads(t) for t in texts])
+        return entries
 
     async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
         rows = await self._store._fetch(

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
+import anyio
 import claude_agent_sdk as sdk
+from claude_agent_sdk import SessionKey, SessionStore, SessionStoreEntry
 from pydantic import BaseModel, Field
 
 from ..config.call_settings import CallSettings
@@ -75,6 +77,35 @@ def _text(content: Any) -> str:
 FIRST_PROMPT_CHARS = 500
 
 
+async def _project_key(cwd: str | None) -> str:
+    """The SDK's key for a working directory (it resolves the path, so off the loop)."""
+    return await anyio.to_thread.run_sync(sdk.project_key_for_directory, cwd)
+
+
+class _Loaded:
+    """A `SessionStore` that holds one transcript already loaded (for the SDK's chain builder)."""
+
+    def __init__(self, entries: list[SessionStoreEntry]) -> None:
+        self._entries = entries
+
+    async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
+        raise NotImplementedError("read-only")
+
+    async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
+        return self._entries
+
+
+def _messages(entries: list[SessionStoreEntry], session_id: str, cwd: str | None) -> list[sdk.SessionMessage]:
+    """The conversation's messages, as the SDK reads them from a store (run in a worker thread)."""
+
+    async def build() -> list[sdk.SessionMessage]:
+        return await sdk.get_session_messages_from_store(
+            cast(SessionStore, _Loaded(entries)), session_id, directory=cwd
+        )
+
+    return anyio.run(build)
+
+
 class Conversations:
     """One namespace's conversations in the store."""
 
@@ -129,7 +160,10 @@ class Conversations:
 
     async def read(self, session_id: str, *, limit: int, offset: int) -> SessionTranscript:
         record = await self.find(session_id)
-        messages = await sdk.get_session_messages_from_store(self.transcripts, session_id, directory=record.cwd)
+        key: SessionKey = {"project_key": await _project_key(record.cwd), "session_id": session_id}
+        entries = await self.transcripts.load(key) or []
+        # Building the message chain of a long transcript is CPU work: keep it off the event loop.
+        messages = await anyio.to_thread.run_sync(_messages, entries, session_id, record.cwd)
         page = messages[offset : offset + limit]
         return SessionTranscript(
             session_id=session_id,

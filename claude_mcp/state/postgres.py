@@ -97,6 +97,9 @@ class PostgresStore(SqlStore):
     def _load(self, value: Any) -> Any:
         return value  # psycopg decodes json and jsonb
 
+    def _as_text(self, column: str) -> str:
+        return f"{column}::text"
+
     def _json_text(self, column: str, field: str) -> str:
         return f"{column}->>'{field}'"
 

@@ -114,6 +114,9 @@ class SqliteStore(SqlStore):
     def _load(self, value: Any) -> Any:
         return None if value is None else json.loads(value)
 
+    def _as_text(self, column: str) -> str:
+        return column
+
     def _json_text(self, column: str, field: str) -> str:
         return f"json_extract({column}, '$.{field}')"
 
