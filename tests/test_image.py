@@ -170,7 +170,8 @@ def test_the_image_runs_as_uid_10001_with_its_state_on_a_volume_and_the_bundled_
     version = run_inside(image, volumes, [str(VENV / BUNDLED_CLI), "--version"], env)
     assert "Claude Code" in version
     assert "10001" in run_inside(image, volumes, ["id", "-u"], env)
-    venv_bytes = sum(p.stat().st_size for p in (image.root / "opt" / "claude-mcp").rglob("*") if p.is_file())
+    venv = (image.root / VENV.relative_to("/")).rglob("*")
+    venv_bytes = sum(p.lstat().st_size for p in venv if p.is_file() and not p.is_symlink())
     print(f"\nimage {image.name}: {image.inspect['Size'] / 1e6:.0f} MB; venv {venv_bytes / 1e6:.0f} MB; CLI {version}")
 
 
