@@ -152,7 +152,13 @@ def main(argv: list[str] | None = None) -> None:
         who,
     )
     run = functools.partial(
-        serve, tenancy, args.transport, host=args.host, port=args.port, allowed_hosts=policy.allowed_hosts
+        serve,
+        tenancy,
+        args.transport,
+        host=args.host,
+        port=args.port,
+        allowed_hosts=policy.allowed_hosts,
+        api_heartbeat_s=policy.heartbeat_s if policy.api else None,
     )
     # What start-up made (modules, models, the policy) lives as long as the server: keep it out of
     # the garbage collector's full passes, which otherwise stall the event loop for tens of ms.

@@ -368,3 +368,15 @@ async def test_a_store_that_is_not_open_says_so(tmp_path: Path) -> None:
     for closed in (SqliteStore(tmp_path / "state.db"), PostgresStore("postgresql://unused")):
         with pytest.raises(RuntimeError, match="not open"):
             await closed.count_jobs("ns")
+
+
+async def test_a_history_digest_names_its_session_in_its_namespace_until_the_session_is_deleted(store: Store) -> None:
+    await store.put_session(session("ns", "s1"))
+    await store.put_history("ns", "digest-1", "s1", 1.0)
+    assert await store.session_for_history("ns", "digest-1") == "s1"
+    assert await store.session_for_history("other", "digest-1") is None
+    await store.put_history("ns", "digest-1", "s2", 2.0)  # the same history, continued elsewhere later
+    assert await store.session_for_history("ns", "digest-1") == "s2"
+    await store.put_history("ns", "digest-2", "s1", 3.0)
+    await store.delete_session("ns", "s1")
+    assert await store.session_for_history("ns", "digest-2") is None

@@ -89,6 +89,7 @@ class ClaudeBridge:
         self.jobs = JobBook(self.store, self.replica, lease_s)
         self._tasks: anyio.abc.TaskGroup | None = None
         self._users = 0
+        self._models: list[dict[str, Any]] | None = None
         prompts = self.policy.permission_prompts
         self.permissions = PermissionGate(
             mode="deny" if isinstance(prompts, tuple) else prompts,
@@ -165,6 +166,20 @@ class ClaudeBridge:
             await self._room_for_a_conversation()
             return await self.conversations.fork(session_id, sticky(settings).over(sticky_settings(origin)))
         return await self._run(prompt, settings, RunTarget(resume=session_id, fork=True), observer)
+
+    async def models(self) -> list[dict[str, Any]]:
+        """The models the CLI offers, in its own words (aliases with the ids they resolve to).
+        Asked of a CLI started for the purpose, once per bridge."""
+        if self._models is None:
+            options = build_options(self.policy.resolve(CallSettings()), self.policy, child_depth=self.depth + 1)
+            process = CLIProcess(options)
+            try:
+                await process.start()
+                info = await process.server_info()
+            finally:
+                await process.close()
+            self._models = [m for m in (info or {}).get("models") or [] if isinstance(m, dict)]
+        return self._models
 
     async def list_sessions(self, *, limit: int = 20, offset: int = 0) -> list[SessionInfo]:
         """Conversations, most recent first."""

@@ -244,6 +244,10 @@ class CLIProcess:
         except (CLIConnectionError, ClaudeSDKError) as exc:
             raise CLIFailed(self._died_message(str(exc)), session_id=watch.session_id) from None
 
+    async def server_info(self) -> dict[str, Any] | None:
+        """What the started CLI says of itself (its models, commands, agents, version)."""
+        return await self._client.get_server_info()
+
     async def set_model(self, model: str | None) -> None:
         await self._client.set_model(model)
         self.options.model = model

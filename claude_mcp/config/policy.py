@@ -117,6 +117,11 @@ class Policy(BaseModel):
     tenants: dict[str, TenantSpec] = Field(
         default_factory=dict, description="HTTP tenants by name, each with its own token and credential."
     )
+    api: bool = Field(
+        True,
+        description="Serve the Anthropic Messages API (`/v1/messages`, `/v1/models`) and OpenAI Chat Completions "
+        "(`/v1/chat/completions`) next to `/mcp` over HTTP.",
+    )
     allowed_hosts: tuple[str, ...] = Field(
         (), description="Host names (with port, `*` allowed) the HTTP transports answer to besides loopback."
     )

@@ -72,6 +72,11 @@ _MIGRATIONS: list[list[str]] = [
         "CREATE INDEX jobs_leases ON jobs (status, lease_expires_at)",
         "CREATE TABLE locks (key TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE PRECISION NOT NULL)",
     ],
+    [  # 2: which conversation a Messages API history continues
+        """CREATE TABLE histories (
+            namespace TEXT NOT NULL, digest TEXT NOT NULL, session_id TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (namespace, digest))""",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -236,6 +241,7 @@ class SqlStore(ABC):
         return int(rows[0]["n"])
 
     async def delete_session(self, namespace: str, session_id: str) -> bool:
+        await self._execute("DELETE FROM histories WHERE namespace = ? AND session_id = ?", (namespace, session_id))
         sql = "DELETE FROM sessions WHERE namespace = ? AND session_id = ?"
         return await self._execute(sql, (namespace, session_id)) > 0
 
@@ -310,6 +316,19 @@ class SqlStore(ABC):
 
     async def unlock(self, key: str, holder: str) -> None:
         await self._execute("DELETE FROM locks WHERE key = ? AND holder = ?", (key, holder))
+
+    async def put_history(self, namespace: str, digest: str, session_id: str, now: float) -> None:
+        await self._execute(
+            "INSERT INTO histories (namespace, digest, session_id, created_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (namespace, digest) DO UPDATE SET session_id = excluded.session_id",
+            (namespace, digest, session_id, now),
+        )
+
+    async def session_for_history(self, namespace: str, digest: str) -> str | None:
+        rows = await self._fetch(
+            "SELECT session_id FROM histories WHERE namespace = ? AND digest = ?", (namespace, digest)
+        )
+        return str(rows[0]["session_id"]) if rows else None
 
 
 class SqlTranscripts:

@@ -153,3 +153,10 @@ class Store(Protocol):
     async def unlock(self, key: str, holder: str) -> None:
         """Release the lock if this holder has it."""
         ...
+
+    # Messages API histories.
+    async def put_history(self, namespace: str, digest: str, session_id: str, now: float) -> None:
+        """Record that a conversation's history so far (its digest) is this session."""
+        ...
+
+    async def session_for_history(self, namespace: str, digest: str) -> str | None: ...

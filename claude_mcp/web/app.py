@@ -27,6 +27,7 @@ from starlette.types import Receive, Scope, Send
 from ..bridge.tenancy import Tenancy
 from ..config.credentials import CREDENTIAL_HEADER, CredentialRefused, parse_credential
 from ..errors import ConfigError
+from ..http_api.routes import api_routes
 
 Transport = Literal["stdio", "http", "sse"]
 TRANSPORTS: tuple[Transport, ...] = ("stdio", "http", "sse")
@@ -66,7 +67,9 @@ class RequireCallerCredential:
         self.open_paths = open_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in self.open_paths:
+        # The HTTP APIs read the credential the way their SDKs send it, and refuse in their own shapes.
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path not in self.open_paths and not path.startswith("/v1/"):
             header = Headers(scope=scope).get(CREDENTIAL_HEADER)
             try:
                 parse_credential(header, allow_oauth=self.allow_oauth)
@@ -78,14 +81,23 @@ class RequireCallerCredential:
 
 
 def http_app(
-    server: Server[Any], tenancy: Tenancy, transport: Transport, host: str, allowed_hosts: tuple[str, ...]
+    server: Server[Any],
+    tenancy: Tenancy,
+    transport: Transport,
+    host: str,
+    allowed_hosts: tuple[str, ...],
+    *,
+    api_heartbeat_s: float | None = None,
 ) -> Starlette:
-    """The ASGI app for `http` (Streamable HTTP at /mcp) or `sse` (GET /sse, POST /messages/)."""
+    """The ASGI app for `http` (Streamable HTTP at /mcp) or `sse` (GET /sse, POST /messages/), with
+    the Anthropic and OpenAI APIs under `/v1/` unless `api_heartbeat_s` is None (the API is off)."""
     security = security_settings(host, allowed_hosts)
-    health = Route("/healthz", healthz, methods=["GET"])
+    routes = [Route("/healthz", healthz, methods=["GET"])]
+    if api_heartbeat_s is not None:
+        routes += api_routes(tenancy, heartbeat_s=api_heartbeat_s, security=security)
     auth = AuthSettings(issuer_url="http://localhost", resource_server_url=None) if tenancy.requires_auth else None
     verifier = tenancy if tenancy.requires_auth else None
-    app = _mcp_app(server, transport, security, host, health, auth, verifier)
+    app = _mcp_app(server, transport, security, host, routes, auth, verifier)
     if tenancy.takes_caller_credentials:
         app.add_middleware(RequireCallerCredential, allow_oauth=tenancy.accepts_oauth_tokens)
     return app
@@ -96,7 +108,7 @@ def _mcp_app(
     transport: Transport,
     security: TransportSecuritySettings,
     host: str,
-    health: Route,
+    routes: list[Route],
     auth: AuthSettings | None,
     verifier: Tenancy | None,
 ) -> Starlette:
@@ -107,7 +119,7 @@ def _mcp_app(
             host=host,
             auth=auth,
             token_verifier=verifier,
-            custom_starlette_routes=[health],
+            custom_starlette_routes=routes,
         )
     sse = SseServerTransport("/messages/", security_settings=security)
 
@@ -135,7 +147,7 @@ def _mcp_app(
     )
     return Starlette(
         routes=[
-            health,
+            *routes,
             Route("/sse", endpoint=_AsgiEndpoint(guarded(handle_sse)), methods=["GET"]),
             Mount("/messages/", app=guarded(sse.handle_post_message)),
         ],

@@ -46,8 +46,10 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
     allowed_hosts: tuple[str, ...] = (),
+    api_heartbeat_s: float | None = None,
 ) -> None:
-    """Serve MCP until the client goes away (stdio) or a signal arrives.
+    """Serve MCP (and over HTTP, unless `api_heartbeat_s` is None, the Anthropic and OpenAI APIs)
+    until the client goes away (stdio) or a signal arrives.
 
     Either way the open calls are cancelled, which stops their CLI process trees.
     """
@@ -60,7 +62,7 @@ async def serve(
             tasks.cancel_scope.cancel()
         return
     check_binding(host, tenancy)
-    app = http_app(server, tenancy, transport, host, allowed_hosts)
+    app = http_app(server, tenancy, transport, host, allowed_hosts, api_heartbeat_s=api_heartbeat_s)
     web = _WebServer(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5))
     async with tenancy, anyio.create_task_group() as tasks:  # the store and warm processes live as long as the server
 

@@ -1,0 +1,192 @@
+"""`/v1/messages`, `/v1/messages/count_tokens` and `/v1/models`: the Anthropic Messages API over
+the bridge, so an unmodified Anthropic SDK works with only its base URL pointed here."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..bridge.tenancy import Tenancy
+from ..config.call_settings import CallSettings
+from ..config.types import SESSION_ID_PATTERN
+from ..errors import ClaudeMCPError
+from .auth import caller_of
+from .errors import api_error_of
+from .history import Turn
+from .serving import SESSION_HEADER, ApiTurn, Outcome, RunResponse
+from .shapes import ApiError, MessagesRequest, message_id, usage_of
+from .stream import Delta, Event, MessageStream
+
+UNKNOWN_CREATED_AT = "1970-01-01T00:00:00Z"
+"""Claude Code does not say when a model was released; the epoch stands for "unknown"."""
+COUNT_TOKENS_REFUSED = (
+    "count_tokens is not supported by this server: a Claude Code run adds its own system prompt, tools and "
+    "context to your messages, so a count of the messages alone would not be what the run uses."
+)
+
+
+def sse(event: Event) -> bytes:
+    name, data = event
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class AnthropicRenderer:
+    """A run as one Messages API message: streamed events, or the whole message."""
+
+    def __init__(self, model: str) -> None:
+        self.stream = MessageStream(message_id(), model)
+
+    def opening(self) -> list[bytes]:
+        return [sse(event) for event in self.stream.start()]
+
+    def delta(self, delta: Delta) -> list[bytes]:
+        return [sse(event) for event in self.stream.feed(delta)]
+
+    def ping(self) -> bytes:
+        return sse(("ping", {"type": "ping"}))
+
+    def closing(self, outcome: Outcome) -> list[bytes]:
+        return [sse(event) for event in self.stream.finish(usage_of(outcome.result.usage), outcome.result.result)]
+
+    def stream_error(self, error: ApiError) -> bytes:
+        return sse(("error", error.body()))
+
+    def body(self, outcome: Outcome) -> dict[str, Any]:
+        usage = usage_of(outcome.result.usage)
+        self.stream.finish(usage, outcome.result.result)
+        return self.stream.message(self.stream.blocks, usage)
+
+    def error_body(self, error: ApiError) -> dict[str, Any]:
+        return error.body()
+
+
+def error_response(error: ApiError, request_id: str) -> Response:
+    headers = {"request-id": request_id}
+    if error.retry_after_s:
+        headers["retry-after"] = str(error.retry_after_s)
+    return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+def describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        problems.append(f"{where}: {'unknown field' if error['type'] == 'extra_forbidden' else error['msg']}")
+    return "; ".join(problems)
+
+
+def requested_session(request: Request) -> str | None:
+    """The conversation a request names in `x-claude-session-id`, if any."""
+    named = request.headers.get(SESSION_HEADER)
+    if named is None:
+        return None
+    if not SESSION_ID_PATTERN.match(named):
+        raise ApiError(400, "invalid_request_error", f"{SESSION_HEADER} must be a session id (a UUID).")
+    return named
+
+
+class MessagesApi:
+    """The Anthropic-shaped endpoints."""
+
+    def __init__(self, tenancy: Tenancy, heartbeat_s: float) -> None:
+        self.tenancy = tenancy
+        self.heartbeat_s = heartbeat_s
+
+    async def create(self, request: Request) -> Response:
+        request_id = f"req_{uuid.uuid4().hex[:24]}"
+        try:
+            try:
+                body = MessagesRequest.model_validate_json(await request.body())
+            except ValidationError as exc:
+                raise ApiError(400, "invalid_request_error", describe(exc)) from None
+            if refusals := body.refusals():
+                raise ApiError(400, "invalid_request_error", " ".join(refusals))
+            turns: list[Turn] = [(m.role, m.text()) for m in body.messages]
+            try:
+                settings = CallSettings(model=body.model, **({"system_prompt": s} if (s := body.system_text()) else {}))
+            except ValidationError as exc:
+                raise ApiError(400, "invalid_request_error", describe(exc)) from None
+            turn = ApiTurn(turns[-1][1], turns[:-1], settings, requested_session(request))
+            caller = caller_of(request.headers, self.tenancy)
+        except ApiError as error:
+            return error_response(error, request_id)
+        response = RunResponse(
+            self.tenancy,
+            caller,
+            turn,
+            AnthropicRenderer(body.model),
+            stream=body.stream,
+            heartbeat_s=self.heartbeat_s,
+            request_id=request_id,
+        )
+        return _Raw(response)
+
+    async def count_tokens(self, request: Request) -> Response:
+        request_id = f"req_{uuid.uuid4().hex[:24]}"
+        try:
+            caller_of(request.headers, self.tenancy)
+        except ApiError as error:
+            return error_response(error, request_id)
+        return error_response(ApiError(400, "invalid_request_error", COUNT_TOKENS_REFUSED), request_id)
+
+    async def _models(self, request: Request) -> list[dict[str, Any]]:
+        caller = caller_of(request.headers, self.tenancy)
+        try:
+            async with self.tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
+                offered = await bridge.models()
+        except ClaudeMCPError as exc:
+            raise api_error_of(exc) from None
+        listed: dict[str, dict[str, Any]] = {}
+        for model in offered:
+            name = str(model.get("displayName") or model.get("value"))
+            for model_id in (model.get("value"), model.get("resolvedModel")):
+                if model_id and model_id != "default" and model_id not in listed:
+                    listed[str(model_id)] = {
+                        "type": "model",
+                        "id": str(model_id),
+                        "display_name": name,
+                        "created_at": UNKNOWN_CREATED_AT,
+                    }
+        return list(listed.values())
+
+    async def list_models(self, request: Request) -> Response:
+        request_id = f"req_{uuid.uuid4().hex[:24]}"
+        try:
+            models = await self._models(request)
+        except ApiError as error:
+            return error_response(error, request_id)
+        return JSONResponse(
+            {
+                "data": models,
+                "has_more": False,
+                "first_id": models[0]["id"] if models else None,
+                "last_id": models[-1]["id"] if models else None,
+            },
+            headers={"request-id": request_id},
+        )
+
+    async def get_model(self, request: Request) -> Response:
+        request_id = f"req_{uuid.uuid4().hex[:24]}"
+        wanted = request.path_params["model_id"]
+        try:
+            found = [m for m in await self._models(request) if m["id"] == wanted]
+            if not found:
+                raise ApiError(404, "not_found_error", f"model: {wanted} is not offered by this server's Claude Code.")
+        except ApiError as error:
+            return error_response(error, request_id)
+        return JSONResponse(found[0], headers={"request-id": request_id})
+
+
+class _Raw(Response):
+    """A Starlette `Response` that hands the whole ASGI exchange to a `RunResponse`."""
+
+    def __init__(self, inner: RunResponse) -> None:
+        self._inner = inner
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._inner(scope, receive, send)

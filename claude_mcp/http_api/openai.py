@@ -1,0 +1,223 @@
+"""`/v1/chat/completions`: the OpenAI Chat Completions API over the same runs, for the many
+tools that only speak it. System and developer messages become the system prompt; the rest is
+the conversation, mapped onto a Claude Code session exactly as for `/v1/messages`."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..bridge.tenancy import Tenancy
+from ..config.call_settings import CallSettings
+from .anthropic import describe, requested_session
+from .auth import caller_of
+from .history import Turn
+from .serving import ApiTurn, Outcome, RunResponse
+from .shapes import ApiError, usage_of
+from .stream import Delta, MessageStream
+
+EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+
+
+class ChatContent(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    text: str | None = None
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[ChatContent] | None = None
+
+    def text(self) -> str:
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
+        if any(part.type != "text" for part in self.content):
+            raise ApiError(400, "invalid_request_error", "only text content parts are supported by this server.")
+        return "\n\n".join(part.text or "" for part in self.content)
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(..., min_length=1, max_length=200)
+    messages: list[ChatMessage] = Field(..., min_length=1)
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    n: int | None = None
+    stop: str | list[str] | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: Any = None
+    response_format: dict[str, Any] | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    logit_bias: dict[str, Any] | None = None
+    logprobs: bool | None = None
+    seed: int | None = None
+
+    def refusals(self) -> list[str]:
+        reasons = []
+        if self.temperature not in (None, 1):
+            reasons.append("temperature is not supported: Claude Code sets the sampling itself (omit it, or send 1).")
+        if self.top_p not in (None, 1):
+            reasons.append("top_p is not supported: Claude Code sets the sampling itself.")
+        if self.n not in (None, 1):
+            reasons.append("n must be 1: a Claude Code run gives one answer.")
+        for name in ("stop", "tools", "tool_choice", "response_format", "logit_bias", "seed"):
+            if getattr(self, name) not in (None, [], {}):
+                reasons.append(f"{name} is not supported by this server.")
+        if self.presence_penalty not in (None, 0) or self.frequency_penalty not in (None, 0):
+            reasons.append("presence_penalty and frequency_penalty are not supported by this server.")
+        if self.logprobs:
+            reasons.append("logprobs are not supported by this server.")
+        return reasons
+
+
+def chunk(data: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+class OpenAIRenderer:
+    """A run as one chat completion: streamed chunks, or the whole completion."""
+
+    def __init__(self, model: str, include_usage: bool) -> None:
+        self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+        self.model = model
+        self.include_usage = include_usage
+        self.answer = MessageStream("", model)
+
+    def _chunk(self, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
+        return chunk(
+            {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+             "choices": [choice], **extra}
+        )  # fmt: skip
+
+    def opening(self) -> list[bytes]:
+        return [self._chunk({"role": "assistant", "content": ""})]
+
+    def delta(self, delta: Delta) -> list[bytes]:
+        texts = [
+            data["delta"]["text"]
+            for name, data in self.answer.feed(delta)
+            if name == "content_block_delta" and data["delta"]["type"] == "text_delta"
+        ]
+        return [self._chunk({"content": text}) for text in texts]
+
+    def ping(self) -> bytes:
+        return b": keep-alive\n\n"
+
+    def _usage(self, outcome: Outcome) -> dict[str, int]:
+        usage = usage_of(outcome.result.usage)
+        prompt = usage["input_tokens"] + usage["cache_read_input_tokens"] + usage["cache_creation_input_tokens"]
+        return {"prompt_tokens": prompt, "completion_tokens": usage["output_tokens"],
+                "total_tokens": prompt + usage["output_tokens"]}  # fmt: skip
+
+    def closing(self, outcome: Outcome) -> list[bytes]:
+        chunks = [] if self.answer.blocks else self.delta(("text", outcome.result.result))
+        chunks.append(self._chunk({}, "stop"))
+        if self.include_usage:
+            chunks.append(
+                chunk({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model,
+                       "choices": [], "usage": self._usage(outcome)})
+            )  # fmt: skip
+        return [*chunks, b"data: [DONE]\n\n"]
+
+    def stream_error(self, error: ApiError) -> bytes:
+        return chunk(self.error_body(error))
+
+    def body(self, outcome: Outcome) -> dict[str, Any]:
+        text = self.answer.text() or outcome.result.result
+        return {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "finish_reason": "stop",
+                    "logprobs": None,
+                }
+            ],
+            "usage": self._usage(outcome),
+        }
+
+    def error_body(self, error: ApiError) -> dict[str, Any]:
+        return {"error": {"message": error.message, "type": error.type, "param": None, "code": None}}
+
+
+def openai_error(error: ApiError) -> Response:
+    headers = {"retry-after": str(error.retry_after_s)} if error.retry_after_s else None
+    body = {"error": {"message": error.message, "type": error.type, "param": None, "code": None}}
+    return JSONResponse(body, status_code=error.status, headers=headers)
+
+
+class ChatCompletionsApi:
+    def __init__(self, tenancy: Tenancy, heartbeat_s: float) -> None:
+        self.tenancy = tenancy
+        self.heartbeat_s = heartbeat_s
+
+    async def create(self, request: Request) -> Response:
+        try:
+            try:
+                body = ChatRequest.model_validate_json(await request.body())
+            except ValidationError as exc:
+                raise ApiError(400, "invalid_request_error", describe(exc)) from None
+            if refusals := body.refusals():
+                raise ApiError(400, "invalid_request_error", " ".join(refusals))
+            system = "\n\n".join(m.text() for m in body.messages if m.role in ("system", "developer")) or None
+            turns: list[Turn] = [(m.role, m.text()) for m in body.messages if m.role in ("user", "assistant")]
+            if not turns or turns[-1][0] != "user":
+                raise ApiError(400, "invalid_request_error", "the last message must have role 'user'.")
+            fields: dict[str, Any] = {"model": body.model}
+            if system:
+                fields["system_prompt"] = system
+            if body.reasoning_effort:
+                fields["effort"] = EFFORTS[body.reasoning_effort]
+            try:
+                settings = CallSettings(**fields)
+            except ValidationError as exc:
+                raise ApiError(400, "invalid_request_error", describe(exc)) from None
+            turn = ApiTurn(turns[-1][1], turns[:-1], settings, requested_session(request))
+            caller = caller_of(request.headers, self.tenancy)
+        except ApiError as error:
+            return openai_error(error)
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+        renderer = OpenAIRenderer(body.model, include_usage)
+        run = RunResponse(
+            self.tenancy,
+            caller,
+            turn,
+            renderer,
+            stream=body.stream,
+            heartbeat_s=self.heartbeat_s,
+            request_id=f"req_{uuid.uuid4().hex[:24]}",
+        )
+        return _Raw(run)
+
+
+class _Raw(Response):
+    def __init__(self, inner: RunResponse) -> None:
+        self._inner = inner
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._inner(scope, receive, send)

@@ -1,0 +1,239 @@
+"""One HTTP API request as one bridge run, streamed or not.
+
+`RunResponse` is the ASGI response: it runs the turn in a task (the caller's bridge held for
+the whole run), watches for the client going away (which cancels the run and stops its CLI
+process tree), and renders what the run produces through a `Renderer` (the Anthropic or the
+OpenAI shape). Until the run has started, a failure is an ordinary HTTP error; after that, a
+streamed response ends with the API's in-stream error event.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from claude_agent_sdk import Message, SystemMessage
+from starlette.types import Receive, Scope, Send
+
+from ..bridge.permissions import PermissionAnswer, PermissionRequest
+from ..bridge.results import AskResult
+from ..bridge.tenancy import Tenancy
+from ..config.call_settings import CallSettings
+from ..errors import ClaudeMCPError
+from .auth import ApiCaller
+from .errors import api_error_of
+from .history import Turn, carried_prompt, digest
+from .shapes import ApiError
+from .stream import Delta, MessageStream, deltas_of
+
+SESSION_HEADER = "x-claude-session-id"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiTurn:
+    """What one request asks: the last user message, the history before it, the settings, and
+    (optionally) the conversation it names explicitly."""
+
+    prompt: str
+    history: list[Turn]
+    settings: CallSettings
+    session_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: AskResult
+
+
+Item = tuple[str, Any]
+"""("started", session_id | None), ("delta", Delta), ("done", Outcome) or ("failed", ApiError)."""
+
+
+class Renderer(Protocol):
+    def opening(self) -> list[bytes]: ...
+
+    def delta(self, delta: Delta) -> list[bytes]: ...
+
+    def ping(self) -> bytes | None: ...
+
+    def closing(self, outcome: Outcome) -> list[bytes]: ...
+
+    def stream_error(self, error: ApiError) -> bytes: ...
+
+    def body(self, outcome: Outcome) -> dict[str, Any]: ...
+
+    def error_body(self, error: ApiError) -> dict[str, Any]: ...
+
+
+class _Observer:
+    """Passes a run's answer to the response as it streams (a `RunObserver`)."""
+
+    def __init__(self, out: MemoryObjectSendStream[Item], session_id: str | None) -> None:
+        self._out = out
+        self._session_id = session_id
+        self._started = False
+        self.answer = MessageStream("", "")
+
+    async def queued(self, position: int) -> None:
+        return None
+
+    async def waiting_for_session(self) -> None:
+        return None
+
+    async def ask_permission(self, request: PermissionRequest) -> PermissionAnswer | None:
+        return None  # nobody to ask over this API: the policy decides, the rest is denied
+
+    async def message(self, message: Message) -> None:
+        if not self._started:
+            if isinstance(message, SystemMessage) and message.subtype == "init":
+                self._session_id = str(message.data.get("session_id") or self._session_id)
+            self._started = True
+            await self._out.send(("started", self._session_id))
+        for delta in deltas_of(message):
+            self.answer.feed(delta)
+            await self._out.send(("delta", delta))
+
+
+async def run_turn(tenancy: Tenancy, caller: ApiCaller, turn: ApiTurn, out: MemoryObjectSendStream[Item]) -> None:
+    """Run the turn on the caller's bridge, continuing the conversation its history is, and
+    record the conversation it has become; report everything on `out`."""
+    async with out:
+        try:
+            async with tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
+                session_id = turn.session_id
+                if session_id is None and turn.history:
+                    session_id = await bridge.store.session_for_history(bridge.namespace, digest(turn.history))
+                prompt = (
+                    turn.prompt
+                    if session_id is not None or not turn.history
+                    else carried_prompt(turn.history, turn.prompt)
+                )
+                observer = _Observer(out, session_id)
+                result = await bridge.ask(prompt, session_id=session_id, settings=turn.settings, observer=observer)
+                answer = observer.answer.text() or result.result
+                so_far = [*turn.history, ("user", turn.prompt), ("assistant", answer)]
+                await bridge.store.put_history(bridge.namespace, digest(so_far), result.session_id, time.time())
+            await out.send(("done", Outcome(result)))
+        except ClaudeMCPError as exc:
+            await out.send(("failed", api_error_of(exc)))
+        except ApiError as exc:
+            await out.send(("failed", exc))
+
+
+class RunResponse:
+    """The ASGI response of one API request that runs Claude."""
+
+    def __init__(
+        self,
+        tenancy: Tenancy,
+        caller: ApiCaller,
+        turn: ApiTurn,
+        renderer: Renderer,
+        *,
+        stream: bool,
+        heartbeat_s: float,
+        request_id: str,
+    ) -> None:
+        self._tenancy, self._caller, self._turn = tenancy, caller, turn
+        self._renderer = renderer
+        self._stream = stream
+        self._heartbeat_s = heartbeat_s
+        self._request_id = request_id
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        out, items = anyio.create_memory_object_stream[Item](math.inf)
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(run_turn, self._tenancy, self._caller, self._turn, out)
+            tasks.start_soon(_cancel_on_disconnect, receive, tasks.cancel_scope)
+            try:
+                if self._stream:
+                    await self._streamed(items, send)
+                else:
+                    await self._whole(items, send)
+            finally:
+                tasks.cancel_scope.cancel()
+
+    def _headers(self, content_type: str, session_id: str | None, extra: dict[str, str] | None = None) -> list[Any]:
+        headers = {"content-type": content_type, "request-id": self._request_id, **(extra or {})}
+        if session_id:
+            headers[SESSION_HEADER] = session_id
+        return [(k.encode(), v.encode()) for k, v in headers.items()]
+
+    async def _json(
+        self, send: Send, status: int, body: dict[str, Any], session_id: str | None, retry: int | None
+    ) -> None:
+        extra = {"retry-after": str(retry)} if retry else None
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": self._headers("application/json", session_id, extra),
+            }
+        )
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+    async def _whole(self, items: MemoryObjectReceiveStream[Item], send: Send) -> None:
+        async for kind, value in items:
+            if kind == "delta":
+                self._renderer.delta(value)
+            elif kind == "done":
+                await self._json(send, 200, self._renderer.body(value), value.result.session_id, None)
+                return
+            elif kind == "failed":
+                await self._json(send, value.status, self._renderer.error_body(value), None, value.retry_after_s)
+                return
+
+    async def _streamed(self, items: MemoryObjectReceiveStream[Item], send: Send) -> None:
+        started = False
+
+        async def write(chunks: list[bytes]) -> None:
+            for chunk in chunks:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+        async def start(session_id: str | None) -> None:
+            nonlocal started
+            started = True
+            headers = self._headers("text/event-stream; charset=utf-8", session_id, {"cache-control": "no-cache"})
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            await write(self._renderer.opening())
+
+        while True:
+            item: Item | None = None
+            with anyio.move_on_after(self._heartbeat_s if started else math.inf):
+                try:
+                    item = await items.receive()
+                except anyio.EndOfStream:
+                    break
+            if item is None:
+                if (ping := self._renderer.ping()) is not None:
+                    await write([ping])
+                continue
+            kind, value = item
+            if kind == "failed" and not started:
+                await self._json(send, value.status, self._renderer.error_body(value), None, value.retry_after_s)
+                return
+            if not started:
+                await start(value if kind == "started" else value.result.session_id if kind == "done" else None)
+            if kind == "delta":
+                await write(self._renderer.delta(value))
+            elif kind == "done":
+                await write(self._renderer.closing(value))
+                break
+            elif kind == "failed":
+                await write([self._renderer.stream_error(value)])
+                break
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:
+    """The client went away: stop the run (and its CLI process tree)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            scope.cancel()
+            return
