@@ -16,8 +16,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import tempfile
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from bench.run import cli_env, timed
 from claude_mcp import ClaudeBridge, Policy
 from claude_mcp.state.postgres import PostgresStore
 from claude_mcp.state.sqlite import SqliteStore
-from claude_mcp.state.store import Store
 from tests.conftest import FakeModel
 from tests.fake_model import running_fake_model
 from tests.pg_server import fresh_database, running_postgres
@@ -41,15 +39,6 @@ async def turn(client: ClaudeSDKClient, prompt: str) -> str:
             assert not message.is_error, message.result
             return message.session_id
     raise AssertionError("no result")
-
-
-@asynccontextmanager
-async def opened(store: Store) -> AsyncIterator[Store]:
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
 
 
 async def measure(fake: FakeModel, pg_url: str, runs: int) -> dict[str, list[float]]:
@@ -67,8 +56,8 @@ async def measure(fake: FakeModel, pg_url: str, runs: int) -> dict[str, list[flo
         work.mkdir()
         env = cli_env(fake, homes["sdk"])
         async with AsyncExitStack() as stack:
-            sqlite = await stack.enter_async_context(opened(SqliteStore(root / "bench.sqlite3")))
-            postgres = await stack.enter_async_context(opened(PostgresStore(pg_url)))
+            sqlite = await stack.enter_async_context(SqliteStore(root / "bench.sqlite3"))
+            postgres = await stack.enter_async_context(PostgresStore(pg_url))
 
             def options(store: SessionStore | None, **extra: Any) -> ClaudeAgentOptions:
                 return ClaudeAgentOptions(

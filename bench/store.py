@@ -25,8 +25,7 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -214,15 +213,6 @@ async def lag_during(work: Callable[[], Awaitable[None]]) -> dict[str, Any]:
     }
 
 
-@asynccontextmanager
-async def opened(store: Store) -> AsyncIterator[Store]:
-    await store.open()
-    try:
-        yield store
-    finally:
-        await store.close()
-
-
 async def measure(tmp: Path, pg_url: str, runs: int, scan_budget: float) -> dict[str, Any]:
     projects = tmp / "config" / "projects"
     os.environ["CLAUDE_CONFIG_DIR"] = str(tmp / "config")  # read by sdk.list_sessions
@@ -231,7 +221,7 @@ async def measure(tmp: Path, pg_url: str, runs: int, scan_budget: float) -> dict
     setup: dict[str, float] = {"files": 0.0, "sqlite": 0.0, "postgres": 0.0}
     lag: dict[str, dict[str, Any]] = {}
     reads: dict[str, list[float]] = {}
-    async with opened(SqliteStore(tmp / "state.sqlite3")) as lite, opened(PostgresStore(pg_url)) as pg:
+    async with SqliteStore(tmp / "state.sqlite3") as lite, PostgresStore(pg_url) as pg:
         stores = {"sqlite": lite, "postgres": pg}
         done = 0
         for size in SIZES:

@@ -18,7 +18,7 @@ from ..errors import ClaudeMCPError
 from .auth import caller_of
 from .errors import api_error_of
 from .history import Turn
-from .serving import SESSION_HEADER, ApiTurn, Outcome, RunResponse
+from .serving import SESSION_HEADER, ApiTurn, Outcome, RunEndpointResponse, RunResponse
 from .shapes import ApiError, MessagesRequest, message_id, usage_of
 from .stream import Delta, Event, MessageStream
 
@@ -124,7 +124,7 @@ class MessagesApi:
             heartbeat_s=self.heartbeat_s,
             request_id=request_id,
         )
-        return _Raw(response)
+        return RunEndpointResponse(response)
 
     async def count_tokens(self, request: Request) -> Response:
         request_id = f"req_{uuid.uuid4().hex[:24]}"
@@ -180,13 +180,3 @@ class MessagesApi:
         except ApiError as error:
             return error_response(error, request_id)
         return JSONResponse(found[0], headers={"request-id": request_id})
-
-
-class _Raw(Response):
-    """A Starlette `Response` that hands the whole ASGI exchange to a `RunResponse`."""
-
-    def __init__(self, inner: RunResponse) -> None:
-        self._inner = inner
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self._inner(scope, receive, send)

@@ -18,7 +18,7 @@ from ..config.call_settings import CallSettings
 from .anthropic import describe, requested_session
 from .auth import caller_of
 from .history import Turn
-from .serving import ApiTurn, Outcome, RunResponse
+from .serving import ApiTurn, Outcome, RunEndpointResponse, RunResponse
 from .shapes import ApiError, usage_of
 from .stream import Delta, MessageStream
 
@@ -212,12 +212,4 @@ class ChatCompletionsApi:
             heartbeat_s=self.heartbeat_s,
             request_id=f"req_{uuid.uuid4().hex[:24]}",
         )
-        return _Raw(run)
-
-
-class _Raw(Response):
-    def __init__(self, inner: RunResponse) -> None:
-        self._inner = inner
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        await self._inner(scope, receive, send)
+        return RunEndpointResponse(run)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 from claude_agent_sdk import Message, SystemMessage
+from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..bridge.permissions import PermissionAnswer, PermissionRequest
@@ -192,8 +193,8 @@ class RunResponse:
         started = False
 
         async def write(chunks: list[bytes]) -> None:
-            for chunk in chunks:
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if chunks:  # one write per step: a block's start and its first delta leave together
+                await send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
 
         async def start(session_id: str | None) -> None:
             nonlocal started
@@ -237,3 +238,14 @@ async def _cancel_on_disconnect(receive: Receive, scope: anyio.CancelScope) -> N
         if message["type"] == "http.disconnect":
             scope.cancel()
             return
+
+
+class RunEndpointResponse(Response):
+    """A Starlette `Response` (what an endpoint returns) that hands the whole ASGI exchange to a
+    `RunResponse`."""
+
+    def __init__(self, run: RunResponse) -> None:
+        self._run = run
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._run(scope, receive, send)

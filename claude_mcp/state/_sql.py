@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import anyio
 from claude_agent_sdk import (
@@ -169,6 +169,20 @@ def folded(key: SessionKey, row: dict[str, Any] | None, data: Any, entries: list
 
 class SqlStore(ABC):
     """The `Store` methods whose SQL reads the same in both dialects."""
+
+    @abstractmethod
+    async def open(self) -> None: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+    async def __aenter__(self) -> Self:
+        """Open for the block, closed after it (`async with SqliteStore(path) as store:`)."""
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     @abstractmethod
     async def _fetch(self, sql: str, params: Params = ()) -> list[dict[str, Any]]: ...
