@@ -7,6 +7,7 @@ import contextlib
 import functools
 import gc
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from .config.tenants import token_hash
 from .errors import ConfigError
 from .setup.clients import CLIENTS, registration, write
 from .setup.doctor import diagnose
+from .telemetry import logs, tracing
+from .telemetry.logs import LOG_FORMATS
 from .web.app import TRANSPORTS, check_binding
 from .web.serve import serve
 
@@ -63,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
         help="whose Claude credential runs use: the server's, or each HTTP caller's own (X-Claude-Credential)",
     )
     serve_cmd.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve_cmd.add_argument(
+        "--log-format", default="text", choices=LOG_FORMATS, help="text (default), or one JSON object per line"
+    )
+    serve_cmd.add_argument(
+        "--drain-grace",
+        type=float,
+        dest="drain_grace_s",
+        metavar="SECONDS",
+        help="over HTTP, how long a SIGTERM may take: running calls finish, then are stopped (default 10)",
+    )
     commands.add_parser(
         "hash-token", help="read a tenant's token on stdin, print the token_sha256 to put in the config"
     )
@@ -91,6 +104,7 @@ def load_policy(args: argparse.Namespace) -> Policy:
             "cli_path",
             "state_url",
             "credentials",
+            "drain_grace_s",
         )
     }
     policy = Policy.load(args.config, **overrides)
@@ -120,13 +134,11 @@ def main(argv: list[str] | None = None) -> None:
             print(f"claude-mcp: {exc}", file=sys.stderr)
             sys.exit(2)
         return
-    logging.basicConfig(
-        stream=sys.stderr, level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logs.configure(args.log_level, args.log_format)
     try:
         policy = load_policy(args)
     except ConfigError as exc:
-        print(f"claude-mcp: {exc}", file=sys.stderr)
+        logs.announce(f"claude-mcp: {exc}", level=logging.ERROR)
         sys.exit(2)
     try:
         if policy.credentials == "caller" and args.transport == "stdio":
@@ -140,8 +152,9 @@ def main(argv: list[str] | None = None) -> None:
             tenancy = Tenancy.single(ClaudeBridge(policy))
         if args.transport != "stdio":
             check_binding(args.host, tenancy)
+        metrics_token = _metrics_token(policy) if args.transport != "stdio" else None
     except ConfigError as exc:
-        print(f"claude-mcp: {exc}", file=sys.stderr)
+        logs.announce(f"claude-mcp: {exc}", level=logging.ERROR)
         sys.exit(2)
     who = "callers' own credentials" if tenancy.takes_caller_credentials else "tenants: " + ", ".join(tenancy.bridges)
     logger.info(
@@ -159,9 +172,29 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         allowed_hosts=policy.allowed_hosts,
         api_heartbeat_s=policy.heartbeat_s if policy.api else None,
+        drain_grace_s=policy.drain_grace_s,
+        metrics_token=metrics_token,
     )
     # What start-up made (modules, models, the policy) lives as long as the server: keep it out of
     # the garbage collector's full passes, which otherwise stall the event loop for tens of ms.
     gc.freeze()
-    with contextlib.suppress(KeyboardInterrupt):
-        anyio.run(run)
+    stop_tracing = tracing.configure()
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            anyio.run(run)
+    finally:
+        if stop_tracing is not None:
+            stop_tracing()
+
+
+def _metrics_token(policy: Policy) -> str | None:
+    """The operator's token for /metrics, from the variable `metrics_token_env` names (never logged)."""
+    if policy.metrics_token_env is None:
+        return None
+    token = os.environ.get(policy.metrics_token_env, "")
+    if not token:
+        raise ConfigError(
+            f"metrics_token_env names {policy.metrics_token_env}, which is not set: export it (a long random "
+            "secret), or remove metrics_token_env."
+        )
+    return token

@@ -79,9 +79,33 @@ class CLIFailed(ClaudeMCPError):
     kind = "cli_failed"
 
 
+class StreamStalled(CLIFailed):
+    """The model stream went silent for `stall_timeout_s`."""
+
+    kind = "stalled"
+
+
 class RunTimeout(ClaudeMCPError):
     kind = "timeout"
 
 
 class Busy(ClaudeMCPError):
     kind = "busy"
+
+
+class ShuttingDown(ClaudeMCPError):
+    """The server stopped the call because it is shutting down (its drain's grace period ran out)."""
+
+    kind = "shutting_down"
+
+    def __init__(self, *, session_id: str | None = None, what: str = "run") -> None:
+        resume = (
+            "Continue the conversation with its session_id to pick up where it left off"
+            if session_id
+            else "Retry the call"
+        )
+        super().__init__(
+            f"The server is shutting down and stopped this {what} before it finished. {resume} (another replica, "
+            "or this one once it is back, will take it).",
+            session_id=session_id,
+        )

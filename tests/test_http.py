@@ -44,7 +44,7 @@ class RunningServer:
 def tenants_config(path: Path, workdir: Path, cli_env: dict[str, str]) -> Path:
     env_lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in cli_env.items())
     path.write_text(
-        f"roots = [{json.dumps(str(workdir))}]\napi_retries = 0\nmax_concurrent = 8\n"
+        f"roots = [{json.dumps(str(workdir))}]\napi_retries = 0\nmax_concurrent = 8\ndrain_grace_s = 2\n"
         f"[cli_env]\n{env_lines}\n"
         '[tenants.alice]\ntoken_env = "ALICE_TOKEN"\napi_key_env = "ALICE_KEY"\n'
         f'[tenants.bob]\ntoken_sha256 = "{token_hash(BOB)}"\napi_key_env = "BOB_KEY"\n'
@@ -78,7 +78,7 @@ def serving(
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.05)
-        url = log.read_text().split("listening on ", 1)[1].split()[0]
+        url = log.read_text().split("listening on ", 1)[1].split()[0].split('"')[0]  # plain, or a JSON line
         yield RunningServer(url, process)
     finally:
         process.terminate()

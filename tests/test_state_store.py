@@ -15,6 +15,7 @@ import pytest
 from claude_agent_sdk import SessionKey, SessionStore
 from claude_agent_sdk.testing import run_session_store_conformance
 
+from claude_mcp.state._sql import SCHEMA_VERSION
 from claude_mcp.state.postgres import PostgresStore
 from claude_mcp.state.sqlite import SqliteStore
 from claude_mcp.state.store import JobRecord, SessionRecord, Store
@@ -361,7 +362,8 @@ async def test_two_postgres_stores_opening_at_once_migrate_once_and_both_work(re
         await first.close()
         await second.close()
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+        applied = conn.execute("SELECT version FROM schema_version ORDER BY version").fetchall()
+        assert applied == [(version,) for version in range(1, SCHEMA_VERSION + 1)]  # each once
 
 
 async def test_a_store_that_is_not_open_says_so(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from ..config.credentials import CallerCredential
 from ..config.policy import Policy
 from ..errors import Busy
 from ..state.store import Store
+from . import instrument
 from .claude import ClaudeBridge
 from .slots import RunSlots
 
@@ -121,6 +122,7 @@ class CallerPool:
                 namespace=tenant or hashed,
                 replica=self._replica,
             )
+            instrument.watch(bridge, tenant=tenant or "caller")  # a tenant's name is a bounded label; a hash is not
             caller = await self._start(bridge)
             self._callers[key] = caller
             return caller

@@ -13,7 +13,7 @@ turn-taking, run slots and jobs each live in their own module.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from types import TracebackType
@@ -31,7 +31,8 @@ from ..state.conversations import Conversations, SessionInfo, SessionTranscript,
 from ..state.open import store_for
 from ..state.sticky import config_dir, default_state_dir, sticky
 from ..state.store import SessionRecord, Store
-from . import upkeep
+from . import instrument, upkeep
+from .client_tools import ClientTools, ToolRelay, tools_key
 from .identity import current_depth, inherited_budget, replica_id
 from .job_book import JobBook
 from .jobs import Job, JobView
@@ -143,11 +144,20 @@ class ClaudeBridge:
         session_id: str | None = None,
         settings: CallSettings | None = None,
         observer: RunObserver | None = None,
+        client_tools: ClientTools | None = None,
         **setting_values: Any,
     ) -> AskResult:
-        """Ask Claude; continue `session_id` if given. Settings as a model or as keywords."""
+        """Ask Claude; continue `session_id` if given. Settings as a model or as keywords.
+        `client_tools`: the caller's own tools, whose calls go to `client_tools.caller`."""
         settings = _settings(settings, setting_values)
-        return await self._run(prompt, settings, RunTarget(resume=session_id), observer)
+        return await self._run(prompt, settings, RunTarget(resume=session_id), observer, client_tools=client_tools)
+
+    def start_soon(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `func` in the bridge's own tasks: it may outlive the request that started it, and is
+        cancelled when the bridge closes. `func` must handle its own errors."""
+        if self._tasks is None:
+            raise ClaudeMCPError("This needs a running bridge: use `async with ClaudeBridge(...)`.")
+        self._tasks.start_soon(func)
 
     async def fork(
         self,
@@ -289,14 +299,18 @@ class ClaudeBridge:
         """A run slot of this bridge's own, then (if shared) one of the whole server's."""
         started = anyio.current_time()
         queued = observer.queued if observer else None
-        async with self.slots.slot(queued, timeout_s=timeout_s):
-            if self.shared_slots is None:
-                yield
-                return
-            left = timeout_s - (anyio.current_time() - started)
-            async with self.shared_slots.slot(queued, timeout_s=left):
-                yield
+        with instrument.queue_wait() as granted:
+            async with self.slots.slot(queued, timeout_s=timeout_s):
+                if self.shared_slots is None:
+                    granted()
+                    yield
+                    return
+                left = timeout_s - (anyio.current_time() - started)
+                async with self.shared_slots.slot(queued, timeout_s=left):
+                    granted()
+                    yield
 
+    @instrument.instrumented
     async def _run(
         self,
         prompt: str,
@@ -305,6 +319,7 @@ class ClaudeBridge:
         observer: RunObserver | None,
         *,
         agent: str | None = None,
+        client_tools: ClientTools | None = None,
     ) -> AskResult:
         if self.depth >= self.policy.max_depth:
             raise DepthExceeded(
@@ -339,9 +354,10 @@ class ClaudeBridge:
 
         async with self._locks.hold(continuing, timeout_s=resolved.timeout_s, on_wait=waiting):
             warm = self.warm.take(continuing) if continuing else None
-            if target.resume is None:
+            wanted_tools = tools_key(client_tools.tools) if client_tools else None
+            if target.resume is None and client_tools is None:
                 warm = self._spare.take(resolved)
-            if warm is not None and (conflicts := warm.conflicts(resolved, explicit)):
+            if warm is not None and (conflicts := warm.conflicts(resolved, explicit, wanted_tools)):
                 logger.info("restarting the warm process of a session to change %s", ", ".join(conflicts))
                 await warm.process.close()
                 warm = None
@@ -349,17 +365,22 @@ class ClaudeBridge:
             try:  # a taken warm or spare process is closed too if the wait for a slot fails
                 async with self._slot(observer, time_left):
                     if warm is None:
+                        relay = ToolRelay(client_tools.tools) if client_tools else None
                         options = build_options(
                             resolved,
                             self.policy,
                             target=target,
                             child_depth=self.depth + 1,
                             session_store=self.conversations.transcripts,
+                            client_tools=relay,
                         )
-                        warm = WarmSession(CLIProcess(options, self.permissions), resolved, anyio.current_time())
+                        process = CLIProcess(options, self.permissions)
+                        warm = WarmSession(process, resolved, anyio.current_time(), relay=relay)
                     else:
                         await warm.apply_in_place(resolved, explicit)
                     warm.process.asker = observer.ask_permission if observer else None
+                    if warm.relay is not None:
+                        warm.relay.caller = client_tools.caller if client_tools else None
                     outcome = await warm.process.turn(
                         prompt,
                         timeout_s=resolved.timeout_s,
@@ -368,6 +389,8 @@ class ClaudeBridge:
                         on_message=observer.message if observer else None,
                     )
                     warm.process.asker = None
+                    if warm.relay is not None:
+                        warm.relay.caller = None
                     session_id = outcome.result.session_id
                     await self.conversations.record_turn(
                         session_id,

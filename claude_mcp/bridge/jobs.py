@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import ClaudeMCPError, InvalidArguments
 from ..state.store import JobRecord
+from ..telemetry import metrics
 from .observer import RunObserver, activity_of, text_delta
 from .permissions import PermissionAnswer, PermissionRequest
 from .results import AskResult
@@ -157,6 +158,7 @@ class Job:
 
     def finish(self, status: JobState, *, result: AskResult | None = None, error: str | None = None) -> None:
         self.status, self.result, self.error = status, result, error
+        metrics.JOBS_FINISHED.labels(status).inc()
         if result is not None:
             self.session_id = result.session_id
         self.finished_at = time.time()

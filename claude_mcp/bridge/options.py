@@ -15,6 +15,7 @@ from claude_agent_sdk import ClaudeAgentOptions, McpServerConfig, SessionStore
 from claude_agent_sdk.types import SystemPromptCustom, SystemPromptPreset
 
 from ..config.policy import Policy, ResolvedSettings
+from .client_tools import SERVER, ToolRelay
 
 DEPTH_ENV = "CLAUDE_MCP_DEPTH"
 """Carried into every CLI we start, so a claude-mcp started by that CLI knows its depth."""
@@ -40,11 +41,13 @@ def build_options(
     child_depth: int = 1,
     stderr: Callable[[str], None] | None = None,
     session_store: SessionStore | None = None,
+    client_tools: ToolRelay | None = None,
 ) -> ClaudeAgentOptions:
     """Map one call's resolved settings and the server policy onto the SDK's options.
 
     With a `session_store`, the SDK mirrors every transcript line into it and resumes from it
-    (so a conversation continues on any replica)."""
+    (so a conversation continues on any replica). With `client_tools`, the caller's own tools are
+    given as an in-process MCP server, allowed without asking (their calls go to the caller)."""
     system_prompt: SystemPromptCustom | SystemPromptPreset
     extra_args: dict[str, str | None] = {}
     if settings.system_prompt is not None:
@@ -74,12 +77,17 @@ def build_options(
         extra_args["agents"] = json.dumps({name: agent.cli_definition() for name, agent in settings.agents.items()})
     if settings.agent is not None:
         extra_args["agent"] = settings.agent
+    mcp_servers = {name: cast(McpServerConfig, server.model_dump()) for name, server in settings.mcp_servers.items()}
+    allowed_tools = list(settings.allowed_tools)
+    if client_tools is not None:
+        mcp_servers[SERVER] = client_tools.server()
+        allowed_tools += client_tools.allowed()
     return ClaudeAgentOptions(
         cwd=settings.cwd,
         model=settings.model,
         fallback_model=settings.fallback_model,
         system_prompt=system_prompt,
-        allowed_tools=list(settings.allowed_tools),
+        allowed_tools=allowed_tools,
         disallowed_tools=list(settings.disallowed_tools),
         permission_mode=settings.permission_mode,
         max_turns=settings.max_turns,
@@ -90,7 +98,7 @@ def build_options(
         ),
         add_dirs=list(settings.add_dirs),
         tools=list(settings.tools) if settings.tools is not None else None,
-        mcp_servers={name: cast(McpServerConfig, server.model_dump()) for name, server in settings.mcp_servers.items()},
+        mcp_servers=mcp_servers,
         resume=target.resume,
         fork_session=target.fork,
         strict_mcp_config=not policy.inherit_mcp_config,

@@ -42,7 +42,8 @@ from claude_agent_sdk import (
     UserMessage,
 )
 
-from ..errors import ClaudeMCPError, CLIFailed, CLINotFound, RunTimeout, SessionNotFound
+from ..errors import ClaudeMCPError, CLIFailed, CLINotFound, RunTimeout, SessionNotFound, StreamStalled
+from . import instrument
 from .permissions import Asker, PermissionGate
 from .process_tree import process_tree, terminate_tree
 
@@ -150,7 +151,7 @@ class CLIProcess:
     async def _connect(self) -> None:
         if not self._started:
             self._started = True
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), instrument.cli_start():
                 # Asking about tools the call also auto-approves is intended: the CLI asks only
                 # about what its rules leave open.
                 warnings.simplefilter("ignore", CanUseToolShadowedWarning)
@@ -181,7 +182,8 @@ class CLIProcess:
         prompt_uuid = str(uuid.uuid4())
         outcome: RunOutcome | None = None
         try:
-            with anyio.fail_after(timeout_s if time_left_s is None else time_left_s), self._sdk_errors(watch):
+            time_limit = anyio.fail_after(timeout_s if time_left_s is None else time_left_s)
+            with instrument.turn(self) as meter, time_limit, self._sdk_errors(watch):
                 await self._connect()
                 message_in = {
                     "type": "user",
@@ -197,7 +199,7 @@ class CLIProcess:
                         with anyio.move_on_after(stall_timeout_s if watch.waiting_on_model else None) as idle:
                             message = await anext(messages)
                         if idle.cancelled_caught:
-                            raise CLIFailed(
+                            raise StreamStalled(
                                 f"The model stream stalled: nothing arrived for {stall_timeout_s:g} s, so the run "
                                 "was stopped. Retry; if it keeps happening, check the network or the API status.",
                                 session_id=watch.session_id,
@@ -208,6 +210,7 @@ class CLIProcess:
                             await on_message(message)
                         if isinstance(message, ResultMessage) and _answers(message, prompt_uuid):
                             outcome = RunOutcome(message, "".join(watch.text), message.api_error_status)
+                            meter.finished(message)
                             self.session_id = message.session_id
                 finally:
                     await messages.aclose()  # type: ignore[attr-defined]  # an async generator

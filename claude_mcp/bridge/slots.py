@@ -34,6 +34,11 @@ class RunSlots:
         self.running = 0
         self._queue: deque[_Waiter] = deque()
 
+    @property
+    def queued(self) -> int:
+        """Calls waiting for a slot."""
+        return len(self._queue)
+
     @asynccontextmanager
     async def slot(self, on_queued: OnQueued | None = None, *, timeout_s: float | None = None) -> AsyncIterator[None]:
         """Hold one slot for the body; wait at most `timeout_s` in the queue (then `RunTimeout`)."""

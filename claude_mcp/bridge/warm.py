@@ -15,6 +15,7 @@ import anyio
 
 from ..config.policy import ResolvedSettings
 from ..state.sticky import PER_CALL_ONLY
+from .client_tools import ToolRelay
 from .process import CLIProcess
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,8 @@ class WarmSession:
     process: CLIProcess
     settings: ResolvedSettings
     last_used: float
+    relay: ToolRelay | None = None
+    """The caller's tools this process was started with (see `client_tools`)."""
 
     async def apply_in_place(self, wanted: ResolvedSettings, explicit: frozenset[str]) -> None:
         """Change what a live process can change without a restart."""
@@ -45,10 +48,14 @@ class WarmSession:
             permission_mode=wanted.permission_mode if "permission_mode" in explicit else self.settings.permission_mode,
         )
 
-    def conflicts(self, wanted: ResolvedSettings, explicit: frozenset[str]) -> list[str]:
-        """The explicitly requested settings this process can't take without a restart."""
+    def conflicts(self, wanted: ResolvedSettings, explicit: frozenset[str], tools_key: str | None = None) -> list[str]:
+        """The explicitly requested settings this process can't take without a restart (the
+        caller's tools, identified by `tools_key`, always compared)."""
         names = sorted((explicit | ALWAYS_COMPARED) - IN_PLACE)
-        return [name for name in names if getattr(wanted, name) != getattr(self.settings, name)]
+        found = [name for name in names if getattr(wanted, name) != getattr(self.settings, name)]
+        if tools_key != (self.relay.key if self.relay is not None else None):
+            found.append("client tools")
+        return found
 
 
 class WarmPool:

@@ -125,12 +125,30 @@ class Policy(BaseModel):
     allowed_hosts: tuple[str, ...] = Field(
         (), description="Host names (with port, `*` allowed) the HTTP transports answer to besides loopback."
     )
+    drain_grace_s: float = Field(
+        10,
+        ge=0,
+        description="Over HTTP, how long the server may take to stop after SIGTERM: new calls are refused at once, "
+        "running ones get all but the last ~2 s to finish, then are stopped (resumable by session_id). Set it to "
+        "the platform's termination grace period (Cloud Run: 10 s).",
+    )
+    metrics_token_env: str | None = Field(
+        None,
+        description="Environment variable holding the operator's token for `/metrics` (`Authorization: Bearer …`); "
+        "when set, only it opens `/metrics`. Unset: tenants' tokens do, or, without tenants, loopback only.",
+    )
     permission_prompts: Literal["client", "deny"] | tuple[str, ...] = Field(
         "client",
         description="Tool uses that need approval: ask the person at the client (`client`), `deny` them, or "
         'approve those matching a list of rules (`["Bash(git *)", "Edit"]`) and deny the rest.',
     )
     permission_timeout_s: float = Field(60, gt=0, description="Deny a permission request unanswered this long.")
+    client_tool_timeout_s: float = Field(
+        300,
+        gt=0,
+        description="Over the Messages API, stop a run whose call of one of the client's own tools (`tools`) gets no "
+        "`tool_result` this long.",
+    )
     max_depth: int = Field(2, ge=0, description="How deep claude-mcp may call itself through Claude.")
     inherit_mcp_config: bool = Field(
         False, description="Let Claude load the user's and project's own MCP servers (off: only per-call ones)."

@@ -3,6 +3,7 @@ the bridge, so an unmodified Anthropic SDK works with only its base URL pointed 
 
 from __future__ import annotations
 
+import functools
 import json
 import uuid
 from typing import Any
@@ -16,9 +17,10 @@ from ..config.call_settings import CallSettings
 from ..config.types import SESSION_ID_PATTERN
 from ..errors import ClaudeMCPError
 from .auth import caller_of
+from .client_tools import ToolRuns
 from .errors import api_error_of
 from .history import Turn
-from .serving import SESSION_HEADER, ApiTurn, Outcome, RunEndpointResponse, RunResponse
+from .serving import SESSION_HEADER, ApiTurn, Begin, Outcome, RunEndpointResponse, RunResponse, ToolCall
 from .shapes import ApiError, MessagesRequest, message_id, usage_of
 from .stream import Delta, Event, MessageStream
 
@@ -55,6 +57,14 @@ class AnthropicRenderer:
 
     def stream_error(self, error: ApiError) -> bytes:
         return sse(("error", error.body()))
+
+    def paused(self, call: ToolCall) -> list[bytes]:
+        return [sse(event) for event in self.stream.pause(call.id, call.name, call.input, usage_of(call.usage))]
+
+    def paused_body(self, call: ToolCall) -> dict[str, Any]:
+        usage = usage_of(call.usage)
+        self.stream.pause(call.id, call.name, call.input, usage)
+        return self.stream.message(self.stream.blocks, usage)
 
     def body(self, outcome: Outcome) -> dict[str, Any]:
         usage = usage_of(outcome.result.usage)
@@ -96,6 +106,8 @@ class MessagesApi:
     def __init__(self, tenancy: Tenancy, heartbeat_s: float) -> None:
         self.tenancy = tenancy
         self.heartbeat_s = heartbeat_s
+        self.tool_runs = ToolRuns(tenancy)
+        """Runs waiting for the result of a call of one of the client's tools."""
 
     async def create(self, request: Request) -> Response:
         request_id = f"req_{uuid.uuid4().hex[:24]}"
@@ -113,8 +125,14 @@ class MessagesApi:
                 raise ApiError(400, "invalid_request_error", describe(exc)) from None
             turn = ApiTurn(turns[-1][1], turns[:-1], settings, requested_session(request))
             caller = caller_of(request.headers, self.tenancy)
+            result, tools = body.messages[-1].tool_result(), body.client_tools()
         except ApiError as error:
             return error_response(error, request_id)
+        begin: Begin | None = None
+        if result is not None:  # the answer to a call of one of the client's tools: the run goes on
+            begin = functools.partial(self.tool_runs.resume, caller, result, turn)
+        elif tools:
+            begin = functools.partial(self.tool_runs.start, caller, turn, tools)
         response = RunResponse(
             self.tenancy,
             caller,
@@ -123,6 +141,7 @@ class MessagesApi:
             stream=body.stream,
             heartbeat_s=self.heartbeat_s,
             request_id=request_id,
+            begin=begin,
         )
         return RunEndpointResponse(response)
 

@@ -18,7 +18,7 @@ from ..config.call_settings import CallSettings
 from .anthropic import describe, requested_session
 from .auth import caller_of
 from .history import Turn
-from .serving import ApiTurn, Outcome, RunEndpointResponse, RunResponse
+from .serving import ApiTurn, Outcome, RunEndpointResponse, RunResponse, ToolCall
 from .shapes import ApiError, usage_of
 from .stream import Delta, MessageStream
 
@@ -163,6 +163,12 @@ class OpenAIRenderer:
 
     def error_body(self, error: ApiError) -> dict[str, Any]:
         return {"error": {"message": error.message, "type": error.type, "param": None, "code": None}}
+
+    def paused(self, call: ToolCall) -> list[bytes]:
+        raise AssertionError("chat completions offer no client tools, so no run stops on one")
+
+    def paused_body(self, call: ToolCall) -> dict[str, Any]:
+        raise AssertionError("chat completions offer no client tools, so no run stops on one")
 
 
 def openai_error(error: ApiError) -> Response:

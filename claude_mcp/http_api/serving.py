@@ -4,7 +4,9 @@
 the whole run), watches for the client going away (which cancels the run and stops its CLI
 process tree), and renders what the run produces through a `Renderer` (the Anthropic or the
 OpenAI shape). Until the run has started, a failure is an ordinary HTTP error; after that, a
-streamed response ends with the API's in-stream error event.
+streamed response ends with the API's in-stream error event. A run with the client's own tools
+outlives its request (`client_tools`): a response then reads the part of it up to the next
+tool call (`paused`) or its end.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -21,6 +24,7 @@ from claude_agent_sdk import Message, SystemMessage
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..bridge.client_tools import ClientTools
 from ..bridge.permissions import PermissionAnswer, PermissionRequest
 from ..bridge.results import AskResult
 from ..bridge.tenancy import Tenancy
@@ -33,6 +37,7 @@ from .shapes import ApiError
 from .stream import Delta, MessageStream, deltas_of
 
 SESSION_HEADER = "x-claude-session-id"
+STOPPED = ApiError(500, "api_error", "The run stopped before it gave an answer (the server log has details); retry.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +56,33 @@ class Outcome:
     result: AskResult
 
 
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A call of one of the client's tools, which the client runs (`id` is ours, `toolu_…`)."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+    usage: dict[str, int] | None = None
+    """What the model calls since the response began used (input, output and cache tokens)."""
+
+
 Item = tuple[str, Any]
-"""("started", session_id | None), ("delta", Delta), ("done", Outcome) or ("failed", ApiError)."""
+"""("started", session_id | None), ("delta", Delta), ("paused", ToolCall), ("done", Outcome) or
+("failed", ApiError)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attached:
+    """A run a response reads: its items, and what stops it if the response ends first (the
+    client went away) other than on a tool call."""
+
+    items: MemoryObjectReceiveStream[Item]
+    abandon: Callable[[], None]
+
+
+Begin = Callable[[anyio.abc.TaskGroup], Awaitable[Attached]]
+"""Starts (or continues) the run a response reads, in the response's tasks or elsewhere."""
 
 
 class Renderer(Protocol):
@@ -68,17 +98,27 @@ class Renderer(Protocol):
 
     def body(self, outcome: Outcome) -> dict[str, Any]: ...
 
+    def paused(self, call: ToolCall) -> list[bytes]: ...
+
+    def paused_body(self, call: ToolCall) -> dict[str, Any]: ...
+
     def error_body(self, error: ApiError) -> dict[str, Any]: ...
 
 
-class _Observer:
-    """Passes a run's answer to the response as it streams (a `RunObserver`)."""
+class TurnObserver:
+    """Passes a run's answer to the response as it streams (a `RunObserver`). `turn` is the
+    request being answered, `answer` its answer so far."""
 
-    def __init__(self, out: MemoryObjectSendStream[Item], session_id: str | None) -> None:
-        self._out = out
-        self._session_id = session_id
+    def __init__(self, out: MemoryObjectSendStream[Item], turn: ApiTurn) -> None:
+        self.out = out
+        self.turn = turn
+        self.session_id = turn.session_id
         self._started = False
         self.answer = MessageStream("", "")
+
+    def client_tools(self) -> ClientTools | None:
+        """The client's own tools the run offers (none here)."""
+        return None
 
     async def queued(self, position: int) -> None:
         return None
@@ -92,17 +132,19 @@ class _Observer:
     async def message(self, message: Message) -> None:
         if not self._started:
             if isinstance(message, SystemMessage) and message.subtype == "init":
-                self._session_id = str(message.data.get("session_id") or self._session_id)
+                self.session_id = str(message.data.get("session_id") or self.session_id)
             self._started = True
-            await self._out.send(("started", self._session_id))
+            await self.out.send(("started", self.session_id))
         for delta in deltas_of(message):
             self.answer.feed(delta)
-            await self._out.send(("delta", delta))
+            await self.out.send(("delta", delta))
 
 
-async def run_turn(tenancy: Tenancy, caller: ApiCaller, turn: ApiTurn, out: MemoryObjectSendStream[Item]) -> None:
-    """Run the turn on the caller's bridge, continuing the conversation its history is, and
-    record the conversation it has become; report everything on `out`."""
+async def run_turn(tenancy: Tenancy, caller: ApiCaller, observer: TurnObserver) -> None:
+    """Run the observer's turn on the caller's bridge, continuing the conversation its history is,
+    and record the conversation it has become (up to the request answered last); report
+    everything on the observer's `out`."""
+    out, turn = observer.out, observer.turn
     async with out:
         try:
             async with tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
@@ -114,8 +156,15 @@ async def run_turn(tenancy: Tenancy, caller: ApiCaller, turn: ApiTurn, out: Memo
                     if session_id is not None or not turn.history
                     else carried_prompt(turn.history, turn.prompt)
                 )
-                observer = _Observer(out, session_id)
-                result = await bridge.ask(prompt, session_id=session_id, settings=turn.settings, observer=observer)
+                observer.session_id = session_id
+                result = await bridge.ask(
+                    prompt,
+                    session_id=session_id,
+                    settings=turn.settings,
+                    observer=observer,
+                    client_tools=observer.client_tools(),
+                )
+                turn = observer.turn  # with client tools, the request that continued the run last
                 answer = observer.answer.text() or result.result
                 so_far = [*turn.history, ("user", turn.prompt), ("assistant", answer)]
                 await bridge.store.put_history(bridge.namespace, digest(so_far), result.session_id, time.time())
@@ -139,25 +188,41 @@ class RunResponse:
         stream: bool,
         heartbeat_s: float,
         request_id: str,
+        begin: Begin | None = None,
     ) -> None:
+        """`begin`: how the run starts (default: in this response's own tasks)."""
         self._tenancy, self._caller, self._turn = tenancy, caller, turn
         self._renderer = renderer
         self._stream = stream
         self._heartbeat_s = heartbeat_s
         self._request_id = request_id
+        self._begin = begin or self._in_own_tasks
+        self._paused = False
+        """Whether the response ended on a tool call, which the run now waits for the client to answer."""
+
+    async def _in_own_tasks(self, tasks: anyio.abc.TaskGroup) -> Attached:
+        out, items = anyio.create_memory_object_stream[Item](math.inf)
+        tasks.start_soon(run_turn, self._tenancy, self._caller, TurnObserver(out, self._turn))
+        return Attached(items, lambda: None)  # cancelled with the response's tasks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        out, items = anyio.create_memory_object_stream[Item](math.inf)
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(run_turn, self._tenancy, self._caller, self._turn, out)
+            try:
+                run = await self._begin(tasks)
+            except (ApiError, ClaudeMCPError) as exc:
+                error = exc if isinstance(exc, ApiError) else api_error_of(exc)
+                await self._json(send, error.status, self._renderer.error_body(error), None, error.retry_after_s)
+                return
             tasks.start_soon(_cancel_on_disconnect, receive, tasks.cancel_scope)
             try:
                 if self._stream:
-                    await self._streamed(items, send)
+                    await self._streamed(run.items, send)
                 else:
-                    await self._whole(items, send)
+                    await self._whole(run.items, send)
             finally:
                 tasks.cancel_scope.cancel()
+                if not self._paused:
+                    run.abandon()
 
     def _headers(self, content_type: str, session_id: str | None, extra: dict[str, str] | None = None) -> list[Any]:
         headers = {"content-type": content_type, "request-id": self._request_id, **(extra or {})}
@@ -179,15 +244,23 @@ class RunResponse:
         await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
     async def _whole(self, items: MemoryObjectReceiveStream[Item], send: Send) -> None:
+        session_id = None
         async for kind, value in items:
-            if kind == "delta":
+            if kind == "started":
+                session_id = value
+            elif kind == "delta":
                 self._renderer.delta(value)
+            elif kind == "paused":
+                await self._json(send, 200, self._renderer.paused_body(value), session_id, None)
+                self._paused = True
+                return
             elif kind == "done":
                 await self._json(send, 200, self._renderer.body(value), value.result.session_id, None)
                 return
             elif kind == "failed":
                 await self._json(send, value.status, self._renderer.error_body(value), None, value.retry_after_s)
                 return
+        await self._json(send, 500, self._renderer.error_body(STOPPED), None, None)
 
     async def _streamed(self, items: MemoryObjectReceiveStream[Item], send: Send) -> None:
         started = False
@@ -209,6 +282,10 @@ class RunResponse:
                 try:
                     item = await items.receive()
                 except anyio.EndOfStream:
+                    if not started:
+                        await self._json(send, 500, self._renderer.error_body(STOPPED), None, None)
+                        return
+                    await write([self._renderer.stream_error(STOPPED)])
                     break
             if item is None:
                 if (ping := self._renderer.ping()) is not None:
@@ -222,6 +299,10 @@ class RunResponse:
                 await start(value if kind == "started" else value.result.session_id if kind == "done" else None)
             if kind == "delta":
                 await write(self._renderer.delta(value))
+            elif kind == "paused":
+                await write(self._renderer.paused(value))
+                self._paused = True
+                break
             elif kind == "done":
                 await write(self._renderer.closing(value))
                 break

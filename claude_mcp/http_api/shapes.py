@@ -7,10 +7,15 @@ silently dropped where that would change what the caller asked for.
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..bridge.client_tools import ClientTool
 
 ErrorType = Literal[
     "invalid_request_error",
@@ -52,6 +57,45 @@ class OtherBlock(BaseModel):
     type: str
 
 
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """A user message's answer to a call of one of the client's tools."""
+
+    tool_use_id: str
+    text: str
+    is_error: bool
+
+
+def _field(block: OtherBlock, name: str) -> Any:
+    return (block.model_extra or {}).get(name)
+
+
+def _result_text(block: OtherBlock) -> str:
+    content = _field(block, "content")
+    if content is None or isinstance(content, str):
+        return content or ""
+    texts = []
+    for part in content if isinstance(content, list) else [content]:
+        if not isinstance(part, dict) or part.get("type") != "text":
+            kind = part.get("type") if isinstance(part, dict) else type(part).__name__
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                f"tool_result content of type {kind!r} is not supported by this server; send the result as text.",
+            )
+        texts.append(str(part.get("text", "")))
+    return "\n\n".join(texts)
+
+
+def _block_text(block: OtherBlock) -> str:
+    """A tool call or result as text: how the history of a conversation records it."""
+    if block.type == "tool_use":
+        tool_input = json.dumps(_field(block, "input"), sort_keys=True, ensure_ascii=False)
+        return f"[tool call {_field(block, 'id')}: {_field(block, 'name')} {tool_input}]"
+    error = " (error)" if _field(block, "is_error") else ""
+    return f"[tool result {_field(block, 'tool_use_id')}{error}: {_result_text(block)}]"
+
+
 class MessageParam(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -59,13 +103,16 @@ class MessageParam(BaseModel):
     content: str | list[TextBlock | OtherBlock]
 
     def text(self) -> str:
-        """The message's text; `ApiError` if it holds blocks a Claude Code prompt cannot carry."""
+        """The message's text (tool calls and results written out as text); `ApiError` if it holds
+        blocks a Claude Code prompt cannot carry."""
         if isinstance(self.content, str):
             return self.content
         texts = []
         for block in self.content:
             if isinstance(block, TextBlock):
                 texts.append(block.text)
+            elif block.type in ("tool_use", "tool_result"):
+                texts.append(_block_text(block))
             elif block.type not in ("thinking", "redacted_thinking"):  # an earlier answer's thinking: history only
                 raise ApiError(
                     400,
@@ -75,6 +122,23 @@ class MessageParam(BaseModel):
                 )
         return "\n\n".join(texts)
 
+    def tool_result(self) -> ToolResult | None:
+        """The tool result this message answers a pending tool call with, if it holds one."""
+        if isinstance(self.content, str):
+            return None
+        results = [b for b in self.content if isinstance(b, OtherBlock) and b.type == "tool_result"]
+        if not results:
+            return None
+        if len(results) > 1 or len(self.content) > 1:
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "a message that answers a tool call must hold exactly one tool_result block (this server asks for "
+                "one tool call at a time) and nothing else.",
+            )
+        block = results[0]
+        return ToolResult(str(_field(block, "tool_use_id") or ""), _result_text(block), bool(_field(block, "is_error")))
+
 
 class SystemBlock(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -83,13 +147,12 @@ class SystemBlock(BaseModel):
     text: str
 
 
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
 UNSUPPORTED = {
     "stop_sequences": "stop_sequences cannot be honoured: Claude Code decides when its answer ends.",
     "top_p": "top_p is not supported: Claude Code sets the sampling itself.",
     "top_k": "top_k is not supported: Claude Code sets the sampling itself.",
-    "tools": "tools (client-side tools) are not supported by this server yet; Claude Code's own tools are "
-    "governed by the server policy.",
-    "tool_choice": "tool_choice is not supported by this server yet.",
     "thinking": "thinking cannot be set per request here: Claude Code decides its thinking (use the `effort` "
     "of the server policy).",
     "service_tier": "service_tier is not supported by this server.",
@@ -132,7 +195,41 @@ class MessagesRequest(BaseModel):
         reasons = [reason for name, reason in UNSUPPORTED.items() if getattr(self, name) not in (None, [])]
         if self.temperature is not None and self.temperature != 1:
             reasons.append("temperature is not supported: Claude Code sets the sampling itself (omit it, or send 1).")
+        choice = (self.tool_choice or {}).get("type", "auto")
+        if choice not in ("auto", "none"):
+            reasons.append(
+                f"tool_choice {choice!r} cannot be honoured: Claude Code decides whether to call a tool (send "
+                "'auto' or 'none')."
+            )
+        names: set[str] = set()
+        for index, tool in enumerate(self.tools or []):
+            where = f"tools.{index}"
+            if tool.get("type") not in (None, "custom"):
+                reasons.append(
+                    f"{where}: tools of type {tool.get('type')!r} (Anthropic-defined and server tools) are not "
+                    "supported by this server; define your own tools with name, description and input_schema."
+                )
+                continue
+            name = tool.get("name")
+            if not isinstance(name, str) or not TOOL_NAME.match(name):
+                reasons.append(f"{where}.name must match {TOOL_NAME.pattern}.")
+            elif name in names:
+                reasons.append(f"{where}.name: tool {name!r} is defined twice.")
+            else:
+                names.add(name)
+            schema = tool.get("input_schema")
+            if not isinstance(schema, dict) or schema.get("type", "object") != "object":
+                reasons.append(f"{where}.input_schema must be a JSON Schema of type 'object'.")
         return reasons
+
+    def client_tools(self) -> tuple[ClientTool, ...]:
+        """The caller's own tools to offer the run (none with tool_choice 'none'); call `refusals` first."""
+        if (self.tool_choice or {}).get("type") == "none":
+            return ()
+        return tuple(
+            ClientTool(str(t["name"]), str(t.get("description") or ""), dict(t["input_schema"]))
+            for t in self.tools or []
+        )
 
     def system_text(self) -> str | None:
         if self.system is None or isinstance(self.system, str):

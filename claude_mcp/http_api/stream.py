@@ -6,11 +6,13 @@ events (top level only: a sub-agent's text is not the answer) as neutral deltas,
 `MessageStream` folds them into the API's event sequence — `message_start`, then text and
 thinking blocks (consecutive text across model calls is one block, separated by a blank line),
 `content_block_stop`, `message_delta`, `message_stop` — and into the final message, so that a
-streamed answer and a non-streamed one are the same. Pure.
+streamed answer and a non-streamed one are the same. A call of one of the client's own tools
+ends the message with a `tool_use` block and `stop_reason: "tool_use"` (`pause`). Pure.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from claude_agent_sdk import Message, StreamEvent
@@ -50,6 +52,7 @@ class MessageStream:
         self.blocks: list[dict[str, Any]] = []
         self._open: int | None = None
         self._new_turn = False
+        self.stop_reason = "end_turn"
 
     def start(self) -> list[Event]:
         return [("message_start", {"type": "message_start", "message": self.message([], None)})]
@@ -92,16 +95,35 @@ class MessageStream:
         events.append(self._delta({"type": f"{kind}_delta", kind: value}))
         return events
 
+    def pause(self, call_id: str, name: str, tool_input: dict[str, Any], usage: dict[str, int]) -> list[Event]:
+        """The closing events of a message that ends on a call of one of the client's tools."""
+        events = self._close()
+        block = {"type": "tool_use", "id": call_id, "name": name, "input": tool_input}
+        self.blocks.append(block)
+        self._open = len(self.blocks) - 1
+        events.append(
+            (
+                "content_block_start",
+                {"type": "content_block_start", "index": self._open, "content_block": {**block, "input": {}}},
+            )
+        )
+        events.append(self._delta({"type": "input_json_delta", "partial_json": json.dumps(tool_input)}))
+        self.stop_reason = "tool_use"
+        return events + self._ending(usage)
+
     def finish(self, usage: dict[str, int], fallback_text: str) -> list[Event]:
         """The closing events; `fallback_text` becomes the answer if nothing was streamed."""
         events = self.feed(("text", fallback_text)) if not self.blocks and fallback_text else []
-        events += self._close()
+        return events + self._ending(usage)
+
+    def _ending(self, usage: dict[str, int]) -> list[Event]:
+        events = self._close()
         events.append(
             (
                 "message_delta",
                 {
                     "type": "message_delta",
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "delta": {"stop_reason": self.stop_reason, "stop_sequence": None},
                     "usage": usage,
                 },
             )
@@ -116,7 +138,7 @@ class MessageStream:
             "role": "assistant",
             "model": self.model,
             "content": content,
-            "stop_reason": "end_turn" if usage is not None else None,
+            "stop_reason": self.stop_reason if usage is not None else None,
             "stop_sequence": None,
             "usage": usage or {"input_tokens": 0, "output_tokens": 0},
         }

@@ -21,11 +21,14 @@ from pydantic import BaseModel, ValidationError
 
 from .._version import __version__
 from ..bridge.claude import ClaudeBridge
+from ..bridge.instrument import error_kind, note_bridge
 from ..bridge.tenancy import LOCAL, Tenancy
 from ..config.credentials import CREDENTIAL_HEADER, parse_credential
 from ..errors import ClaudeMCPError
+from ..telemetry import context
 from . import resources
 from .call import Call
+from .instrument import observed
 from .tools import INSTRUCTIONS, TOOLS
 
 logger = logging.getLogger(__name__)
@@ -74,6 +77,7 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
             header = headers.get(CREDENTIAL_HEADER) if headers is not None else None
             credential = parse_credential(header, allow_oauth=tenancy.accepts_oauth_tokens)
         async with tenancy.bridge_for(tenant, credential) as bridge:
+            note_bridge(bridge)
             yield Call(ctx, bridge.namespace, bridge, *answers)
 
     async def list_tools(
@@ -90,14 +94,17 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
         try:
             args = spec.args.model_validate(params.arguments or {})
         except ValidationError as exc:
+            context.note(error="invalid_arguments")
             return error_result(describe_validation_error(spec.name, exc))
         try:
             async with calling(ctx, params.input_responses, params.request_state) as call:
                 result = await spec.handler(args, call)
         except ClaudeMCPError as exc:
+            context.note(error=error_kind(exc))
             logger.info("%s refused or failed: %s", spec.name, exc.kind)
             return error_result(str(exc), exc.structured)
         except Exception:
+            context.note(error="internal")
             logger.exception("%s failed unexpectedly", spec.name)
             return error_result(f"{spec.name} failed because of an internal error; the server log has details.")
         if isinstance(result, types.InputRequiredResult):
@@ -119,7 +126,7 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
         version=__version__,
         instructions=INSTRUCTIONS,
         on_list_tools=list_tools,
-        on_call_tool=call_tool,
+        on_call_tool=observed(call_tool, tools),
         on_list_resources=resources.list_resources,
         on_list_resource_templates=resources.list_resource_templates,
         on_read_resource=resources.reader(calling),

@@ -1,14 +1,14 @@
 """How the server is reached and stopped: stdio (IDEs) or HTTP (`app.http_app`) until the client
-goes away or a signal arrives; either way the open calls are cancelled, which stops their CLI
-process trees."""
+goes away or a signal arrives. Over stdio a signal cancels the open calls at once, which stops
+their CLI process trees; over HTTP the first one drains (`drain.Drain`: new calls refused, running
+ones given the grace period, then stopped) and a second one stops everything at once."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import signal
-import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -17,7 +17,10 @@ from mcp.server.stdio import stdio_server
 
 from ..bridge.tenancy import Tenancy
 from ..mcp_surface.server import build_server
+from ..telemetry import logs
 from .app import Transport, check_binding, http_app
+from .drain import Drain
+from .metrics import MetricsAccess, with_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +32,20 @@ async def _on_signal(stop: Any) -> None:
             logger.info("received %s: stopping every run and shutting down", signal.Signals(signum).name)
             stop()
             return
+
+
+async def _drain_on_signals(drain: Drain, stop: Callable[[], None]) -> None:
+    """Drain at the first SIGTERM, SIGINT or SIGHUP; at the next, stop every run at once."""
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
+        async with anyio.create_task_group() as tasks:
+            async for signum in signals:
+                name = signal.Signals(signum).name
+                if not drain.draining:
+                    logger.info("received %s: draining (up to %g s), then shutting down", name, drain.grace_s)
+                    tasks.start_soon(drain.run, stop)
+                else:
+                    logger.info("received %s again: stopping every run now", name)
+                    drain.hurry()
 
 
 class _WebServer(uvicorn.Server):
@@ -47,11 +64,15 @@ async def serve(
     port: int = 8765,
     allowed_hosts: tuple[str, ...] = (),
     api_heartbeat_s: float | None = None,
+    drain_grace_s: float = 10,
+    metrics_token: str | None = None,
 ) -> None:
     """Serve MCP (and over HTTP, unless `api_heartbeat_s` is None, the Anthropic and OpenAI APIs)
     until the client goes away (stdio) or a signal arrives.
 
-    Either way the open calls are cancelled, which stops their CLI process trees.
+    Over stdio the open calls are then cancelled, which stops their CLI process trees; over HTTP
+    the server drains for up to `drain_grace_s` first. `metrics_token`: the operator's token for
+    `/metrics` (see `metrics.MetricsAccess`).
     """
     server = build_server(tenancy)
     if transport == "stdio":
@@ -63,13 +84,20 @@ async def serve(
         return
     check_binding(host, tenancy)
     app = http_app(server, tenancy, transport, host, allowed_hosts, api_heartbeat_s=api_heartbeat_s)
-    web = _WebServer(uvicorn.Config(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5))
+    drain = Drain(drain_grace_s)
+    served = with_metrics(drain.guard(app), MetricsAccess(tenancy, host=host, operator_token=metrics_token))
+    # Once drained only idle streams are left open: uvicorn need not wait long for them. Its log
+    # lines go through our handlers (text or JSON), not a format of its own.
+    config = uvicorn.Config(
+        served, host=host, port=port, log_level="warning", log_config=None, timeout_graceful_shutdown=1
+    )
+    web = _WebServer(config)
     async with tenancy, anyio.create_task_group() as tasks:  # the store and warm processes live as long as the server
 
         def stop() -> None:
             web.should_exit = True
 
-        tasks.start_soon(_on_signal, stop)
+        tasks.start_soon(_drain_on_signals, drain, stop)
         tasks.start_soon(_announce, web, host, "/mcp" if transport == "http" else "/sse")
         await web.serve()
         tasks.cancel_scope.cancel()
@@ -79,4 +107,4 @@ async def _announce(web: uvicorn.Server, host: str, path: str) -> None:
     while not web.started:
         await anyio.sleep(0.01)
     port = web.servers[0].sockets[0].getsockname()[1]
-    print(f"claude-mcp listening on http://{host}:{port}{path}", file=sys.stderr, flush=True)
+    logs.announce(f"claude-mcp listening on http://{host}:{port}{path}")

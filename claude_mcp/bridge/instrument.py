@@ -1,0 +1,338 @@
+"""What the bridge tells the metrics, the spans and the logs (the definitions are in `telemetry`).
+
+`instrumented` wraps `ClaudeBridge._run`: one span, one log line and the run metrics per run,
+its facts (tool, tenant, session, run id) for everything logged inside it, and its place in the
+process's `ACTIVITY`, so that a drain can stop it with a `ShuttingDown` that carries its
+session_id. `RunWatch` sits between the run and its observer: the time to the first text, and a
+span per tool use. `queue_wait`, `cli_start` and `turn` measure those steps where they happen.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import time
+import uuid
+import weakref
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import anyio
+from claude_agent_sdk import AssistantMessage, Message, ResultMessage, SystemMessage, ToolUseBlock, UserMessage
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span, StatusCode
+
+from ..errors import APIError, ClaudeMCPError, ShuttingDown
+from ..telemetry import context, metrics, tracing
+from ..telemetry.activity import ACTIVITY
+from ..telemetry.tracing import TRACER
+from .observer import RunObserver, text_delta
+from .permissions import PermissionAnswer, PermissionRequest
+from .results import AskResult, RunFailed
+
+if TYPE_CHECKING:
+    from .claude import ClaudeBridge
+    from .process import CLIProcess
+
+logger = logging.getLogger("claude_mcp.runs")
+
+_API_STATUSES = frozenset({400, 401, 403, 404, 413, 429, 500, 502, 503, 529})
+_SUBTYPE_KINDS = {
+    "error_max_turns": "max_turns",
+    "error_max_budget_usd": "max_budget",
+    "error_max_structured_output_retries": "structured_output",
+}
+
+
+def error_kind(exc: BaseException) -> str:
+    """A bounded name for what went wrong, for metric labels and logs."""
+    if isinstance(exc, RunFailed):
+        return _SUBTYPE_KINDS.get(exc.result.subtype) or error_kind(exc.cause)
+    if isinstance(exc, APIError):
+        return f"api_{exc.status}" if exc.status in _API_STATUSES else "api_other"
+    if isinstance(exc, ClaudeMCPError):
+        return exc.kind
+    return "internal"
+
+
+# The bridges of this process, for the live gauges; and the tenant label of those that serve a
+# caller on behalf of a configured tenant.
+_bridges: weakref.WeakSet[ClaudeBridge] = weakref.WeakSet()
+_tenant_labels: weakref.WeakKeyDictionary[ClaudeBridge, str] = weakref.WeakKeyDictionary()
+
+
+def watch(bridge: ClaudeBridge, tenant: str | None = None) -> None:
+    """Count this bridge's live state in the gauges; `tenant`: its label, if not its namespace."""
+    _bridges.add(bridge)
+    if tenant is not None:
+        _tenant_labels[bridge] = tenant
+
+
+def tenant_label(bridge: ClaudeBridge) -> str:
+    """The bridge's tenant as a bounded label: its namespace, unless that is a caller's hash."""
+    if (label := _tenant_labels.get(bridge)) is not None:
+        return label
+    return "caller" if bridge.policy.credentials == "caller" else bridge.namespace
+
+
+def note_bridge(bridge: ClaudeBridge) -> None:
+    """Note in the current call's facts who is calling."""
+    context.note(tenant=tenant_label(bridge), namespace=bridge.namespace)
+
+
+def _live() -> metrics.Live:
+    live = metrics.Live()
+    slots = {}
+    for bridge in list(_bridges):
+        live.warm += len(bridge.warm.live_ids())
+        live.jobs.update(Counter(job.status for job in bridge.jobs.live.values()))
+        for cap in (bridge.slots, bridge.shared_slots):
+            if cap is not None:
+                slots[id(cap)] = cap
+    live.queued = sum(cap.queued for cap in slots.values())
+    return live
+
+
+metrics.add_live_source(_live)
+
+Run = TypeVar("Run", bound=Callable[..., Awaitable[AskResult]])
+
+
+def instrumented(run: Run) -> Run:
+    """Wrap `ClaudeBridge._run` (its arguments `self`, …, `target`, `observer` found by name)."""
+    signature = inspect.signature(run)
+
+    @functools.wraps(run)
+    async def wrapper(*args: Any, **kwargs: Any) -> AskResult:
+        bound = signature.bind(*args, **kwargs)
+        bridge: ClaudeBridge = bound.arguments["self"]
+        watch(bridge)
+        target = bound.arguments["target"]
+        parent = context.current()
+        tool = parent.tool if parent is not None and parent.tool else "none"
+        tenant = tenant_label(bridge)
+        session = target.resume if not target.fork else None
+        started = time.monotonic()
+        outcome, kind = "cancelled", None
+        attributes = {"claude_mcp.tool": tool, "claude_mcp.tenant": tenant}
+        with (
+            context.facts(tool=tool, tenant=tenant, namespace=bridge.namespace, session=session) as facts,
+            TRACER.start_as_current_span(tracing.RUN, attributes=attributes, record_exception=False) as span,
+        ):
+            facts.run_id = uuid.uuid4().hex[:16]
+            span.set_attribute("claude_mcp.run_id", facts.run_id)
+            watcher = RunWatch(bound.arguments["observer"], facts, span, tool, started)
+            bound.arguments["observer"] = watcher
+            metrics.RUNS_IN_FLIGHT.labels(tenant).inc()
+            try:
+                with ACTIVITY.tracking("run") as stopping:
+                    result = await run(*bound.args, **bound.kwargs)
+                if stopping.cancelled_caught:
+                    raise ShuttingDown(session_id=facts.session)
+                outcome = "ok"
+                return result
+            except ShuttingDown:
+                kind = "shutting_down"
+                raise
+            except anyio.get_cancelled_exc_class():
+                if not ACTIVITY.stopped("run"):
+                    raise
+                # Stopped by the drain, then cancelled by the shutdown while its processes were being
+                # stopped: it still ends as stopped by the drain, so a job is left resumable.
+                kind = "shutting_down"
+                raise ShuttingDown(session_id=facts.session) from None
+            except ClaudeMCPError as exc:
+                outcome, kind = "error", error_kind(exc)
+                raise
+            except Exception:
+                outcome, kind = "error", "internal"
+                raise
+            finally:
+                metrics.RUNS_IN_FLIGHT.labels(tenant).dec()
+                watcher.close()
+                if parent is not None and facts.session:
+                    parent.session = facts.session  # the call's log line (and its error, if stopped) name it
+                _finished(facts, span, outcome, kind, time.monotonic() - started)
+
+    return cast(Run, wrapper)
+
+
+def _finished(facts: context.Facts, span: Span, outcome: str, kind: str | None, duration_s: float) -> None:
+    tool, tenant = facts.tool or "none", facts.tenant or "none"
+    metrics.RUNS.labels(tool, tenant, outcome).inc()
+    metrics.RUN_SECONDS.labels(tool).observe(duration_s)
+    if outcome == "error" and kind is not None:
+        metrics.RUN_ERRORS.labels(tenant, kind).inc()
+    span.set_attribute("claude_mcp.outcome", outcome)
+    if facts.session:
+        span.set_attribute("gen_ai.conversation.id", facts.session)
+    if kind is not None:
+        span.set_attribute("error.type", kind)
+        span.set_status(StatusCode.ERROR, kind)
+    extra = {"outcome": outcome, "duration_s": round(duration_s, 3), **({"error_kind": kind} if kind else {})}
+    logger.info("run %s: %s in %.2f s", facts.run_id, kind or outcome, duration_s, extra=extra)
+
+
+class RunWatch:
+    """The observer a run is given: measures what it sees, then passes it on to the real one."""
+
+    def __init__(self, inner: RunObserver | None, facts: context.Facts, span: Span, tool: str, started: float) -> None:
+        self._inner = inner
+        self._facts = facts
+        self._span = span
+        self._tool = tool
+        self._started = started
+        self._context = otel_context.get_current()
+        self._first_text = False
+        self._tools: dict[str, tuple[str, Span]] = {}
+
+    async def queued(self, position: int) -> None:
+        self._span.add_event("queued", {"position": position})
+        if self._inner is not None:
+            await self._inner.queued(position)
+
+    async def waiting_for_session(self) -> None:
+        self._span.add_event("waiting for the previous call on this conversation")
+        if self._inner is not None:
+            await self._inner.waiting_for_session()
+
+    async def ask_permission(self, request: PermissionRequest) -> PermissionAnswer | None:
+        # Asked from the SDK's own task: parent the span explicitly, under the tool use it is about.
+        using = [span for name, span in self._tools.values() if name == request.tool]
+        parent = trace.set_span_in_context(using[-1]) if using else self._context
+        attributes = {"gen_ai.tool.name": request.tool}
+        with TRACER.start_as_current_span(tracing.PERMISSION_WAIT, context=parent, attributes=attributes) as span:
+            answer = await self._inner.ask_permission(request) if self._inner is not None else None
+            span.set_attribute("claude_mcp.decision", answer.decision if answer is not None else "none")
+            return answer
+
+    async def message(self, message: Message) -> None:
+        self._observe(message)
+        if self._inner is not None:
+            await self._inner.message(message)
+
+    def _observe(self, message: Message) -> None:
+        if isinstance(message, SystemMessage) and message.subtype == "init":
+            if session := message.data.get("session_id"):
+                self._facts.session = session
+        elif not self._first_text and text_delta(message):
+            self._first_text = True
+            metrics.FIRST_TEXT_SECONDS.labels(self._tool).observe(time.monotonic() - self._started)
+        elif isinstance(message, AssistantMessage):
+            self._session(message.session_id)
+            for block in message.content:
+                if isinstance(block, ToolUseBlock):
+                    self._tool_started(block, message.parent_tool_use_id)
+        elif isinstance(message, UserMessage) and isinstance(message.content, list):
+            for block in message.content:
+                if (tool_use_id := getattr(block, "tool_use_id", None)) in self._tools:
+                    _, span = self._tools.pop(tool_use_id)
+                    if getattr(block, "is_error", False):
+                        span.set_status(StatusCode.ERROR)
+                    span.end()
+        elif isinstance(message, ResultMessage):
+            self._session(message.session_id)
+
+    def _session(self, session_id: str | None) -> None:
+        if session_id and session_id != "default":
+            self._facts.session = session_id
+
+    def _tool_started(self, block: ToolUseBlock, parent_tool_use_id: str | None) -> None:
+        parent = self._tools.get(parent_tool_use_id or "")
+        where = trace.set_span_in_context(parent[1]) if parent is not None else None  # else: the current turn
+        attributes = {"gen_ai.tool.name": block.name, "gen_ai.tool.call.id": block.id}
+        self._tools[block.id] = (block.name, TRACER.start_span(tracing.TOOL_USE, context=where, attributes=attributes))
+
+    def close(self) -> None:
+        """End the spans of tool uses the run never saw finish."""
+        for _, span in self._tools.values():
+            span.end()
+        self._tools.clear()
+
+
+@contextmanager
+def queue_wait() -> Iterator[Callable[[], None]]:
+    """Measure the wait for a run slot; call the function it yields once the slot is held."""
+    started = time.monotonic()
+    span = TRACER.start_span(tracing.QUEUE_WAIT)
+    held = False
+
+    def granted() -> None:
+        nonlocal held
+        if not held:
+            held = True
+            metrics.QUEUE_WAIT_SECONDS.observe(time.monotonic() - started)
+            span.end()
+
+    try:
+        yield granted
+    except BaseException as exc:
+        if not held:
+            span.set_status(StatusCode.ERROR, type(exc).__name__)
+        raise
+    finally:
+        if not held:
+            held = True
+            span.end()
+
+
+@contextmanager
+def cli_start() -> Iterator[None]:
+    """Measure a CLI process's start."""
+    started = time.monotonic()
+    metrics.CLI_STARTS.inc()
+    if trace.get_current_span().get_span_context().is_valid:
+        with TRACER.start_as_current_span(tracing.CLI_START):
+            yield
+    else:  # a spare process, started for no call in particular: no trace of its own
+        yield
+    metrics.CLI_START_SECONDS.observe(time.monotonic() - started)
+
+
+# How many turns each live process has run, and the cost it had reported after the last one (the
+# CLI reports a process's cost so far, not a turn's).
+_turns: weakref.WeakKeyDictionary[CLIProcess, int] = weakref.WeakKeyDictionary()
+_costs: weakref.WeakKeyDictionary[CLIProcess, float] = weakref.WeakKeyDictionary()
+
+
+class TurnMeter:
+    """One turn on a CLI process: its span, and what its result adds to the cost and tokens."""
+
+    def __init__(self, process: CLIProcess, span: Span) -> None:
+        self._process = process
+        self.span = span
+
+    def finished(self, result: ResultMessage) -> None:
+        tenant = facts.tenant if (facts := context.current()) is not None and facts.tenant else "none"
+        if result.total_cost_usd is not None:
+            cost = max(0.0, result.total_cost_usd - _costs.get(self._process, 0.0))
+            _costs[self._process] = result.total_cost_usd
+            metrics.COST_USD.labels(tenant).inc(cost)
+            self.span.set_attribute("claude_mcp.cost_usd", cost)
+        usage = result.usage or {}
+        for kind, key in (
+            ("input", "input_tokens"),
+            ("output", "output_tokens"),
+            ("cache_read", "cache_read_input_tokens"),
+            ("cache_creation", "cache_creation_input_tokens"),
+        ):
+            if isinstance(count := usage.get(key), int) and count > 0:
+                metrics.TOKENS.labels(tenant, kind).inc(count)
+                if kind in ("input", "output"):
+                    self.span.set_attribute(f"gen_ai.usage.{kind}_tokens", count)
+        self.span.set_attribute("claude_mcp.num_turns", result.num_turns)
+
+
+@contextmanager
+def turn(process: CLIProcess) -> Iterator[TurnMeter]:
+    """Measure one turn: which kind of process it ran on, its span, its cost."""
+    source = "cold" if not process.alive else "spare" if _turns.get(process, 0) == 0 else "warm"
+    metrics.RUN_PROCESSES.labels(source).inc()
+    attributes = {"claude_mcp.process": source, "gen_ai.request.model": process.options.model or "default"}
+    with TRACER.start_as_current_span(tracing.TURN, attributes=attributes) as span:
+        yield TurnMeter(process, span)
+    _turns[process] = _turns.get(process, 0) + 1
