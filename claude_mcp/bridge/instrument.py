@@ -5,6 +5,7 @@ its facts (tool, tenant, session, run id) for everything logged inside it, and i
 process's `ACTIVITY`, so that a drain can stop it with a `ShuttingDown` that carries its
 session_id. `RunWatch` sits between the run and its observer: the time to the first text, and a
 span per tool use. `queue_wait`, `cli_start` and `turn` measure those steps where they happen.
+Over 300 lines so that the bridge's modules carry one-line hooks rather than telemetry code.
 """
 
 from __future__ import annotations

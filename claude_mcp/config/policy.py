@@ -2,7 +2,8 @@
 
 Loaded from a TOML file (`--config`) and command-line flags. `Policy.resolve` turns a call's
 `CallSettings` into `ResolvedSettings` (concrete values, checked paths) or raises
-`PolicyViolation` naming the setting and the limit. Nothing here starts a process.
+`PolicyViolation` naming the setting and the limit. Nothing here starts a process. Long
+because `Policy` is the one list of what an operator may set (the README's reference reads it).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ process tree), and renders what the run produces through a `Renderer` (the Anthr
 OpenAI shape). Until the run has started, a failure is an ordinary HTTP error; after that, a
 streamed response ends with the API's in-stream error event. A run with the client's own tools
 outlives its request (`client_tools`): a response then reads the part of it up to the next
-tool call (`paused`) or its end.
+tool call (`paused`) or its end. Over 300 lines: the exchange (start, stream, pause, errors,
+disconnect) is one state machine, clearer whole than cut.
 """
 
 from __future__ import annotations
