@@ -273,13 +273,16 @@ async def measure(tmp: Path, pg_url: str, runs: int, scan_budget: float) -> dict
             for start in range(0, len(entries), 50):  # batches, as the SDK mirrors them
                 await mirror.append(key, entries[start : start + 50])  # type: ignore[arg-type]
             reader = Conversations(store, READ_NAMESPACE)
-            page = await reader.read(session_id, limit=50, offset=0)
+            page = await reader.read(await reader.find(session_id), limit=50, offset=0)
             assert page.total == LONG_TRANSCRIPT and len(page.messages) == 50, (page.total, len(page.messages))
             times = reads.setdefault(name, [])
 
-            async def read_many(reader: Conversations = reader, times: list[float] = times) -> None:
+            async def read_one(reader: Conversations = reader) -> None:  # as get_session: find, then read
+                await reader.read(await reader.find(session_id), limit=50, offset=0)
+
+            async def read_many(times: list[float] = times) -> None:
                 for _ in range(TRANSCRIPT_READS):
-                    times.append(await timed(reader.read(session_id, limit=50, offset=0)))
+                    times.append(await timed(read_one()))
 
             lag[f"read:{name}"] = await lag_during(read_many)
 

@@ -174,7 +174,7 @@ class ClaudeBridge:
         if prompt is None:
             origin = await self._find(session_id)
             await self._room_for_a_conversation()
-            return await self.conversations.fork(session_id, sticky(settings).over(sticky_settings(origin)))
+            return await self.conversations.fork(origin, sticky(settings).over(sticky_settings(origin)))
         return await self._run(prompt, settings, RunTarget(resume=session_id, fork=True), observer)
 
     async def models(self) -> list[dict[str, Any]]:
@@ -197,8 +197,7 @@ class ClaudeBridge:
 
     async def get_session(self, session_id: str, *, limit: int = 50, offset: int = 0) -> SessionTranscript:
         """A page of a conversation's messages."""
-        await self._find(session_id)
-        return await self.conversations.read(session_id, limit=limit, offset=offset)
+        return await self.conversations.read(await self._find(session_id), limit=limit, offset=offset)
 
     async def close_session(self, session_id: str) -> bool:
         """End a conversation's warm process (the transcript stays). False if none was open."""
@@ -209,8 +208,7 @@ class ClaudeBridge:
         """Close a conversation's warm process and delete its transcript."""
         async with self._locks.hold(session_id, timeout_s=self.policy.default_timeout_s, on_wait=None):
             await self.warm.close(session_id)
-            await self._find(session_id)
-            await self.conversations.delete(session_id)
+            await self.conversations.delete(await self._find(session_id))
             await legacy.remove_local(config_dir(self.policy.cli_env), session_id)
 
     async def start_job(

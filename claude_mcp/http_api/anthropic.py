@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import json
-import uuid
 from typing import Any
 
 from pydantic import ValidationError
@@ -21,7 +20,7 @@ from .client_tools import ToolRuns
 from .errors import api_error_of
 from .history import Turn
 from .serving import SESSION_HEADER, ApiTurn, Begin, Outcome, RunEndpointResponse, RunResponse, ToolCall
-from .shapes import ApiError, MessagesRequest, message_id, usage_of
+from .shapes import ApiError, MessagesRequest, api_id, message_id, usage_of
 from .stream import Delta, Event, MessageStream
 
 UNKNOWN_CREATED_AT = "1970-01-01T00:00:00Z"
@@ -110,7 +109,7 @@ class MessagesApi:
         """Runs waiting for the result of a call of one of the client's tools."""
 
     async def create(self, request: Request) -> Response:
-        request_id = f"req_{uuid.uuid4().hex[:24]}"
+        request_id = api_id("req_")
         try:
             try:
                 body = MessagesRequest.model_validate_json(await request.body())
@@ -146,7 +145,7 @@ class MessagesApi:
         return RunEndpointResponse(response)
 
     async def count_tokens(self, request: Request) -> Response:
-        request_id = f"req_{uuid.uuid4().hex[:24]}"
+        request_id = api_id("req_")
         try:
             caller_of(request.headers, self.tenancy)
         except ApiError as error:
@@ -174,7 +173,7 @@ class MessagesApi:
         return list(listed.values())
 
     async def list_models(self, request: Request) -> Response:
-        request_id = f"req_{uuid.uuid4().hex[:24]}"
+        request_id = api_id("req_")
         try:
             models = await self._models(request)
         except ApiError as error:
@@ -190,7 +189,7 @@ class MessagesApi:
         )
 
     async def get_model(self, request: Request) -> Response:
-        request_id = f"req_{uuid.uuid4().hex[:24]}"
+        request_id = api_id("req_")
         wanted = request.path_params["model_id"]
         try:
             found = [m for m in await self._models(request) if m["id"] == wanted]

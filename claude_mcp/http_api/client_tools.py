@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
 from typing import Any
 
 import anyio
@@ -25,7 +24,7 @@ from ..bridge.client_tools import PREFIX, ClientTool, ClientTools, ToolAnswer
 from ..bridge.tenancy import Tenancy
 from .auth import ApiCaller
 from .serving import ApiTurn, Attached, Item, ToolCall, TurnObserver, run_turn
-from .shapes import ApiError, ToolResult, usage_of
+from .shapes import ApiError, ToolResult, api_id, usage_of
 from .stream import MessageStream
 
 logger = logging.getLogger(__name__)
@@ -118,7 +117,7 @@ class ToolRun(TurnObserver):
                 await self._shown.wait()
         if PREFIX + name in self._calls_shown:
             self._calls_shown.remove(PREFIX + name)
-        call = ToolCall(f"toolu_{uuid.uuid4().hex[:24]}", name, tool_input, dict(self._usage))
+        call = ToolCall(api_id("toolu_"), name, tool_input, dict(self._usage))
         waiter = _Waiter()
         self._runs.park(self, call.id, waiter)
         await self.out.send(("paused", call))

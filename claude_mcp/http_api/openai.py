@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,7 +18,7 @@ from .anthropic import describe, requested_session
 from .auth import caller_of
 from .history import Turn
 from .serving import ApiTurn, Outcome, RunEndpointResponse, RunResponse, ToolCall
-from .shapes import ApiError, usage_of
+from .shapes import ApiError, api_id, usage_of
 from .stream import Delta, MessageStream
 
 EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
@@ -97,7 +96,7 @@ class OpenAIRenderer:
     """A run as one chat completion: streamed chunks, or the whole completion."""
 
     def __init__(self, model: str, include_usage: bool) -> None:
-        self.id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self.id = api_id("chatcmpl-")
         self.created = int(time.time())
         self.model = model
         self.include_usage = include_usage
@@ -216,6 +215,6 @@ class ChatCompletionsApi:
             renderer,
             stream=body.stream,
             heartbeat_s=self.heartbeat_s,
-            request_id=f"req_{uuid.uuid4().hex[:24]}",
+            request_id=api_id("req_"),
         )
         return RunEndpointResponse(run)

@@ -237,8 +237,13 @@ class MessagesRequest(BaseModel):
         return "\n\n".join(block.text for block in self.system) or None
 
 
+def api_id(prefix: str) -> str:
+    """An id in the APIs' style: `msg_…`, `req_…`, `toolu_…`, `chatcmpl-…`."""
+    return f"{prefix}{uuid.uuid4().hex[:24]}"
+
+
 def message_id() -> str:
-    return f"msg_{uuid.uuid4().hex[:24]}"
+    return api_id("msg_")
 
 
 def usage_of(usage: dict[str, Any] | None) -> dict[str, int]:

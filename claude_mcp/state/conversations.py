@@ -136,7 +136,7 @@ class Conversations:
         """Index a conversation after a turn: a new one, a continued one (`previous`), or a fork
         (`forked_from`, `previous` its origin)."""
         now = time.time()
-        same = previous is not None and previous.session_id == session_id
+        continued = previous if previous is not None and previous.session_id == session_id else None
         await self.store.put_session(
             SessionRecord(
                 namespace=self.namespace,
@@ -144,9 +144,9 @@ class Conversations:
                 cwd=cwd,
                 title=previous.title if previous is not None else None,
                 first_prompt=previous.first_prompt if previous is not None else prompt[:FIRST_PROMPT_CHARS],
-                created_at=previous.created_at if same and previous is not None else now,
+                created_at=continued.created_at if continued is not None else now,
                 updated_at=now,
-                forked_from=previous.forked_from if same and previous is not None else forked_from,
+                forked_from=continued.forked_from if continued is not None else forked_from,
                 warm_replica=warm_replica,
                 settings=settings.model_dump(mode="json", exclude_unset=True),
             )
@@ -158,8 +158,9 @@ class Conversations:
         records = await self.store.list_sessions(self.namespace, limit=limit, offset=offset)
         return [SessionInfo.of(record) for record in records]
 
-    async def read(self, session_id: str, *, limit: int, offset: int) -> SessionTranscript:
-        record = await self.find(session_id)
+    async def read(self, record: SessionRecord, *, limit: int, offset: int) -> SessionTranscript:
+        """A page of a conversation's messages (`record`: as `find` returned it)."""
+        session_id = record.session_id
         key: SessionKey = {"project_key": await _project_key(record.cwd), "session_id": session_id}
         entries = await self.transcripts.load(key) or []
         # Building the message chain of a long transcript is CPU work: keep it off the event loop.
@@ -180,10 +181,10 @@ class Conversations:
             ],
         )
 
-    async def fork(self, session_id: str, settings: CallSettings) -> str:
+    async def fork(self, origin: SessionRecord, settings: CallSettings) -> str:
         """Copy a conversation into a new session id (the original untouched); `settings` stick
         to the branch."""
-        origin = await self.find(session_id)
+        session_id = origin.session_id
         forked = await sdk.fork_session_via_store(self.transcripts, session_id, directory=origin.cwd)
         now = time.time()
         await self.store.put_session(
@@ -200,10 +201,9 @@ class Conversations:
         )
         return forked.session_id
 
-    async def delete(self, session_id: str) -> None:
-        record = await self.find(session_id)
-        await sdk.delete_session_via_store(self.transcripts, session_id, directory=record.cwd)
-        await self.store.delete_session(self.namespace, session_id)
+    async def delete(self, record: SessionRecord) -> None:
+        await sdk.delete_session_via_store(self.transcripts, record.session_id, directory=record.cwd)
+        await self.store.delete_session(self.namespace, record.session_id)
 
     async def set_warm(self, session_id: str, replica: str | None) -> None:
         await self.store.set_warm(self.namespace, session_id, replica)
