@@ -75,7 +75,8 @@ def running_postgres(timeout: float = 30.0) -> Iterator[str]:
     """Start a server; yield the URL of its `postgres` database; stop it and delete its files."""
     user = _unprivileged_user() if os.geteuid() == 0 else None
     run_as: dict[str, Any] = {} if user is None else {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-    root = Path(tempfile.mkdtemp(prefix="claude-mcp-pg-", dir="/tmp" if user else None))
+    # No "claude" in the name: tests find the CLI's processes by that word in their argv[0].
+    root = Path(tempfile.mkdtemp(prefix="pgtest-", dir="/tmp" if user else None))
     try:
         if user is not None:
             os.chown(root, user.pw_uid, user.pw_gid)
