@@ -262,10 +262,84 @@ async def test_renewing_leases_extends_only_this_replicas_running_jobs(store: St
     await store.save_job(job("ns", "mine", replica="r1", lease_expires_at=10.0))
     await store.save_job(job("ns", "theirs", replica="r2", lease_expires_at=10.0))
     await store.save_job(job("ns", "done", replica="r1", lease_expires_at=10.0, status="completed"))
-    await store.renew_leases("r1", ["mine", "theirs", "done"], 50.0)
-    await store.renew_leases("r1", [], 99.0)
+    await store.save_job(job("ns", "pinned", status="queued", replica="r1", lease_expires_at=10.0))
+    assert sorted(await store.renew_leases("r1", ["mine", "theirs", "done", "pinned"], 50.0)) == ["mine", "pinned"]
+    assert await store.renew_leases("r1", [], 99.0) == []
     leases = {j.job_id: j.lease_expires_at for j in await store.list_jobs("ns")}
-    assert leases == {"mine": 50.0, "theirs": 10.0, "done": 10.0}
+    assert leases == {"mine": 50.0, "theirs": 10.0, "done": 10.0, "pinned": 50.0}
+
+
+# The queue.
+
+
+def queued(namespace: str, job_id: str, created_at: float, **fields: Any) -> JobRecord:
+    return job(namespace, job_id, created_at, status="queued", request={"prompt": job_id}, **fields)
+
+
+async def test_queued_jobs_are_claimed_oldest_first_up_to_the_limit_and_only_once(store: Store) -> None:
+    for n in range(5):
+        await store.save_job(queued("ns", f"j{n}", 100.0 + n))
+    await store.save_job(queued("other", "theirs", 50.0))
+    first = await store.claim_jobs("ns", "r1", 2, now=200.0, lease_until=230.0)
+    assert [(j.job_id, j.status, j.replica, j.lease_expires_at) for j in first] == [
+        ("j0", "running", "r1", 230.0),
+        ("j1", "running", "r1", 230.0),
+    ]
+    assert first[0].request == {"prompt": "j0"}
+    second = await store.claim_jobs("ns", "r2", 10, now=201.0, lease_until=231.0)
+    assert [j.job_id for j in second] == ["j2", "j3", "j4"]
+    assert await store.claim_jobs("ns", "r1", 10, now=202.0, lease_until=232.0) == []
+    assert await store.claim_jobs("ns", "r1", 0, now=202.0, lease_until=232.0) == []
+    assert [j.job_id for j in await store.claim_jobs("other", "r2", 1, now=203.0, lease_until=233.0)] == ["theirs"]
+
+
+async def test_a_claim_can_name_its_job_and_a_pinned_job_goes_only_to_its_replica(store: Store) -> None:
+    await store.save_job(queued("ns", "old", 100.0))
+    await store.save_job(queued("ns", "named", 101.0))
+    await store.save_job(queued("ns", "pinned", 99.0, replica="r1", lease_expires_at=500.0))
+    assert [j.job_id for j in await store.claim_jobs("ns", "r2", 5, now=1.0, lease_until=2.0, job_id="named")] == [
+        "named"
+    ]
+    assert [j.job_id for j in await store.claim_jobs("ns", "r2", 5, now=1.0, lease_until=2.0)] == ["old"]
+    assert [j.job_id for j in await store.claim_jobs("ns", "r1", 5, now=1.0, lease_until=2.0)] == ["pinned"]
+
+
+async def test_replicas_claiming_at_once_never_claim_the_same_job(store: Store) -> None:
+    for n in range(40):
+        await store.save_job(queued("ns", f"j{n:02}", 100.0 + n))
+    claimed: list[str] = []
+
+    async def claimer(replica: str) -> None:
+        while batch := await store.claim_jobs("ns", replica, 3, now=1.0, lease_until=2.0):
+            claimed.extend(j.job_id for j in batch)
+
+    async with anyio.create_task_group() as group:
+        for replica in ("r1", "r2", "r3", "r4"):
+            group.start_soon(claimer, replica)
+    assert sorted(claimed) == [f"j{n:02}" for n in range(40)]
+
+
+async def test_a_queued_job_is_cancelled_in_place_and_then_never_claimed(store: Store) -> None:
+    await store.save_job(queued("ns", "q", 100.0))
+    await store.save_job(job("ns", "r", status="running", replica="r1"))
+    assert await store.cancel_queued("other", "q", 5.0, "no") is False
+    assert await store.cancel_queued("ns", "r", 5.0, "no") is False
+    assert await store.cancel_queued("ns", "q", 5.0, "cancelled by you") is True
+    cancelled = await store.get_job("ns", "q")
+    assert cancelled is not None and (cancelled.status, cancelled.error, cancelled.finished_at) == (
+        "cancelled",
+        "cancelled by you",
+        5.0,
+    )
+    assert await store.claim_jobs("ns", "r1", 5, now=6.0, lease_until=7.0) == []
+
+
+async def test_a_pinned_queued_job_whose_replica_died_is_failed_but_an_open_one_waits(store: Store) -> None:
+    await store.save_job(queued("ns", "pinned", 100.0, replica="r1", lease_expires_at=10.0))
+    await store.save_job(queued("ns", "open", 100.0))
+    assert [j.job_id for j in await store.fail_expired_jobs(20.0, "its replica stopped")] == ["pinned"]
+    statuses = {j.job_id: j.status for j in await store.list_jobs("ns")}
+    assert statuses == {"pinned": "failed", "open": "queued"}
 
 
 async def test_running_jobs_whose_lease_ran_out_are_failed_with_the_message(store: Store) -> None:
@@ -289,8 +363,9 @@ async def test_jobs_that_finished_before_the_cutoff_are_deleted(store: Store) ->
     await store.save_job(job("other", "old2", status="cancelled", finished_at=11.0))
     await store.save_job(job("ns", "recent", status="failed", finished_at=30.0))
     await store.save_job(job("ns", "running"))
+    await store.save_job(job("ns", "queued", status="queued"))
     assert await store.expire_jobs(20.0) == 2
-    assert sorted(j.job_id for j in await store.list_jobs("ns")) == ["recent", "running"]
+    assert sorted(j.job_id for j in await store.list_jobs("ns")) == ["queued", "recent", "running"]
     assert await store.expire_jobs(20.0) == 0
 
 

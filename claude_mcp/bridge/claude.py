@@ -13,6 +13,8 @@ turn-taking, run slots and jobs each live in their own module.
 from __future__ import annotations
 
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -30,11 +32,12 @@ from ..state import legacy
 from ..state.conversations import Conversations, SessionInfo, SessionTranscript, sticky_settings
 from ..state.open import store_for
 from ..state.sticky import config_dir, default_state_dir, sticky
-from ..state.store import SessionRecord, Store
+from ..state.store import JobRecord, SessionRecord, Store
+from ..telemetry.activity import ACTIVITY
 from . import instrument, upkeep
 from .client_tools import ClientTools, ToolRelay, tools_key
 from .identity import current_depth, inherited_budget, replica_id
-from .job_book import JobBook
+from .job_book import SYNC_S, JobBook
 from .jobs import Job, JobView
 from .observer import RunObserver
 from .options import RunTarget, build_options
@@ -97,6 +100,9 @@ class ClaudeBridge:
             rules=prompts if isinstance(prompts, tuple) else (),
             timeout_s=self.policy.permission_timeout_s,
         )
+        self._held: dict[str, CallSettings] = {}
+        """The settings of queued jobs only this replica may run (they hold secrets)."""
+        self._claims_wanted = anyio.Event()
         self._spare = Spare(
             self.policy, self.permissions, child_depth=self.depth + 1, session_store=self.conversations.transcripts
         )
@@ -117,6 +123,7 @@ class ClaudeBridge:
             )
             self._tasks.start_soon(lambda: upkeep.sync(self.jobs, self._locks, lease_s=self.policy.job_lease_s))
             self._tasks.start_soon(self._import_local)
+            self._tasks.start_soon(self.claim_jobs)
             if self.policy.spare_process and self.depth < self.policy.max_depth:
                 self._spare.run_in(self._tasks)
         return self
@@ -239,6 +246,98 @@ class ClaudeBridge:
         await self.jobs.add(job)
         self._tasks.start_soon(self._run_job, job, prompt, settings, RunTarget(resume=session_id, fork=fork))
         return job
+
+    async def submit_job(
+        self,
+        owner: str,
+        prompt: str,
+        *,
+        agent: str | None = None,
+        session_id: str | None = None,
+        fork: bool = False,
+        settings: CallSettings | None = None,
+        tool: str | None = None,
+        batch_id: str | None = None,
+        custom_id: str | None = None,
+    ) -> JobRecord:
+        """Queue a run in the store for whichever replica has a free run slot (this one first, if it
+        has), and return its record at once. Bad settings fail here, not in the job. A job whose
+        run needs a secret held only in this replica's memory (the caller's credential, MCP
+        servers' settings) is run here, and fails if this replica stops before it starts."""
+        settings = settings or CallSettings()
+        if self._tasks is None:
+            raise ClaudeMCPError("Background jobs need a running bridge: use `async with ClaudeBridge(...)`.")
+        if await self.jobs.count(owner) >= self.policy.max_jobs:
+            raise Busy(
+                f"You have {self.policy.max_jobs} jobs (running or kept), the limit; cancel some or wait for "
+                "finished ones to expire."
+            )
+        resolved = self.policy.resolve(settings)
+        if agent is not None and agent not in resolved.agents:
+            raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {', '.join(resolved.agents) or '(none)'}.")
+        pinned = self.policy.credentials == "caller" or settings.mcp_servers is not None
+        now = time.time()
+        record = JobRecord(
+            namespace=owner,
+            job_id=str(uuid.uuid4()),
+            status="queued",
+            agent=agent,
+            session_id=None if fork else session_id,
+            created_at=now,
+            updated_at=now,
+            request={
+                "prompt": prompt,
+                "settings": settings.model_dump(mode="json", exclude_unset=True, exclude={"mcp_servers"}),
+                "session_id": session_id,
+                "fork": fork,
+            },
+            tool=tool,
+            batch_id=batch_id,
+            custom_id=custom_id,
+        )
+        if pinned:
+            self._held[record.job_id] = settings
+        await self.jobs.submit(record, pinned=pinned)
+        await self._claim(record.job_id)
+        self._claims_wanted.set()
+        return record
+
+    async def claim_jobs(self) -> None:
+        """Run until cancelled: claim queued jobs while this bridge has free run slots."""
+        while True:
+            with anyio.move_on_after(SYNC_S):
+                await self._claims_wanted.wait()
+            self._claims_wanted = anyio.Event()
+            try:
+                await self._claim()
+            except Exception:  # the store is unreachable for now: try again next time
+                logger.warning("could not claim queued jobs", exc_info=True)
+
+    def _free_slots(self) -> int:
+        if ACTIVITY.draining or self.depth >= self.policy.max_depth:
+            return 0
+        free = self.slots.free
+        return min(free, self.shared_slots.free) if self.shared_slots is not None else free
+
+    async def _claim(self, job_id: str | None = None) -> None:
+        """Claim (the oldest, or just `job_id`) queued jobs for the free slots, and start them."""
+        if self._tasks is None or (free := self._free_slots()) <= 0:
+            return
+        for record in await self.jobs.claim(self.namespace, free, job_id):
+            request = record.request or {}
+            settings = self._held.pop(record.job_id, None)
+            job = Job.claimed(record)
+            self.jobs.live[job.job_id] = job
+            try:
+                if settings is None:
+                    settings = CallSettings.model_validate(request.get("settings") or {})
+                prompt = str(request["prompt"])
+            except (ValidationError, KeyError):
+                job.finish("failed", error="The job's request could not be read on this replica.")
+                await self.jobs.save(job)
+                continue
+            target = RunTarget(resume=request.get("session_id"), fork=bool(request.get("fork")))
+            self._tasks.start_soon(self._run_job, job, prompt, settings, target)
 
     async def _run_job(self, job: Job, prompt: str, settings: CallSettings, target: RunTarget) -> None:
         with job.scope:

@@ -1,9 +1,12 @@
 """Jobs shared by every replica: the live runs this replica holds, and the store's records.
 
-A job runs on the replica that started it. That replica saves its record whenever it changes
-(at most every `SYNC_S`), renews its lease, and picks up what other replicas ask of it through
-the store: a cancellation, an answer to its permission question. Any replica reads, lists and
-long-polls jobs from the store; a running job whose lease runs out (its replica died) is
+A job either starts on the replica a caller is waiting on (`add`), or is queued in the store
+(`submit`) and claimed by whichever replica has a free run slot (`claim`; a job that needs a
+secret only one replica holds in memory, its owner's credential or its MCP servers' settings,
+is claimed by that replica only). The replica running a job saves its record whenever it
+changes (at most every `SYNC_S`), renews its lease, and picks up what other replicas ask of it
+through the store: a cancellation, an answer to its permission question. Any replica reads,
+lists and long-polls jobs from the store; a job whose lease runs out (its replica died) is
 marked failed, with its session_id so the conversation can be continued.
 """
 
@@ -15,7 +18,7 @@ import time
 import anyio
 
 from ..errors import InvalidArguments
-from ..state.store import Store
+from ..state.store import JobRecord, Store
 from .jobs import Job, JobNotFound, JobView
 from .observer import RunObserver
 from .permissions import PermissionAnswer
@@ -30,6 +33,7 @@ DEAD_REPLICA = (
     "The server replica running this job stopped before it finished (it crashed, was killed or lost the "
     "database). Continue the conversation with its session_id to pick up where it left off."
 )
+CANCELLED = "The job was cancelled; its processes were stopped."
 NOT_PENDING = (
     "That permission request is not pending (it was answered, timed out, or never existed); see the job's "
     "pending_permission."
@@ -44,14 +48,35 @@ class JobBook:
         self.replica = replica
         self.lease_s = lease_s
         self.live: dict[str, Job] = {}
+        self.pinned: set[str] = set()
+        """Queued jobs only this replica may claim: their leases are renewed until it does."""
 
     async def add(self, job: Job) -> None:
         self.live[job.job_id] = job
         await self.save(job)
 
+    def _lease(self) -> float:
+        return time.time() + self.lease_s
+
     async def save(self, job: Job) -> None:
         job.dirty = False
-        await self.store.save_job(job.record(self.replica, time.time() + self.lease_s))
+        await self.store.save_job(job.record(self.replica, self._lease()))
+
+    async def submit(self, record: JobRecord, *, pinned: bool) -> None:
+        """Queue a job (a `queued` record) for any replica, or, `pinned`, for this one only."""
+        if pinned:
+            self.pinned.add(record.job_id)
+            record = record.model_copy(update={"replica": self.replica, "lease_expires_at": self._lease()})
+        await self.store.save_job(record)
+
+    async def claim(self, namespace: str, limit: int, job_id: str | None = None) -> list[JobRecord]:
+        """Claim up to `limit` queued jobs (or just `job_id`) for this replica to run."""
+        now = time.time()
+        claimed = await self.store.claim_jobs(
+            namespace, self.replica, limit, now=now, lease_until=now + self.lease_s, job_id=job_id
+        )
+        self.pinned.difference_update(record.job_id for record in claimed)
+        return claimed
 
     def local(self, owner: str, job_id: str) -> Job | None:
         job = self.live.get(job_id)
@@ -77,8 +102,12 @@ class JobBook:
             await job.wait(wait_s, listener)
             return job.view()
         view = await self.view(owner, job_id)
+        deadline = anyio.current_time() + wait_s
         with anyio.move_on_after(wait_s):
             while view.status == "running":
+                if (job := self.local(owner, job_id)) is not None:  # claimed here meanwhile
+                    await job.wait(deadline - anyio.current_time(), listener)
+                    return job.view()
                 await anyio.sleep(POLL_S)
                 view = await self.view(owner, job_id)
         return view
@@ -100,6 +129,9 @@ class JobBook:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(30):
                     await job.done.wait()
             return job.view()
+        if await self.store.cancel_queued(owner, job_id, time.time(), CANCELLED):
+            self.pinned.discard(job_id)
+            return await self.view(owner, job_id)
         if not await self.store.request_cancel(owner, job_id):
             raise JobNotFound()
         return await self.wait(owner, job_id, 30)
@@ -118,9 +150,11 @@ class JobBook:
         for job in running:
             if job.dirty:
                 await self.save(job)
-        if not running:
+        if not running and not self.pinned:
             return
-        await self.store.renew_leases(self.replica, [job.job_id for job in running], time.time() + self.lease_s)
+        pinned = sorted(self.pinned)
+        still = set(await self.store.renew_leases(self.replica, [j.job_id for j in running] + pinned, self._lease()))
+        self.pinned -= set(pinned) - still  # cancelled or failed meanwhile: no longer ours to claim
         for job_id in await self.store.cancel_requested([job.job_id for job in running]):
             logger.info("job %s: cancellation requested from another replica", job_id)
             self.live[job_id].scope.cancel()

@@ -14,7 +14,7 @@ import uuid
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 import anyio
 from claude_agent_sdk import Message, SystemMessage
@@ -28,6 +28,7 @@ from .permissions import PermissionAnswer, PermissionRequest
 from .results import AskResult
 
 JobState = Literal["running", "completed", "failed", "cancelled"]
+"""What clients see: a job still queued in the store reads `running` (with a progress line saying so)."""
 
 
 class JobNotFound(ClaudeMCPError):
@@ -58,14 +59,15 @@ class JobView(BaseModel):
 
     @classmethod
     def of_record(cls, record: JobRecord) -> JobView:
+        queued = record.status == "queued"
         return cls(
             job_id=record.job_id,
-            status=record.status,
+            status="running" if queued else record.status,
             agent=record.agent,
             session_id=record.session_id,
             started_at=_iso(record.created_at) or "",
             finished_at=_iso(record.finished_at),
-            progress=record.progress,
+            progress=[*record.progress, QUEUED_LINE] if queued else record.progress,
             text=record.text,
             result=AskResult.model_validate(record.result) if record.result is not None else None,
             error=record.error,
@@ -73,6 +75,9 @@ class JobView(BaseModel):
                 PermissionRequest.model_validate(record.pending_permission) if record.pending_permission else None
             ),
         )
+
+
+QUEUED_LINE = "queued: waiting for a free run slot on any replica"
 
 
 def _iso(moment: float | None) -> str | None:
@@ -104,6 +109,27 @@ class Job:
     _text: list[str] = field(default_factory=list)
     dirty: bool = True
     """Changed since the store last saw it."""
+    tool: str | None = None
+    """Whose result it is: the MCP tool that started it, `batch`, or None."""
+    batch_id: str | None = None
+    custom_id: str | None = None
+    request: dict[str, Any] | None = None
+    """What it runs, as queued (kept so the record stays whole)."""
+
+    @classmethod
+    def claimed(cls, record: JobRecord) -> Job:
+        """The live job for a record this replica has just claimed."""
+        return cls(
+            owner=record.namespace,
+            agent=record.agent,
+            job_id=record.job_id,
+            session_id=record.session_id,
+            started_at=record.created_at,
+            tool=record.tool,
+            batch_id=record.batch_id,
+            custom_id=record.custom_id,
+            request=record.request,
+        )
 
     def record(self, replica: str, lease_until: float | None) -> JobRecord:
         """What the store keeps of this job."""
@@ -124,6 +150,10 @@ class Job:
             pending_permission=self.pending.model_dump(mode="json") if self.pending is not None else None,
             replica=replica,
             lease_expires_at=lease_until if self.status == "running" else None,
+            request=self.request,
+            tool=self.tool,
+            batch_id=self.batch_id,
+            custom_id=self.custom_id,
         )
 
     def view(self) -> JobView:

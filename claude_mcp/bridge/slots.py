@@ -39,6 +39,11 @@ class RunSlots:
         """Calls waiting for a slot."""
         return len(self._queue)
 
+    @property
+    def free(self) -> int:
+        """Slots a run could take right now without waiting."""
+        return max(0, self.limit - self.running - len(self._queue))
+
     @asynccontextmanager
     async def slot(self, on_queued: OnQueued | None = None, *, timeout_s: float | None = None) -> AsyncIterator[None]:
         """Hold one slot for the body; wait at most `timeout_s` in the queue (then `RunTimeout`)."""

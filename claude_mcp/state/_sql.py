@@ -78,6 +78,14 @@ _MIGRATIONS: list[list[str]] = [
             namespace TEXT NOT NULL, digest TEXT NOT NULL, session_id TEXT NOT NULL,
             created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (namespace, digest))""",
     ],
+    [  # 3: jobs queued in the store, claimed by any replica with a free run slot
+        "ALTER TABLE jobs ADD COLUMN request {json}",
+        "ALTER TABLE jobs ADD COLUMN tool TEXT",
+        "ALTER TABLE jobs ADD COLUMN batch_id TEXT",
+        "ALTER TABLE jobs ADD COLUMN custom_id TEXT",
+        "CREATE INDEX jobs_queue ON jobs (namespace, status, created_at)",
+        "CREATE INDEX jobs_batch ON jobs (namespace, batch_id)",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -103,7 +111,7 @@ def marks(n: int) -> str:
 # A record field is a column of the same name (`cancel_requested` is never written by `save_job`).
 _SESSION_COLUMNS = list(SessionRecord.model_fields)
 _JOB_COLUMNS = [name for name in JobRecord.model_fields if name != "cancel_requested"]
-_JSON_COLUMNS = frozenset({"settings", "result", "progress", "pending_permission"})
+_JSON_COLUMNS = frozenset({"settings", "result", "progress", "pending_permission", "request"})
 
 
 def _upsert(table: str, columns: list[str], conflict: str, where: str = "") -> str:
@@ -299,25 +307,56 @@ class SqlStore(ABC):
         stored = self._dump({"permission_id": permission_id, "answer": answer})
         return await self._execute(sql, (stored, namespace, job_id, permission_id)) > 0
 
-    async def renew_leases(self, replica: str, job_ids: list[str], until: float) -> None:
-        if job_ids:
-            sql = (
-                "UPDATE jobs SET lease_expires_at = ? WHERE replica = ? AND status = 'running' "
-                f"AND job_id IN ({marks(len(job_ids))})"
-            )
-            await self._execute(sql, (until, replica, *job_ids))
+    async def renew_leases(self, replica: str, job_ids: list[str], until: float) -> list[str]:
+        if not job_ids:
+            return []
+        sql = (
+            "UPDATE jobs SET lease_expires_at = ? WHERE replica = ? AND status IN ('running', 'queued') "
+            f"AND job_id IN ({marks(len(job_ids))}) RETURNING job_id"
+        )
+        return [row["job_id"] for row in await self._fetch(sql, (until, replica, *job_ids))]
 
     async def fail_expired_jobs(self, now: float, message: str) -> list[JobRecord]:
         sql = (
-            "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, updated_at = ?, pending_permission = NULL "
-            "WHERE status = 'running' AND lease_expires_at < ? RETURNING *"
+            "UPDATE jobs SET status = 'failed', error = ?, finished_at = ?, updated_at = ?, pending_permission = NULL, "
+            "lease_expires_at = NULL WHERE status IN ('running', 'queued') AND lease_expires_at < ? RETURNING *"
         )
         rows = await self._fetch(sql, (message, now, now, now))
         return sorted((self._job(row) for row in rows), key=lambda job: (job.created_at, job.job_id))
 
     async def expire_jobs(self, finished_before: float) -> int:
-        sql = "DELETE FROM jobs WHERE status <> 'running' AND finished_at < ?"
+        sql = "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < ?"
         return await self._execute(sql, (finished_before,))
+
+    @abstractmethod
+    def _skip_locked(self) -> str:
+        """What a claim's row-picking subquery ends with, so concurrent claims pass each other by."""
+
+    async def claim_jobs(
+        self, namespace: str, replica: str, limit: int, *, now: float, lease_until: float, job_id: str | None = None
+    ) -> list[JobRecord]:
+        if limit <= 0:
+            return []
+        only = "AND job_id = ? " if job_id is not None else ""
+        # The rows are picked once, in a CTE (PostgreSQL runs a locking CTE exactly once; a
+        # subquery in `IN (…)` or `FROM` may be rescanned, each time skipping other rows).
+        sql = (
+            "WITH queue AS (SELECT job_id AS picked FROM jobs WHERE namespace = ? AND status = 'queued' "
+            f"AND (replica IS NULL OR replica = ?) AND NOT cancel_requested {only}"
+            f"ORDER BY created_at, job_id LIMIT ?{self._skip_locked()}) "
+            "UPDATE jobs SET status = 'running', replica = ?, lease_expires_at = ?, updated_at = ? "
+            "FROM queue WHERE jobs.job_id = queue.picked AND jobs.status = 'queued' RETURNING *"
+        )
+        params: list[Any] = [namespace, replica, *([job_id] if job_id is not None else []), limit]
+        rows = await self._fetch(sql, [*params, replica, lease_until, now])
+        return sorted((self._job(row) for row in rows), key=lambda job: (job.created_at, job.job_id))
+
+    async def cancel_queued(self, namespace: str, job_id: str, now: float, message: str) -> bool:
+        sql = (
+            "UPDATE jobs SET status = 'cancelled', error = ?, finished_at = ?, updated_at = ?, lease_expires_at = NULL "
+            "WHERE namespace = ? AND job_id = ? AND status = 'queued'"
+        )
+        return await self._execute(sql, (message, now, now, namespace, job_id)) > 0
 
     # Leases on named locks.
     async def try_lock(self, key: str, holder: str, until: float, now: float) -> bool:

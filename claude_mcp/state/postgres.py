@@ -100,6 +100,9 @@ class PostgresStore(SqlStore):
     def _as_text(self, column: str) -> str:
         return f"{column}::text"
 
+    def _skip_locked(self) -> str:
+        return " FOR UPDATE SKIP LOCKED"
+
     def _json_text(self, column: str, field: str) -> str:
         return f"{column}->>'{field}'"
 

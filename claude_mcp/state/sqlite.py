@@ -117,6 +117,9 @@ class SqliteStore(SqlStore):
     def _as_text(self, column: str) -> str:
         return column
 
+    def _skip_locked(self) -> str:
+        return ""
+
     def _json_text(self, column: str, field: str) -> str:
         return f"json_extract({column}, '$.{field}')"
 

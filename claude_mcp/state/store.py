@@ -20,7 +20,9 @@ from typing import Any, Literal, Protocol
 from claude_agent_sdk import SessionStore
 from pydantic import BaseModel, ConfigDict, Field
 
-JobStatus = Literal["running", "completed", "failed", "cancelled"]
+JobStatus = Literal["queued", "running", "completed", "failed", "cancelled"]
+"""`queued`: waiting for a replica with a free run slot to claim it; `running`: claimed."""
+FINISHED: tuple[JobStatus, ...] = ("completed", "failed", "cancelled")
 
 
 class SessionRecord(BaseModel):
@@ -62,8 +64,17 @@ class JobRecord(BaseModel):
     pending_permission: dict[str, Any] | None = None
     """The question the run waits on (a `PermissionRequest` as JSON)."""
     replica: str | None = None
-    """The replica running it."""
+    """The replica running it; on a queued job, the only replica that may claim it (one that holds
+    its owner's credential or its settings' secrets in memory), or None: any replica."""
     lease_expires_at: float | None = None
+    """A running job's lease (and a queued job's that only one replica may claim): when it runs out
+    the job is failed, its replica having died."""
+    request: dict[str, Any] | None = None
+    """What to run, for the replica that claims it: prompt, settings (no secrets), session_id, fork."""
+    tool: str | None = None
+    """Whose result it is: the MCP tool that started it, `batch`, or None (the job tools read it)."""
+    batch_id: str | None = None
+    custom_id: str | None = None
     cancel_requested: bool = False
     """Set by `request_cancel` (any replica); never written by `save_job`."""
 
@@ -133,8 +144,9 @@ class Store(Protocol):
         """The answer to that question, once given (read and cleared atomically)."""
         ...
 
-    async def renew_leases(self, replica: str, job_ids: list[str], until: float) -> None:
-        """Extend the leases of the running jobs this replica runs."""
+    async def renew_leases(self, replica: str, job_ids: list[str], until: float) -> list[str]:
+        """Extend the leases of the jobs this replica runs (or alone may claim); the ones still
+        running or queued."""
         ...
 
     async def fail_expired_jobs(self, now: float, message: str) -> list[JobRecord]:
@@ -143,6 +155,18 @@ class Store(Protocol):
 
     async def expire_jobs(self, finished_before: float) -> int:
         """Delete jobs that finished before this time; how many."""
+        ...
+
+    async def claim_jobs(
+        self, namespace: str, replica: str, limit: int, *, now: float, lease_until: float, job_id: str | None = None
+    ) -> list[JobRecord]:
+        """Claim up to `limit` of the namespace's queued jobs (oldest first; only `job_id`, if
+        given) that this replica may run: they become `running` here. Replicas claiming at once
+        never claim the same job (PostgreSQL: `FOR UPDATE SKIP LOCKED`)."""
+        ...
+
+    async def cancel_queued(self, namespace: str, job_id: str, now: float, message: str) -> bool:
+        """Cancel a job no replica has claimed yet. False if it is not queued."""
         ...
 
     # Leases on named locks.

@@ -27,6 +27,8 @@ class Activity:
         self._scopes: dict[anyio.CancelScope, Kind] = {}
         self._changed: anyio.Event | None = None
         self._stopped: set[Kind] = set()
+        self.draining = False
+        """Set when the drain begins: this process takes no new work (queued jobs stay for other replicas)."""
 
     @contextmanager
     def tracking(self, kind: Kind) -> Iterator[anyio.CancelScope]:

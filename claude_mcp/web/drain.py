@@ -62,6 +62,7 @@ class Drain:
     async def run(self, stop_server: Callable[[], None]) -> None:
         """Drain, then call `stop_server`."""
         self.draining = True
+        self.activity.draining = True
         metrics.DRAINING.set(1)
         reserve_s = _reserve(self.grace_s)
         finish_s = max(0.0, self.grace_s - reserve_s)
