@@ -227,14 +227,17 @@ class ClaudeBridge:
         session_id: str | None = None,
         fork: bool = False,
         settings: CallSettings | None = None,
+        tool: str | None = None,
+        kept: bool = True,
     ) -> Job:
-        """Start a run in the background and return its job at once (continuing `session_id`, or a
-        fork of it). Bad settings fail here, not in the job. The run is bounded by its timeout; its
-        job is kept `job_retention_s` after."""
+        """Start a run here, in the background, and return its job at once (continuing `session_id`,
+        or a fork of it). Bad settings fail here, not in the job. The run is bounded by its timeout;
+        its job is kept `job_retention_s` after. Not `kept`: a call's own run, which joins the job
+        book only if the call lets it go on without it (`keep`)."""
         settings = settings or CallSettings()
         if self._tasks is None:
             raise ClaudeMCPError("Background jobs need a running bridge: use `async with ClaudeBridge(...)`.")
-        if await self.jobs.count(owner) >= self.policy.max_jobs:
+        if kept and await self.jobs.count(owner) >= self.policy.max_jobs:
             raise Busy(
                 f"You have {self.policy.max_jobs} jobs (running or kept), the limit; cancel some or wait for "
                 "finished ones to expire."
@@ -242,10 +245,17 @@ class ClaudeBridge:
         resolved = self.policy.resolve(settings)
         if agent is not None and agent not in resolved.agents:
             raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {', '.join(resolved.agents) or '(none)'}.")
-        job = Job(owner=owner, agent=agent, session_id=None if fork else session_id)
-        await self.jobs.add(job)
+        job = Job(owner=owner, agent=agent, session_id=None if fork else session_id, tool=tool, kept=kept)
+        if kept:
+            await self.jobs.add(job)
         self._tasks.start_soon(self._run_job, job, prompt, settings, RunTarget(resume=session_id, fork=fork))
         return job
+
+    async def keep(self, job: Job) -> None:
+        """A call's own run goes on without the call: it becomes a job like any other."""
+        if not job.kept:
+            job.kept = True
+            await self.jobs.add(job)
 
     async def submit_job(
         self,
@@ -344,16 +354,17 @@ class ClaudeBridge:
             try:
                 job.finish("completed", result=await self._run(prompt, settings, target, job, agent=job.agent))
             except RunFailed as exc:
-                job.finish("failed", result=exc.result, error=str(exc))
+                job.finish("failed", result=exc.result, error=str(exc), failure=exc)
             except ClaudeMCPError as exc:
-                job.finish("failed", error=str(exc))
+                job.finish("failed", error=str(exc), failure=exc)
             except Exception:
                 logger.exception("job %s failed unexpectedly", job.job_id)
                 job.finish("failed", error="The job failed because of an internal error; the server log has details.")
         if not job.done.is_set():
             job.finish("cancelled", error="The job was cancelled; its processes were stopped.")
-        with anyio.CancelScope(shield=True):
-            await self.jobs.save(job)
+        if job.kept:
+            with anyio.CancelScope(shield=True):
+                await self.jobs.save(job)
 
     async def cancel_job(self, owner: str, job_id: str) -> JobView:
         """Stop a job's run and every process it started, on whichever replica runs it; a

@@ -109,6 +109,11 @@ class Job:
     _text: list[str] = field(default_factory=list)
     dirty: bool = True
     """Changed since the store last saw it."""
+    kept: bool = True
+    """In the job book (listed, kept, synced with the store). A call's run that may outlive the call
+    is a job not kept until it does; until then only its caller can be asked its questions."""
+    failure: ClaudeMCPError | None = None
+    """Why it failed, as the run raised it (for a caller waiting on it to raise the same)."""
     tool: str | None = None
     """Whose result it is: the MCP tool that started it, `batch`, or None."""
     batch_id: str | None = None
@@ -186,9 +191,17 @@ class Job:
             if listener is not None:
                 self.listeners.discard(listener)
 
-    def finish(self, status: JobState, *, result: AskResult | None = None, error: str | None = None) -> None:
-        self.status, self.result, self.error = status, result, error
-        metrics.JOBS_FINISHED.labels(status).inc()
+    def finish(
+        self,
+        status: JobState,
+        *,
+        result: AskResult | None = None,
+        error: str | None = None,
+        failure: ClaudeMCPError | None = None,
+    ) -> None:
+        self.status, self.result, self.error, self.failure = status, result, error, failure
+        if self.kept:
+            metrics.JOBS_FINISHED.labels(status).inc()
         if result is not None:
             self.session_id = result.session_id
         self.finished_at = time.time()
@@ -214,6 +227,8 @@ class Job:
         for listener in list(self.listeners):
             if (answer := await listener.ask_permission(request)) is not None:
                 return answer
+        if not self.kept:
+            return None  # a call's own run: as if it ran in the call, nobody else can be asked
         self._status_lines.append(f"waiting for permission: {request.description}")
         self.pending, self._answer, self._answered = request, None, anyio.Event()
         self.dirty = True

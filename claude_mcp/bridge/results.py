@@ -34,6 +34,11 @@ class AskResult(BaseModel):
     stop_reason: str | None = Field(None, description="Why the model stopped (`end_turn`, …).")
     terminal_reason: str | None = Field(None, description="Why the run ended (`completed`, `max_turns`, …).")
     errors: list[str] | None = Field(None, description="Error details from the CLI, if any.")
+    job_id: str | None = Field(
+        None,
+        description="Set when the call returned before the run ended (it outlived the server's `detach_after_s`): "
+        "the run goes on as this job; collect its answer with `get_job`.",
+    )
 
     @classmethod
     def from_message(cls, message: ResultMessage, text: str = "") -> AskResult:

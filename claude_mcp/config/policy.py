@@ -90,6 +90,15 @@ class Policy(BaseModel):
         description="Kinds of per-call MCP servers a call may pass (stdio ones run a command on this machine).",
     )
     default_wait_s: float = Field(25, ge=0, description="How long `run_agent` waits before returning a job handle.")
+    detach_after_s: float = Field(
+        45,
+        ge=0,
+        description="A tool call from a client that sent no progress token (so nothing keeps its request alive) and "
+        "does not take tasks returns after this long with the job its run goes on as (0: never).",
+    )
+    task_poll_interval_s: float = Field(
+        0.5, gt=0, description="How often a Tasks-extension client is told to poll a task (`pollIntervalMs`)."
+    )
     job_retention_s: float = Field(3600, gt=0, description="How long a finished job's result is kept.")
     max_jobs: int = Field(100, ge=1, description="Most jobs (running or kept) per client.")
     max_conversations: int | None = Field(

@@ -10,17 +10,24 @@ from ...bridge.jobs import Job, JobView
 from ..arguments import NoArgs, RunAgentArgs
 from ..call import Call, asks_by_rounds
 from ..results import AgentInfo, AgentList
-from .running import in_rounds, view_or_error, with_progress
+from .running import detach_after, in_rounds, view_or_error, with_progress
 from .spec import DELEGATES, READS, ToolSpec
 
 
 async def run_agent(args: RunAgentArgs, call: Call) -> JobView | types.InputRequiredResult:
     def start() -> Awaitable[Job]:
         return call.bridge.start_job(
-            call.owner, args.prompt, agent=args.agent, session_id=args.session_id, settings=args.settings()
+            call.owner,
+            args.prompt,
+            agent=args.agent,
+            session_id=args.session_id,
+            settings=args.settings(),
+            tool="run_agent",
         )
 
     wait_s = call.bridge.policy.default_wait_s if args.wait_s is None else args.wait_s
+    if (limit := detach_after(call)) is not None:
+        wait_s = min(wait_s, limit)
     if asks_by_rounds(call) and wait_s > 0:
         outcome = await in_rounds(call, start, stream_text=False)
         return outcome if isinstance(outcome, types.InputRequiredResult) else view_or_error(outcome.view())

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 import mcp_types as types
 
+from ...bridge.jobs import Job
 from ...bridge.results import AskResult
 from ..arguments import AskArgs, ForkArgs
 from ..call import Call, asks_by_rounds
 from ..progress import STATUS_PREFIX
 from ..results import ForkResult
-from .running import in_rounds, view_or_error, with_progress
+from .running import detach_after, detached, in_rounds, outcome_of, own_run, with_progress
 from .spec import DELEGATES, ToolSpec
 
 SETTINGS_NOTE = (
@@ -19,32 +22,41 @@ SETTINGS_NOTE = (
 )
 
 
-async def _asking(args: AskArgs, call: Call, stream_text: bool) -> AskResult | types.InputRequiredResult:
+async def _asking(args: AskArgs, call: Call, tool: str) -> AskResult | types.InputRequiredResult:
     settings = args.settings()
-    if not asks_by_rounds(call):
-        return await with_progress(
+    stream_text = tool == "stream_ask"
+    if asks_by_rounds(call):
+        outcome = await in_rounds(
             call,
+            lambda: call.bridge.start_job(
+                call.owner, args.prompt, session_id=args.session_id, settings=settings, tool=tool
+            ),
             stream_text,
-            lambda o: call.bridge.ask(args.prompt, session_id=args.session_id, settings=settings, observer=o),
         )
-    outcome = await in_rounds(
+        return outcome if isinstance(outcome, types.InputRequiredResult) else _answer(outcome)
+    if (limit := detach_after(call)) is not None:
+        job = await call.bridge.start_job(
+            call.owner, args.prompt, session_id=args.session_id, settings=settings, tool=tool, kept=False
+        )
+        return await own_run(call, job, limit, stream_text)
+    return await with_progress(
         call,
-        lambda: call.bridge.start_job(call.owner, args.prompt, session_id=args.session_id, settings=settings),
         stream_text,
+        lambda o: call.bridge.ask(args.prompt, session_id=args.session_id, settings=settings, observer=o),
     )
-    if isinstance(outcome, types.InputRequiredResult):
-        return outcome
-    view = view_or_error(outcome.view())
-    assert view.result is not None
-    return view.result
+
+
+def _answer(job: Job) -> AskResult:
+    """A job's result, as the call that waited on it returns it (still running: how to collect it)."""
+    return outcome_of(job) if job.done.is_set() else detached(job, time.time() - job.started_at)
 
 
 async def ask(args: AskArgs, call: Call) -> AskResult | types.InputRequiredResult:
-    return await _asking(args, call, stream_text=False)
+    return await _asking(args, call, "ask")
 
 
 async def stream_ask(args: AskArgs, call: Call) -> AskResult | types.InputRequiredResult:
-    return await _asking(args, call, stream_text=True)
+    return await _asking(args, call, "stream_ask")
 
 
 async def fork_session(args: ForkArgs, call: Call) -> ForkResult | types.InputRequiredResult:
@@ -53,20 +65,35 @@ async def fork_session(args: ForkArgs, call: Call) -> ForkResult | types.InputRe
     if prompt is not None and asks_by_rounds(call):
         rounds = await in_rounds(
             call,
-            lambda: call.bridge.start_job(call.owner, prompt, session_id=args.session_id, fork=True, settings=settings),
+            lambda: call.bridge.start_job(
+                call.owner, prompt, session_id=args.session_id, fork=True, settings=settings, tool="fork_session"
+            ),
             stream_text=False,
         )
         if isinstance(rounds, types.InputRequiredResult):
             return rounds
-        answer = view_or_error(rounds.view()).result
-        assert answer is not None
-        return ForkResult(session_id=answer.session_id, forked_from=args.session_id, answer=answer)
+        return forked(args.session_id, _answer(rounds))
+    if prompt is not None and (limit := detach_after(call)) is not None:
+        job = await call.bridge.start_job(
+            call.owner,
+            prompt,
+            session_id=args.session_id,
+            fork=True,
+            settings=settings,
+            tool="fork_session",
+            kept=False,
+        )
+        return forked(args.session_id, await own_run(call, job, limit, stream_text=False))
     outcome = await with_progress(
         call, False, lambda o: call.bridge.fork(args.session_id, prompt, settings=settings, observer=o)
     )
     if isinstance(outcome, AskResult):
-        return ForkResult(session_id=outcome.session_id, forked_from=args.session_id, answer=outcome)
+        return forked(args.session_id, outcome)
     return ForkResult(session_id=outcome, forked_from=args.session_id)
+
+
+def forked(origin: str, answer: AskResult) -> ForkResult:
+    return ForkResult(session_id=answer.session_id, forked_from=origin, answer=answer)
 
 
 TOOLS = [
