@@ -88,6 +88,15 @@ class JobBook:
             raise JobNotFound()
         return job
 
+    async def record(self, owner: str, job_id: str) -> JobRecord:
+        """The job as the store keeps it, this replica's live state first; `JobNotFound` otherwise."""
+        if (job := self.local(owner, job_id)) is not None:
+            return job.record(self.replica, None)
+        record = await self.store.get_job(owner, job_id)
+        if record is None:
+            raise JobNotFound()
+        return record
+
     async def view(self, owner: str, job_id: str) -> JobView:
         if (job := self.local(owner, job_id)) is not None:
             return job.view()
@@ -121,12 +130,12 @@ class JobBook:
         if not await self.store.answer_permission(owner, job_id, permission_id, answer.model_dump(mode="json")):
             raise InvalidArguments(NOT_PENDING)
 
-    async def cancel(self, owner: str, job_id: str) -> JobView:
-        """Stop a job's run, wherever it runs, and wait (up to 30 s) until it has stopped."""
+    async def cancel(self, owner: str, job_id: str, wait_s: float = 30) -> JobView:
+        """Stop a job's run, wherever it runs, and wait (up to `wait_s`) until it has stopped."""
         if (job := self.local(owner, job_id)) is not None:
             if not job.done.is_set():
                 job.scope.cancel()
-                with anyio.CancelScope(shield=True), anyio.move_on_after(30):
+                with anyio.CancelScope(shield=True), anyio.move_on_after(wait_s):
                     await job.done.wait()
             return job.view()
         if await self.store.cancel_queued(owner, job_id, time.time(), CANCELLED):
@@ -134,7 +143,7 @@ class JobBook:
             return await self.view(owner, job_id)
         if not await self.store.request_cancel(owner, job_id):
             raise JobNotFound()
-        return await self.wait(owner, job_id, 30)
+        return await self.wait(owner, job_id, wait_s)
 
     async def views(self, owner: str) -> list[JobView]:
         """The owner's jobs on every replica, newest first."""

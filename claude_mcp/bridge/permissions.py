@@ -23,6 +23,8 @@ import anyio
 from claude_agent_sdk import PermissionResultAllow, PermissionResultDeny
 from pydantic import BaseModel, Field
 
+from ..config.types import JsonObject
+
 logger = logging.getLogger(__name__)
 
 Decision = Literal["allow_once", "allow_session", "deny"]
@@ -41,7 +43,7 @@ class PermissionRequest(BaseModel):
     permission_id: str = Field(default_factory=lambda: str(uuid.uuid4()))
     tool: str
     description: str = Field(description="What Claude wants to do, in words a person can judge.")
-    input: dict[str, Any]
+    input: JsonObject
 
 
 Asker = Callable[[PermissionRequest], Awaitable[PermissionAnswer | None]]

@@ -6,11 +6,10 @@ error result into the `ClaudeMCPError` whose message tells the caller what to do
 
 from __future__ import annotations
 
-from typing import Any
-
 from claude_agent_sdk import ResultMessage
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..config.types import JsonObject, JsonValue
 from ..errors import APIError, ClaudeMCPError, CLIFailed, SessionNotFound
 
 
@@ -26,9 +25,9 @@ class AskResult(BaseModel):
     num_turns: int = Field(description="Agentic turns the run took.")
     duration_ms: int = Field(description="Wall time of the run in the CLI.")
     total_cost_usd: float | None = Field(None, description="Cost of the run in USD, as the CLI computes it.")
-    usage: dict[str, Any] | None = Field(None, description="Token usage reported by the API.")
-    structured_output: Any = Field(None, description="The answer as JSON, when `json_schema` was given.")
-    permission_denials: list[dict[str, Any]] = Field(
+    usage: JsonObject | None = Field(None, description="Token usage reported by the API.")
+    structured_output: JsonValue = Field(None, description="The answer as JSON, when `json_schema` was given.")
+    permission_denials: list[JsonObject] = Field(
         default_factory=list, description="Tool uses that were denied (tool name, input)."
     )
     stop_reason: str | None = Field(None, description="Why the model stopped (`end_turn`, …).")

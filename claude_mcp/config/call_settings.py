@@ -8,13 +8,11 @@ tools' argument models (`claude_mcp.mcp_surface.arguments`) extend it.
 
 from __future__ import annotations
 
-from typing import Any
-
 import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .specs import AgentSpec, McpServer, ServerName
-from .types import Effort, ModelName, PathText, PermissionMode, PromptText, ToolRule
+from .types import Effort, JsonObject, ModelName, PathText, PermissionMode, PromptText, ToolRule
 
 
 class CallSettings(BaseModel):
@@ -48,7 +46,7 @@ class CallSettings(BaseModel):
     max_turns: int | None = Field(None, ge=1, description="Stop after this many agentic turns.")
     max_budget_usd: float | None = Field(None, gt=0, description="Stop once the run has cost this much (USD).")
     effort: Effort | None = Field(None, description="How much effort (thinking depth) Claude spends.")
-    json_schema: dict[str, Any] | None = Field(
+    json_schema: JsonObject | None = Field(
         None,
         description="JSON Schema for a structured answer; the result's `structured_output` holds it.",
     )
@@ -73,7 +71,7 @@ class CallSettings(BaseModel):
 
     @field_validator("json_schema")
     @classmethod
-    def _valid_json_schema(cls, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _valid_json_schema(cls, schema: JsonObject | None) -> JsonObject | None:
         if schema is None:
             return None
         try:

@@ -6,6 +6,7 @@ import re
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, StringConstraints
+from typing_extensions import TypeAliasType
 
 PermissionMode = Literal["default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions"]
 Effort = Literal["low", "medium", "high", "xhigh", "max"]
@@ -17,6 +18,12 @@ ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:
 ToolRule = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f,]+$")]
 PathText = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
 PromptText = Annotated[str, StringConstraints(max_length=200_000)]
+
+JsonValue = TypeAliasType("JsonValue", "str | bool | int | float | list[JsonValue] | dict[str, JsonValue] | None")
+"""Any JSON value. Unlike `pydantic.JsonValue`, whose schema is `{}`, its schema says so: a
+recursive `anyOf` of typed branches, which strict tool-schema checks accept."""
+JsonObject = dict[str, JsonValue]
+"""A JSON object whose values are any JSON."""
 
 SESSION_ID_PATTERN = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 

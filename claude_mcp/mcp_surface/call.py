@@ -13,10 +13,27 @@ from typing import Any
 
 import mcp_types as types
 from mcp.server.context import ServerRequestContext
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from ..bridge.claude import ClaudeBridge
 from ..bridge.permissions import ELICITATION_SCHEMA, Asker, PermissionAnswer, PermissionRequest
+
+
+def tool_result(result: BaseModel) -> types.CallToolResult:
+    """A tool's result model as its result: the answer text (or the JSON), and the structure."""
+    text = getattr(result, "result", None)
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=text if isinstance(text, str) else result.model_dump_json())],
+        structured_content=result.model_dump(mode="json"),
+    )
+
+
+def error_result(message: str, structured: BaseModel | None = None) -> types.CallToolResult:
+    return types.CallToolResult(
+        content=[types.TextContent(type="text", text=message)],
+        structured_content=structured.model_dump(mode="json") if structured is not None else None,
+        is_error=True,
+    )
 
 
 def elicitor(call: Call) -> Asker | None:

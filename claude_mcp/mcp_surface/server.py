@@ -16,8 +16,9 @@ from typing import Any
 import mcp_types as types
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.context import ServerRequestContext
+from mcp.server.extension import compose_tool_call_handler
 from mcp.server.lowlevel.server import Server
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from .._version import __version__
 from ..bridge.claude import ClaudeBridge
@@ -27,19 +28,12 @@ from ..config.credentials import CREDENTIAL_HEADER, parse_credential
 from ..errors import ClaudeMCPError
 from ..telemetry import context
 from . import resources
-from .call import Call
+from .call import Call, error_result, tool_result
 from .instrument import observed
+from .tasks import TasksExtension
 from .tools import INSTRUCTIONS, TOOLS
 
 logger = logging.getLogger(__name__)
-
-
-def error_result(message: str, structured: BaseModel | None = None) -> types.CallToolResult:
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=message)],
-        structured_content=structured.model_dump(mode="json") if structured is not None else None,
-        is_error=True,
-    )
 
 
 def describe_validation_error(tool: str, exc: ValidationError) -> str:
@@ -109,18 +103,15 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
             return error_result(f"{spec.name} failed because of an internal error; the server log has details.")
         if isinstance(result, types.InputRequiredResult):
             return result  # a question for the client; it calls again with the answer
-        text = getattr(result, "result", None)
-        return types.CallToolResult(
-            content=[types.TextContent(type="text", text=text if isinstance(text, str) else result.model_dump_json())],
-            structured_content=result.model_dump(mode="json"),
-        )
+        return tool_result(result)
 
     @asynccontextmanager
     async def lifespan(server: Server[Any]) -> AsyncIterator[dict[str, Any]]:
         async with tenancy:  # the store and warm processes close when the last connection ends
             yield {}
 
-    return Server(
+    tasks = TasksExtension(tools, calling)
+    server: Server[Any] = Server(
         "claude-mcp",
         lifespan=lifespan,
         version=__version__,
@@ -131,3 +122,10 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
         on_list_resource_templates=resources.list_resource_templates,
         on_read_resource=resources.reader(calling),
     )
+    # The extension applied as `MCPServer(extensions=[...])` applies it, on the low-level server.
+    for method in tasks.methods():
+        server.add_request_handler(method.method, method.params_type, method.handler)
+    server.extensions[tasks.identifier] = tasks.settings()
+    intercepted = compose_tool_call_handler([tasks], observed(call_tool, tools))
+    server.add_request_handler("tools/call", types.CallToolRequestParams, intercepted)
+    return server

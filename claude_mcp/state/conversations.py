@@ -16,6 +16,7 @@ from claude_agent_sdk import SessionKey, SessionStore, SessionStoreEntry
 from pydantic import BaseModel, Field
 
 from ..config.call_settings import CallSettings
+from ..config.types import JsonObject
 from ..errors import SessionNotFound
 from .store import SessionRecord, Store
 
@@ -50,7 +51,9 @@ class TranscriptMessage(BaseModel):
     role: str
     uuid: str
     text: str = Field(description="The message's text blocks, joined.")
-    content: Any = Field(description="The raw content blocks (text, tool_use, tool_result, …).")
+    content: str | list[JsonObject] | None = Field(
+        description="The raw content: a string, or the content blocks (text, tool_use, tool_result, …)."
+    )
 
 
 class SessionTranscript(BaseModel):

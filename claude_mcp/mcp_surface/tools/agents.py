@@ -7,11 +7,12 @@ from collections.abc import Awaitable
 import mcp_types as types
 
 from ...bridge.jobs import Job, JobView
+from ...state.store import JobRecord
 from ..arguments import NoArgs, RunAgentArgs
 from ..call import Call, asks_by_rounds
 from ..results import AgentInfo, AgentList
 from .running import detach_after, in_rounds, view_or_error, with_progress
-from .spec import DELEGATES, READS, ToolSpec
+from .spec import DELEGATES, READS, TaskSupport, ToolSpec
 
 
 async def run_agent(args: RunAgentArgs, call: Call) -> JobView | types.InputRequiredResult:
@@ -36,6 +37,17 @@ async def run_agent(args: RunAgentArgs, call: Call) -> JobView | types.InputRequ
     return view_or_error(job.view())
 
 
+async def _submit_run(args: RunAgentArgs, call: Call) -> JobRecord:
+    return await call.bridge.submit_job(
+        call.owner,
+        args.prompt,
+        agent=args.agent,
+        session_id=args.session_id,
+        settings=args.settings(),
+        tool="run_agent",
+    )
+
+
 async def list_agents(args: NoArgs, call: Call) -> AgentList:
     return AgentList(
         agents=[
@@ -58,6 +70,7 @@ TOOLS = [
         result=JobView,
         handler=run_agent,
         annotations=DELEGATES,
+        task=TaskSupport(submit=_submit_run, result=JobView.of_record),
     ),
     ToolSpec(
         name="list_agents",

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 
 import mcp_types as types
 
 from ...bridge.jobs import Job
 from ...bridge.results import AskResult
+from ...state.store import JobRecord
 from ..arguments import AskArgs, ForkArgs
 from ..call import Call, asks_by_rounds
 from ..progress import STATUS_PREFIX
 from ..results import ForkResult
 from .running import detach_after, detached, in_rounds, outcome_of, own_run, with_progress
-from .spec import DELEGATES, ToolSpec
+from .spec import DELEGATES, TaskSupport, ToolSpec
 
 SETTINGS_NOTE = (
     "Without session_id a new conversation starts; with the session_id of an earlier result "
@@ -96,6 +98,32 @@ def forked(origin: str, answer: AskResult) -> ForkResult:
     return ForkResult(session_id=answer.session_id, forked_from=origin, answer=answer)
 
 
+# As tasks: the run is queued as a job, for whichever replica has a free run slot.
+def _submitting(tool: str) -> Callable[[AskArgs, Call], Awaitable[JobRecord | None]]:
+    async def submit(args: AskArgs, call: Call) -> JobRecord:
+        return await call.bridge.submit_job(
+            call.owner, args.prompt, session_id=args.session_id, settings=args.settings(), tool=tool
+        )
+
+    return submit
+
+
+async def _submit_fork(args: ForkArgs, call: Call) -> JobRecord | None:
+    if args.prompt is None:
+        return None  # a fork without a prompt is only a copy: it answers at once
+    return await call.bridge.submit_job(
+        call.owner, args.prompt, session_id=args.session_id, fork=True, settings=args.settings(), tool="fork_session"
+    )
+
+
+def _answer_of(record: JobRecord) -> AskResult:
+    return AskResult.model_validate(record.result)
+
+
+def _fork_of(record: JobRecord) -> ForkResult:
+    return forked(str((record.request or {}).get("session_id")), _answer_of(record))
+
+
 TOOLS = [
     ToolSpec(
         name="ask",
@@ -108,6 +136,7 @@ TOOLS = [
         result=AskResult,
         handler=ask,
         annotations=DELEGATES,
+        task=TaskSupport(submit=_submitting("ask"), result=_answer_of),
     ),
     ToolSpec(
         name="stream_ask",
@@ -120,6 +149,7 @@ TOOLS = [
         result=AskResult,
         handler=stream_ask,
         annotations=DELEGATES,
+        task=TaskSupport(submit=_submitting("stream_ask"), result=_answer_of),
     ),
     ToolSpec(
         name="fork_session",
@@ -132,5 +162,6 @@ TOOLS = [
         result=ForkResult,
         handler=fork_session,
         annotations=DELEGATES,
+        task=TaskSupport(submit=_submit_fork, result=_fork_of),
     ),
 ]
