@@ -59,7 +59,9 @@ class Person:
 
 
 @asynccontextmanager
-async def tasks_client(server: RunningServer, token: str, person: Person | None = None) -> AsyncIterator[FastMCPClient[Any]]:
+async def tasks_client(
+    server: RunningServer, token: str, person: Person | None = None
+) -> AsyncIterator[FastMCPClient[Any]]:
     async with FastMCPClient(server.url, auth=token, elicitation_handler=person, timeout=60) as client:
         yield client
 
@@ -82,10 +84,17 @@ def sleeping_under(server: RunningServer) -> list[psutil.Process]:
 
 
 async def wait_for_sleep(server: RunningServer) -> list[psutil.Process]:
+    return (await wait_for_sleep_on(server))[1]
+
+
+async def wait_for_sleep_on(*servers: RunningServer) -> tuple[RunningServer, list[psutil.Process]]:
+    """The server running the fake model's `sleep 37` (any replica may claim a task), and that run's processes."""
     with anyio.fail_after(30):
-        while not (tree := sleeping_under(server)):
+        while True:
+            for server in servers:
+                if tree := sleeping_under(server):
+                    return server, tree
             await anyio.sleep(0.05)
-    return tree
 
 
 async def until(task: ToolTask, *statuses: str, within_s: float = 30) -> Any:
@@ -213,9 +222,9 @@ async def test_a_task_created_on_one_replica_is_run_polled_and_cancelled_from_th
             task = await call_tool_task(
                 on_a, "run_agent", {"agent": "sleeper", "agents": SLEEPER, "prompt": SLEEP, **ALLOW_SLEEP}
             )
-            tree = await wait_for_sleep(a)
+            running_on, tree = await wait_for_sleep_on(a, b)
             asked = time.monotonic()
-            from_b = ToolTask(on_b, "run_agent", task.create_result)
+            from_b = ToolTask(on_a if running_on is b else on_b, "run_agent", task.create_result)  # the other one
             await from_b.cancel()
             assert (await until(from_b, "cancelled", within_s=5)).status == "cancelled"
             assert time.monotonic() - asked < 2 + 1  # the issue's 2 s, plus the CLI's own exit
@@ -225,21 +234,24 @@ async def test_a_task_created_on_one_replica_is_run_polled_and_cancelled_from_th
 async def test_a_task_whose_replica_dies_ends_failed_with_its_session(
     tmp_path: Path, config: Path, postgres_database: str
 ) -> None:
-    with replica(tmp_path, config, postgres_database, "b") as b:
-        with replica(tmp_path, config, postgres_database, "a") as a:
-            async with tasks_client(a, ALICE) as on_a:
-                task = await call_tool_task(
-                    on_a, "run_agent", {"agent": "sleeper", "agents": SLEEPER, "prompt": SLEEP, **ALLOW_SLEEP}
-                )
-                tree = await wait_for_sleep(a)
-                created = task.create_result
-            a.process.send_signal(signal.SIGKILL)
-            a.process.wait(timeout=10)
-            killed = time.monotonic()
-            for orphan in tree:
-                orphan.kill()
-        async with tasks_client(b, ALICE) as on_b:
-            from_b = ToolTask(on_b, "run_agent", created)
+    with replica(tmp_path, config, postgres_database, "a") as a, replica(tmp_path, config, postgres_database, "b") as b:
+        async with tasks_client(a, ALICE) as on_a:
+            task = await call_tool_task(
+                on_a, "run_agent", {"agent": "sleeper", "agents": SLEEPER, "prompt": SLEEP, **ALLOW_SLEEP}
+            )
+            dying, tree = await wait_for_sleep_on(a, b)  # usually A, which took it at once
+            created = task.create_result
+        async with connect(b if dying is a else a, ALICE) as plain:  # the store has its session (within a sync)
+            with anyio.fail_after(10):
+                while not (await call(plain, "get_job", job_id=task.task_id))["session_id"]:
+                    await anyio.sleep(0.1)
+        dying.process.send_signal(signal.SIGKILL)
+        dying.process.wait(timeout=10)
+        killed = time.monotonic()
+        for orphan in tree:
+            orphan.kill()
+        async with tasks_client(b if dying is a else a, ALICE) as survivor:
+            from_b = ToolTask(survivor, "run_agent", created)
             failed = await until(from_b, "failed", within_s=3 + 5 + 5)
             assert time.monotonic() - killed < 3 + 5 + 5
             assert failed.error is not None and "replica running this job stopped" in failed.error["message"]

@@ -51,6 +51,9 @@ from .warm import WarmPool, WarmSession
 
 logger = logging.getLogger(__name__)
 
+IDLE_CLAIM_S = 2.0
+"""How often a bridge with nothing to claim looks for queued jobs (at most)."""
+
 
 class ClaudeBridge:
     """Delegates prompts to Claude Code under a server policy.
@@ -269,15 +272,17 @@ class ClaudeBridge:
         tool: str | None = None,
         batch_id: str | None = None,
         custom_id: str | None = None,
+        counted: bool = True,
     ) -> JobRecord:
         """Queue a run in the store for whichever replica has a free run slot (this one first, if it
         has), and return its record at once. Bad settings fail here, not in the job. A job whose
         run needs a secret held only in this replica's memory (the caller's credential, MCP
-        servers' settings) is run here, and fails if this replica stops before it starts."""
+        servers' settings) is run here, and fails if this replica stops before it starts. Not
+        `counted`: a request of a Message Batch, which has a limit of its own (not `max_jobs`)."""
         settings = settings or CallSettings()
         if self._tasks is None:
             raise ClaudeMCPError("Background jobs need a running bridge: use `async with ClaudeBridge(...)`.")
-        if await self.jobs.count(owner) >= self.policy.max_jobs:
+        if counted and await self.jobs.count(owner) >= self.policy.max_jobs:
             raise Busy(
                 f"You have {self.policy.max_jobs} jobs (running or kept), the limit; cancel some or wait for "
                 "finished ones to expire."
@@ -313,15 +318,22 @@ class ClaudeBridge:
         return record
 
     async def claim_jobs(self) -> None:
-        """Run until cancelled: claim queued jobs while this bridge has free run slots."""
+        """Run until cancelled: claim queued jobs while this bridge has free run slots. Woken by a
+        job queued or ended here; otherwise it looks every `SYNC_S`, backing off to `IDLE_CLAIM_S`
+        while there is nothing to claim. In caller-credential mode only this replica can run its
+        callers' jobs, so it looks only when woken (and every `IDLE_CLAIM_S`, in case)."""
+        idle_s = SYNC_S
         while True:
-            with anyio.move_on_after(SYNC_S):
+            with anyio.move_on_after(idle_s):
                 await self._claims_wanted.wait()
             self._claims_wanted = anyio.Event()
             try:
-                await self._claim()
+                claimed = await self._claim()
             except Exception:  # the store is unreachable for now: try again next time
                 logger.warning("could not claim queued jobs", exc_info=True)
+                claimed = 0
+            pinned_only = self.policy.credentials == "caller"
+            idle_s = IDLE_CLAIM_S if pinned_only else SYNC_S if claimed else min(idle_s * 2, IDLE_CLAIM_S)
 
     def _free_slots(self) -> int:
         if ACTIVITY.draining or self.depth >= self.policy.max_depth:
@@ -329,11 +341,12 @@ class ClaudeBridge:
         free = self.slots.free
         return min(free, self.shared_slots.free) if self.shared_slots is not None else free
 
-    async def _claim(self, job_id: str | None = None) -> None:
-        """Claim (the oldest, or just `job_id`) queued jobs for the free slots, and start them."""
+    async def _claim(self, job_id: str | None = None) -> int:
+        """Claim (the oldest, or just `job_id`) queued jobs for the free slots, and start them; how many."""
         if self._tasks is None or (free := self._free_slots()) <= 0:
-            return
-        for record in await self.jobs.claim(self.namespace, free, job_id):
+            return 0
+        claimed = await self.jobs.claim(self.namespace, free, job_id)
+        for record in claimed:
             request = record.request or {}
             settings = self._held.pop(record.job_id, None)
             job = Job.claimed(record)
@@ -348,6 +361,7 @@ class ClaudeBridge:
                 continue
             target = RunTarget(resume=request.get("session_id"), fork=bool(request.get("fork")))
             self._tasks.start_soon(self._run_job, job, prompt, settings, target)
+        return len(claimed)
 
     async def _run_job(self, job: Job, prompt: str, settings: CallSettings, target: RunTarget) -> None:
         with job.scope:
@@ -365,6 +379,7 @@ class ClaudeBridge:
         if job.kept:
             with anyio.CancelScope(shield=True):
                 await self.jobs.save(job)
+        self._claims_wanted.set()  # a run slot is free: a queued job may take it
 
     async def cancel_job(self, owner: str, job_id: str) -> JobView:
         """Stop a job's run and every process it started, on whichever replica runs it; a
