@@ -1,4 +1,4 @@
-"""The `claude-mcp` command: `claude-mcp serve [--config PATH] [flags]`."""
+"""The `claude-mcp` command: `claude-mcp serve [--config PATH] [flags]`, `usage`, `doctor`, `config`, …"""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import gc
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from .bridge.tenancy import Tenancy
 from .config.policy import Policy
 from .config.tenants import token_hash
 from .errors import ConfigError
+from .setup import usage
 from .setup.clients import CLIENTS, registration, write
 from .setup.doctor import diagnose
 from .telemetry import logs, tracing
@@ -81,6 +83,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor_cmd = commands.add_parser("doctor", help="check the CLI, the credential, the config and the roots")
     doctor_cmd.add_argument("--config", type=Path, help="policy file (TOML) to check")
+    usage_cmd = commands.add_parser("usage", help="what every tenant or caller used: runs, tokens, USD")
+    usage_cmd.add_argument("--config", type=Path, help="policy file (TOML) naming the store")
+    usage_cmd.add_argument("--state-url", help="postgresql://… (default: the config's store, or SQLite)")
+    usage_cmd.add_argument("--since", default="30d", help="7d, 24h, 30m, or an ISO date or time (default: 30d)")
+    usage_cmd.add_argument("--by", choices=["day", "model", "namespace"], default="day", help="sum by (default: day)")
+    usage_cmd.add_argument("--format", choices=["table", "csv", "json"], default="table", dest="output_format")
     config_cmd = commands.add_parser("config", help="print (or --write) the registration for an MCP client")
     config_cmd.add_argument("client", choices=CLIENTS)
     config_cmd.add_argument("--write", action="store_true", help="merge it into the client's config (with a backup)")
@@ -122,6 +130,9 @@ def main(argv: list[str] | None = None) -> None:
         findings = diagnose(args.config)
         print("\n".join(map(str, findings)))
         sys.exit(0 if all(f.ok for f in findings) else 1)
+    if args.command == "usage":
+        _usage(args)
+        return
     if args.command == "config":
         serve_args = ["serve", *(["--config", str(args.config.resolve())] if args.config else [])]
         try:
@@ -185,6 +196,19 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if stop_tracing is not None:
             stop_tracing()
+
+
+def _usage(args: argparse.Namespace) -> None:
+    """`claude-mcp usage`: print the store's usage records, summed."""
+    now = time.time()
+    try:
+        policy = Policy.load(args.config, state_url=args.state_url)
+        since = usage.since_of(args.since, now)
+        rows = anyio.run(functools.partial(usage.usage_rows, policy, since=since, until=now + 1, by=args.by))
+    except ConfigError as exc:
+        print(f"claude-mcp: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(usage.render(rows, args.by, args.output_format))
 
 
 def _metrics_token(policy: Policy) -> str | None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+import math
+from datetime import UTC, datetime
+
+from pydantic import BaseModel, Field
 
 
 class ClaudeMCPError(Exception):
@@ -91,6 +94,35 @@ class RunTimeout(ClaudeMCPError):
 
 class Busy(ClaudeMCPError):
     kind = "busy"
+
+
+class QuotaRefusal(BaseModel):
+    """The structured detail of a `quota_exceeded` error."""
+
+    kind: str = "quota_exceeded"
+    quota: str = Field(description="The quota exceeded: `quota_usd_per_day`, `quota_runs_per_minute`, …")
+    limit: float
+    used: float
+    resets_at: str = Field(description="When the quota's window ends (RFC 3339, UTC).")
+    retry_after_s: int
+
+
+class QuotaExceeded(ClaudeMCPError):
+    """A tenant's or caller's quota (USD, runs or tokens per window) is used up until its window ends."""
+
+    kind = "quota_exceeded"
+
+    def __init__(self, quota: str, *, limit: float, used: float, resets_at: float, now: float) -> None:
+        self.quota, self.limit, self.used, self.resets_at = quota, limit, used, resets_at
+        self.retry_after_s = max(1, math.ceil(resets_at - now))
+        when = datetime.fromtimestamp(resets_at, tz=UTC).isoformat().replace("+00:00", "Z")
+        super().__init__(
+            f"Quota exceeded: {quota} is {limit:g} and {used:g} is used; it resets at {when} "
+            f"(in {self.retry_after_s} s). Wait until then, or ask the operator to raise it."
+        )
+        self.structured = QuotaRefusal(
+            quota=quota, limit=limit, used=used, resets_at=when, retry_after_s=self.retry_after_s
+        )
 
 
 class ShuttingDown(ClaudeMCPError):

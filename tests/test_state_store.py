@@ -18,7 +18,7 @@ from claude_agent_sdk.testing import run_session_store_conformance
 from claude_mcp.state._sql import SCHEMA_VERSION
 from claude_mcp.state.postgres import PostgresStore
 from claude_mcp.state.sqlite import SqliteStore
-from claude_mcp.state.store import JobRecord, SessionRecord, Store
+from claude_mcp.state.store import JobRecord, SessionRecord, Store, UsageRecord, UsageTotals
 
 pytestmark = pytest.mark.anyio
 
@@ -457,3 +457,170 @@ async def test_a_history_digest_names_its_session_in_its_namespace_until_the_ses
     await store.put_history("ns", "digest-2", "s1", 3.0)
     await store.delete_session("ns", "s1")
     assert await store.session_for_history("ns", "digest-2") is None
+
+
+# Message Batches (appended with their own imports).
+
+from claude_mcp.state.store import BATCH_EXPIRED, BatchRecord  # noqa: E402
+
+
+def batch(namespace: str, batch_id: str, created_at: float = 100.0, **fields: Any) -> BatchRecord:
+    fields.setdefault("expires_at", created_at + 1000.0)
+    return BatchRecord(namespace=namespace, batch_id=batch_id, created_at=created_at, request_count=3, **fields)
+
+
+def of_batch(namespace: str, batch_id: str, custom_id: str, status: Any = "queued", **fields: Any) -> JobRecord:
+    job_id = f"{namespace}-{batch_id}-{custom_id}"
+    return job(namespace, job_id, status=status, batch_id=batch_id, custom_id=custom_id, **fields)
+
+
+async def test_batches_are_put_read_and_listed_newest_first_a_page_at_a_time_before_or_after_a_cursor(
+    store: Store,
+) -> None:
+    for n in range(5):
+        await store.put_batch(batch("ns", f"b{n}", 100.0 + n))
+    await store.put_batch(batch("other", "theirs", 200.0))
+    assert await store.get_batch("ns", "b2") == batch("ns", "b2", 102.0)
+    assert await store.get_batch("other", "b2") is None
+
+    async def page(limit: int, **cursor: str) -> list[str]:
+        return [b.batch_id for b in await store.list_batches("ns", limit=limit, **cursor)]
+
+    assert await page(2) == ["b4", "b3"]
+    assert await page(2, after_id="b3") == ["b2", "b1"]
+    assert await page(2, after_id="b1") == ["b0"]
+    assert await page(2, before_id="b1") == ["b3", "b2"]
+    assert await page(5, before_id="b3") == ["b4"]
+    assert await page(5, after_id="theirs") == []  # another namespace's batch is no cursor here
+    assert await page(5, after_id="nope") == []
+    assert [b.batch_id for b in await store.list_batches("other", limit=5)] == ["theirs"]
+    ended = batch("ns", "b2", 102.0, ended_at=150.0, cancel_initiated_at=140.0)
+    await store.put_batch(ended)
+    assert await store.get_batch("ns", "b2") == ended
+
+
+async def test_a_batchs_jobs_are_counted_by_outcome_and_read_in_custom_id_order(store: Store) -> None:
+    await store.put_batch(batch("ns", "b"))
+    await store.put_batch(batch("ns", "quiet"))
+    outcomes = {"e": "queued", "a": "running", "d": "completed", "b": "failed", "c": "cancelled"}
+    for custom_id, status in outcomes.items():
+        await store.save_job(of_batch("ns", "b", custom_id, status))
+    await store.save_job(of_batch("ns", "b", "f", "cancelled", error=BATCH_EXPIRED))
+    await store.save_job(of_batch("other", "b", "a", "queued"))
+    await store.save_job(job("ns", "plain"))
+    assert await store.batch_counts("ns", ["b", "quiet"]) == {
+        "b": {"queued": 1, "running": 1, "completed": 1, "failed": 1, "cancelled": 1, "expired": 1},
+        "quiet": {},
+    }
+    assert await store.batch_counts("ns", []) == {}
+    first = await store.batch_jobs("ns", "b", limit=4)
+    assert [j.custom_id for j in first] == ["a", "b", "c", "d"]
+    rest = await store.batch_jobs("ns", "b", limit=4, after_custom_id="d")
+    assert [(j.custom_id, j.status) for j in rest] == [("e", "queued"), ("f", "cancelled")]
+    assert await store.count_batch_jobs("ns") == 2  # queued or running, over every batch
+    assert await store.count_jobs("ns") == 1  # a batch's jobs have a limit of their own
+
+
+async def test_cancelling_a_batch_cancels_its_queued_jobs_and_asks_its_running_ones_to_stop(store: Store) -> None:
+    await store.put_batch(batch("ns", "b"))
+    await store.put_batch(batch("ns", "left"))
+    await store.save_job(of_batch("ns", "b", "q"))
+    await store.save_job(of_batch("ns", "b", "r", "running", replica="r1"))
+    await store.save_job(of_batch("ns", "b", "done", "completed", finished_at=3.0))
+    await store.save_job(of_batch("ns", "left", "q"))
+    assert await store.cancel_batch("other", "b", 5.0, "stopped") is None
+    cancelled = await store.cancel_batch("ns", "b", 5.0, "stopped")
+    assert cancelled is not None and cancelled.cancel_initiated_at == 5.0
+    again = await store.cancel_batch("ns", "b", 6.0, "stopped")
+    assert again is not None and again.cancel_initiated_at == 5.0  # the first time stays
+    jobs = {j.custom_id: j for j in await store.batch_jobs("ns", "b", limit=10)}
+    assert (jobs["q"].status, jobs["q"].error, jobs["q"].finished_at) == ("cancelled", "stopped", 5.0)
+    assert (jobs["r"].status, jobs["r"].cancel_requested) == ("running", True)
+    assert (jobs["done"].status, jobs["done"].cancel_requested) == ("completed", False)
+    assert await store.cancel_requested([jobs["r"].job_id]) == [jobs["r"].job_id]
+    assert [j.status for j in await store.batch_jobs("ns", "left", limit=10)] == ["queued"]
+
+
+async def test_the_queued_jobs_of_an_expired_batch_are_never_claimed_and_expire(store: Store) -> None:
+    await store.put_batch(batch("ns", "b", 10.0, expires_at=50.0))
+    await store.save_job(of_batch("ns", "b", "x"))
+    await store.save_job(of_batch("ns", "b", "y", "running"))
+    await store.save_job(queued("ns", "plain", 20.0))
+    assert [j.job_id for j in await store.claim_jobs("ns", "r1", 5, now=60.0, lease_until=70.0)] == ["plain"]
+    assert await store.expire_batch("ns", "b", 60.0) == 1
+    assert await store.batch_counts("ns", ["b"]) == {"b": {"expired": 1, "running": 1}}
+    await store.put_batch(batch("ns", "young", 10.0, expires_at=50.0))
+    await store.save_job(of_batch("ns", "young", "z"))
+    claimed = await store.claim_jobs("ns", "r1", 5, now=40.0, lease_until=70.0)
+    assert [j.custom_id for j in claimed] == ["z"]  # before its batch expires, a job is claimed as any other
+
+
+async def test_a_batch_ends_once_and_keeps_the_time_it_was_first_seen_ended(store: Store) -> None:
+    await store.put_batch(batch("ns", "b"))
+    assert await store.end_batch("other", "b", 5.0) is None
+    first = await store.end_batch("ns", "b", 5.0)
+    assert first is not None and first.ended_at == 5.0
+    again = await store.end_batch("ns", "b", 9.0)
+    assert again is not None and again.ended_at == 5.0
+
+
+async def test_a_batchs_jobs_stay_as_long_as_it_does_and_go_with_it(store: Store) -> None:
+    await store.put_batch(batch("ns", "kept", 100.0))
+    await store.put_batch(batch("ns", "old", 10.0))
+    await store.put_batch(batch("other", "kept", 100.0))
+    for batch_id in ("kept", "old", "gone"):  # "gone": a batch deleted meanwhile, its job left behind
+        await store.save_job(of_batch("ns", batch_id, "x", "completed", finished_at=1.0))
+    await store.save_job(of_batch("other", "kept", "x", "completed", finished_at=1.0))
+    assert await store.expire_jobs(50.0) == 1  # only the job whose batch is gone
+    assert sorted(j.job_id for j in await store.list_jobs("ns")) == ["ns-kept-x", "ns-old-x"]
+    assert await store.expire_batches(50.0) == 1
+    assert await store.get_batch("ns", "old") is None
+    assert [j.job_id for j in await store.list_jobs("ns")] == ["ns-kept-x"]
+    assert await store.delete_batch("other", "nope") is False
+    assert await store.delete_batch("ns", "kept") is True
+    assert await store.get_batch("ns", "kept") is None and await store.list_jobs("ns") == []
+    assert [j.job_id for j in await store.list_jobs("other")] == ["other-kept-x"]  # the same batch id elsewhere
+    assert await store.get_batch("other", "kept") is not None
+
+
+def spent(namespace: str, run_id: str, model: str, at: float, tokens: int, usd: float) -> UsageRecord:
+    return UsageRecord(
+        run_id=run_id,
+        model=model,
+        namespace=namespace,
+        surface="ask",
+        started_at=at,
+        input_tokens=tokens,
+        output_tokens=1,
+        cache_write_tokens=2,
+        cache_read_tokens=100,
+        cost_usd=usd,
+        chain_id=run_id,
+    )
+
+
+async def test_usage_sums_a_namespaces_windows_and_reports_by_bucket_and_model(store: Store) -> None:
+    day = 86_400.0
+    await store.add_usage(
+        [
+            spent("ns", "r1", "opus", 10.0, 10, 0.5),
+            spent("ns", "r1", "haiku", 10.0, 1, 0.25),  # one run, two models
+            spent("ns", "r2", "opus", day + 30.0, 20, 1.0),
+            spent("other", "r3", "opus", day + 40.0, 1000, 9.0),
+        ]
+    )
+    await store.add_usage([spent("ns", "r1", "opus", 10.0, 999, 99.0)])  # a record stored twice counts once
+    since_start, since_day = await store.usage_totals("ns", [0.0, day])
+    assert (since_start.runs, since_start.input_tokens, since_start.cost_usd) == (2, 31, 1.75)
+    assert since_start.tokens == 31 + 3 + 6  # input, output and cache writes; never cache reads
+    assert (since_day.runs, since_day.input_tokens, since_day.cost_usd) == (1, 20, 1.0)
+    assert await store.usage_totals("nobody", [0.0]) == [UsageTotals()]
+    by_day = await store.usage_report(since=0, until=2 * day, namespace="ns", bucket_minutes=1440, by=("model",))
+    assert [(r.bucket_start, r.model, r.runs, r.input_tokens) for r in by_day] == [
+        (0.0, "opus", 1, 10),
+        (0.0, "haiku", 1, 1),
+        (day, "opus", 1, 20),
+    ]
+    everyone = await store.usage_report(since=0, until=2 * day, by=("namespace",))
+    assert [(r.namespace, r.runs, r.cost_usd) for r in everyone] == [("other", 1, 9.0), ("ns", 2, 1.75)]
+    assert await store.usage_report(since=day + 35.0, until=2 * day, namespace="ns") == []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,10 @@ from mcp.shared.exceptions import MCPError
 
 from tests.conftest import call, text_of, tool_prompt
 from tests.test_http import ALICE, BOB, RunningServer, connect, serving, tenants_config
+from tests.test_replicas import SLEEPER, replica
 from tests.test_streaming_and_cancellation import ALLOW_SLEEP, SLEEP, Progress, cmdline, wait_until_gone
 
 pytestmark = pytest.mark.anyio
-
-SLEEPER = {"sleeper": {"description": "Waits", "prompt": "You wait.", "tools": ["Bash"]}}
 
 
 @pytest.fixture
@@ -64,12 +63,6 @@ async def tasks_client(
 ) -> AsyncIterator[FastMCPClient[Any]]:
     async with FastMCPClient(server.url, auth=token, elicitation_handler=person, timeout=60) as client:
         yield client
-
-
-@contextmanager
-def replica(tmp_path: Path, config: Path, state_url: str, name: str) -> Iterator[RunningServer]:
-    with serving(tmp_path, config, "http", "--state-url", state_url, name=name) as running:
-        yield running
 
 
 def sleeping_under(server: RunningServer) -> list[psutil.Process]:

@@ -39,6 +39,7 @@ from .client_tools import ClientTools, ToolRelay, tools_key
 from .identity import current_depth, inherited_budget, replica_id
 from .job_book import SYNC_S, JobBook
 from .jobs import Job, JobView
+from .metering import Meter
 from .observer import RunObserver
 from .options import RunTarget, build_options
 from .permissions import PermissionGate
@@ -94,6 +95,7 @@ class ClaudeBridge:
         lease_s = self.policy.job_lease_s
         self._locks = SessionLocks(self.store, namespace=namespace, holder=self.replica, lease_s=lease_s)
         self.jobs = JobBook(self.store, self.replica, lease_s)
+        self.meter = Meter(self.store, namespace, self.policy, depth=self.depth)
         self._tasks: anyio.abc.TaskGroup | None = None
         self._users = 0
         self._models: list[dict[str, Any]] | None = None
@@ -127,6 +129,7 @@ class ClaudeBridge:
             self._tasks.start_soon(lambda: upkeep.sync(self.jobs, self._locks, lease_s=self.policy.job_lease_s))
             self._tasks.start_soon(self._import_local)
             self._tasks.start_soon(self.claim_jobs)
+            self._tasks.start_soon(self.meter.run_writer)
             if self.policy.spare_process and self.depth < self.policy.max_depth:
                 self._spare.run_in(self._tasks)
         return self
@@ -238,9 +241,19 @@ class ClaudeBridge:
         its job is kept `job_retention_s` after. Not `kept`: a call's own run, which joins the job
         book only if the call lets it go on without it (`keep`)."""
         settings = settings or CallSettings()
+        await self._admit_job(owner, settings, agent, counted=kept)
+        job = Job(owner=owner, agent=agent, session_id=None if fork else session_id, tool=tool, kept=kept)
+        if kept:
+            await self.jobs.add(job)
+        self.start_soon(lambda: self._run_job(job, prompt, settings, RunTarget(resume=session_id, fork=fork)))
+        return job
+
+    async def _admit_job(self, owner: str, settings: CallSettings, agent: str | None, *, counted: bool) -> None:
+        """Refuse a job this bridge cannot take: not running, over `max_jobs` (if `counted`), or with
+        bad settings or an unknown agent (so that they fail now, not in the job)."""
         if self._tasks is None:
             raise ClaudeMCPError("Background jobs need a running bridge: use `async with ClaudeBridge(...)`.")
-        if kept and await self.jobs.count(owner) >= self.policy.max_jobs:
+        if counted and await self.jobs.count(owner) >= self.policy.max_jobs:
             raise Busy(
                 f"You have {self.policy.max_jobs} jobs (running or kept), the limit; cancel some or wait for "
                 "finished ones to expire."
@@ -248,11 +261,6 @@ class ClaudeBridge:
         resolved = self.policy.resolve(settings)
         if agent is not None and agent not in resolved.agents:
             raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {', '.join(resolved.agents) or '(none)'}.")
-        job = Job(owner=owner, agent=agent, session_id=None if fork else session_id, tool=tool, kept=kept)
-        if kept:
-            await self.jobs.add(job)
-        self._tasks.start_soon(self._run_job, job, prompt, settings, RunTarget(resume=session_id, fork=fork))
-        return job
 
     async def keep(self, job: Job) -> None:
         """A call's own run goes on without the call: it becomes a job like any other."""
@@ -280,16 +288,7 @@ class ClaudeBridge:
         servers' settings) is run here, and fails if this replica stops before it starts. Not
         `counted`: a request of a Message Batch, which has a limit of its own (not `max_jobs`)."""
         settings = settings or CallSettings()
-        if self._tasks is None:
-            raise ClaudeMCPError("Background jobs need a running bridge: use `async with ClaudeBridge(...)`.")
-        if counted and await self.jobs.count(owner) >= self.policy.max_jobs:
-            raise Busy(
-                f"You have {self.policy.max_jobs} jobs (running or kept), the limit; cancel some or wait for "
-                "finished ones to expire."
-            )
-        resolved = self.policy.resolve(settings)
-        if agent is not None and agent not in resolved.agents:
-            raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {', '.join(resolved.agents) or '(none)'}.")
+        await self._admit_job(owner, settings, agent, counted=counted)
         pinned = self.policy.credentials == "caller" or settings.mcp_servers is not None
         now = time.time()
         record = JobRecord(
@@ -468,6 +467,7 @@ class ClaudeBridge:
             explicit |= {"agent"}
         if target.resume is not None:
             target = replace(target, override_system_prompt=bool(explicit & {"system_prompt", "append_system_prompt"}))
+        resolved, metered = await self.meter.admit(resolved, observer)
         started = anyio.current_time()
         continuing = target.resume if not target.fork else None
 
@@ -496,6 +496,7 @@ class ClaudeBridge:
                             child_depth=self.depth + 1,
                             session_store=self.conversations.transcripts,
                             client_tools=relay,
+                            chain_id=metered.chain_id,
                         )
                         process = CLIProcess(options, self.permissions)
                         warm = WarmSession(process, resolved, anyio.current_time(), relay=relay)
@@ -511,6 +512,7 @@ class ClaudeBridge:
                         stall_timeout_s=self.policy.stall_timeout_s,
                         on_message=observer.message if observer else None,
                     )
+                    self.meter.ran(metered, warm.process, outcome)
                     warm.process.asker = None
                     if warm.relay is not None:
                         warm.relay.caller = None

@@ -1,5 +1,5 @@
 """Who a bridge is: how deep it sits in a chain of Claude delegations, the budget the run above
-it carries, and its name among the replicas that share a store."""
+it carries, the chain it belongs to, and its name among the replicas that share a store."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import socket
 import uuid
 
-from .options import BUDGET_ENV, DEPTH_ENV
+from .options import BUDGET_ENV, CHAIN_ENV, DEPTH_ENV
 
 
 def inherited_budget() -> float | None:
@@ -30,3 +30,8 @@ def current_depth() -> int:
         return max(0, int(os.environ.get(DEPTH_ENV, "0")))
     except ValueError:
         return 0
+
+
+def inherited_chain() -> str | None:
+    """The chain of delegations this server runs in, if Claude started it (the top run's id)."""
+    return os.environ.get(CHAIN_ENV) or None

@@ -191,6 +191,11 @@ class RunWatch:
         self._first_text = False
         self._tools: dict[str, tuple[str, Span]] = {}
 
+    @property
+    def observed(self) -> RunObserver | None:
+        """The run's own observer (a job's, or a call's progress reporter), if any."""
+        return self._inner
+
     async def queued(self, position: int) -> None:
         self._span.add_event("queued", {"position": position})
         if self._inner is not None:

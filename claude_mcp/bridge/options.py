@@ -21,6 +21,8 @@ DEPTH_ENV = "CLAUDE_MCP_DEPTH"
 """Carried into every CLI we start, so a claude-mcp started by that CLI knows its depth."""
 BUDGET_ENV = "CLAUDE_MCP_MAX_BUDGET_USD"
 """A run's budget, carried the same way: a claude-mcp below it may spend no more per call."""
+CHAIN_ENV = "CLAUDE_MCP_CHAIN_ID"
+"""The run at the top of a chain of delegations, carried the same way: usage below it is its chain's."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +44,14 @@ def build_options(
     stderr: Callable[[str], None] | None = None,
     session_store: SessionStore | None = None,
     client_tools: ToolRelay | None = None,
+    chain_id: str | None = None,
 ) -> ClaudeAgentOptions:
     """Map one call's resolved settings and the server policy onto the SDK's options.
 
     With a `session_store`, the SDK mirrors every transcript line into it and resumes from it
     (so a conversation continues on any replica). With `client_tools`, the caller's own tools are
-    given as an in-process MCP server, allowed without asking (their calls go to the caller)."""
+    given as an in-process MCP server, allowed without asking (their calls go to the caller). `chain_id`:
+    the chain of delegations the process's runs belong to (told to a claude-mcp it starts)."""
     system_prompt: SystemPromptCustom | SystemPromptPreset
     extra_args: dict[str, str | None] = {}
     if settings.system_prompt is not None:
@@ -72,6 +76,8 @@ def build_options(
     }
     if settings.max_budget_usd is not None:
         env[BUDGET_ENV] = str(settings.max_budget_usd)
+    if chain_id is not None:
+        env[CHAIN_ENV] = chain_id
     if settings.agents:
         # The CLI's own flag (not the SDK's initialize request) so that `--agent` can pick one.
         extra_args["agents"] = json.dumps({name: agent.cli_definition() for name, agent in settings.agents.items()})

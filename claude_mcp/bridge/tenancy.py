@@ -63,6 +63,13 @@ class Tenancy:
         self._accepts_oauth = accepts_oauth
         self._users = 0
         self._stack: AsyncExitStack | None = None
+        self.policy: Policy | None = next(iter(bridges.values())).policy if bridges else None
+        """The server's policy (before tenants' overrides), where it is known."""
+
+    @property
+    def store(self) -> Store:
+        """The store every bridge of this tenancy keeps its state in."""
+        return self._store if self._store is not None else next(iter(self.bridges.values())).store
 
     @property
     def takes_caller_credentials(self) -> bool:
@@ -157,7 +164,9 @@ class Tenancy:
         if len(digests) != len(specs):
             raise ConfigError("two tenants share a token; give each its own")
         if not callers_pay:
-            return cls(bridges, digests, store)
+            tenancy = cls(bridges, digests, store)
+            tenancy.policy = base
+            return tenancy
         key = environ.get(base.namespace_key_env, "").encode()
         if not key:
             logger.warning(
@@ -175,7 +184,9 @@ class Tenancy:
             max_callers=base.max_callers,
             idle_s=base.caller_idle_s,
         )
-        return cls({}, digests, store, pool, accepts_oauth=base.caller_oauth_tokens)
+        tenancy = cls({}, digests, store, pool, accepts_oauth=base.caller_oauth_tokens)
+        tenancy.policy = base
+        return tenancy
 
     def tenant_of_token(self, token: str) -> str | None:
         presented = token_hash(token)

@@ -101,8 +101,43 @@ class Policy(BaseModel):
     )
     job_retention_s: float = Field(3600, gt=0, description="How long a finished job's result is kept.")
     max_jobs: int = Field(100, ge=1, description="Most jobs (running or kept) per client.")
+    max_batch_requests: int = Field(
+        10_000,
+        ge=1,
+        description="Most requests in one Message Batch, and in all of a client's batches still processing together "
+        "(the API allows 100,000; each request here is a stored job, created while the POST waits).",
+    )
+    batch_retention_s: float = Field(
+        29 * 86_400,
+        ge=86_400,
+        description="How long a Message Batch and its results are kept after its creation (the API's 29 days; at "
+        "least the 24 hours a batch may run).",
+    )
     max_conversations: int | None = Field(
         None, ge=1, description="Most conversations one tenant or caller may keep stored (unset: no limit)."
+    )
+    quota_usd_per_day: float | None = Field(
+        None, gt=0, description="Most USD one tenant or caller may spend per UTC day (unset: no limit)."
+    )
+    quota_usd_per_month: float | None = Field(
+        None, gt=0, description="Most USD one tenant or caller may spend per UTC calendar month (unset: no limit)."
+    )
+    quota_runs_per_minute: int | None = Field(
+        None, ge=1, description="Most runs one tenant or caller may start per clock minute (unset: no limit)."
+    )
+    quota_tokens_per_day: int | None = Field(
+        None,
+        ge=1,
+        description="Most tokens (input, output and cache writes) one tenant or caller may use per UTC day "
+        "(unset: no limit).",
+    )
+    metering: bool = Field(
+        True, description="Record what every run used (tokens, cost) in the store, for quotas and usage reports."
+    )
+    usage_admin_token_env: str | None = Field(
+        None,
+        description="Environment variable holding the operator's token for the usage and cost reports over HTTP "
+        "(`/v1/organizations/…`) across all tenants and callers; anyone else sees only their own.",
     )
     credentials: Literal["server", "caller"] = Field(
         "server",

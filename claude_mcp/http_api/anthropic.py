@@ -89,6 +89,19 @@ def describe(exc: ValidationError) -> str:
     return "; ".join(problems)
 
 
+def turn_of(body: MessagesRequest, session_id: str | None = None) -> ApiTurn:
+    """What a Messages API request asks of Claude Code (in `/v1/messages` and in a batch);
+    `ApiError` for what a run cannot honour."""
+    if refusals := body.refusals():
+        raise ApiError(400, "invalid_request_error", " ".join(refusals))
+    turns: list[Turn] = [(m.role, m.text()) for m in body.messages]
+    try:
+        settings = CallSettings(model=body.model, **({"system_prompt": s} if (s := body.system_text()) else {}))
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_request_error", describe(exc)) from None
+    return ApiTurn(turns[-1][1], turns[:-1], settings, session_id)
+
+
 def requested_session(request: Request) -> str | None:
     """The conversation a request names in `x-claude-session-id`, if any."""
     named = request.headers.get(SESSION_HEADER)
@@ -115,14 +128,7 @@ class MessagesApi:
                 body = MessagesRequest.model_validate_json(await request.body())
             except ValidationError as exc:
                 raise ApiError(400, "invalid_request_error", describe(exc)) from None
-            if refusals := body.refusals():
-                raise ApiError(400, "invalid_request_error", " ".join(refusals))
-            turns: list[Turn] = [(m.role, m.text()) for m in body.messages]
-            try:
-                settings = CallSettings(model=body.model, **({"system_prompt": s} if (s := body.system_text()) else {}))
-            except ValidationError as exc:
-                raise ApiError(400, "invalid_request_error", describe(exc)) from None
-            turn = ApiTurn(turns[-1][1], turns[:-1], settings, requested_session(request))
+            turn = turn_of(body, requested_session(request))
             caller = caller_of(request.headers, self.tenancy)
             result, tools = body.messages[-1].tool_result(), body.client_tools()
         except ApiError as error:

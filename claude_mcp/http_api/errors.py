@@ -3,7 +3,7 @@ own exception classes (`AuthenticationError`, `RateLimitError`, …)."""
 
 from __future__ import annotations
 
-from ..errors import APIError, ClaudeMCPError
+from ..errors import APIError, ClaudeMCPError, QuotaExceeded
 from .shapes import ApiError
 
 _BY_KIND = {
@@ -26,6 +26,8 @@ _BY_STATUS = {
 def api_error_of(error: ClaudeMCPError) -> ApiError:
     """The API error a bridge failure means (its message is already safe to show)."""
     error = getattr(error, "cause", error)  # a run that ended with an error result
+    if isinstance(error, QuotaExceeded):
+        return ApiError(429, "rate_limit_error", str(error), retry_after_s=error.retry_after_s)
     if isinstance(error, APIError):
         status, kind = _BY_STATUS.get(error.status or 0, (502, "api_error"))
         return ApiError(status, kind, str(error), retry_after_s=30 if status in (429, 529) else None)  # type: ignore[arg-type]

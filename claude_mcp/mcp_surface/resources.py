@@ -1,5 +1,5 @@
-"""The resources: `claude://sessions` (the conversation list) and `claude://sessions/{id}`
-(one conversation's messages), both JSON."""
+"""The resources: `claude://sessions` (the conversation list), `claude://sessions/{id}` (one
+conversation's messages) and `claude://usage` (the caller's usage and quotas), all JSON."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from ..errors import ClaudeMCPError
 from .arguments import SessionArgs
 from .call import Call
 from .results import SessionList
+from .tools import usage
 
 SESSIONS_URI = "claude://sessions"
+USAGE_URI = "claude://usage"
 
 Context = ServerRequestContext[Any, Any]
 
@@ -30,7 +32,13 @@ async def list_resources(ctx: Context, params: types.PaginatedRequestParams | No
                 name="sessions",
                 description="Conversations on this server, most recent first (JSON).",
                 mime_type="application/json",
-            )
+            ),
+            types.Resource(
+                uri=USAGE_URI,
+                name="usage",
+                description="Your usage by day and model, your quotas and what is left (JSON, as the `usage` tool).",
+                mime_type="application/json",
+            ),
         ]
     )
 
@@ -58,11 +66,13 @@ def reader(
     async def read_resource(ctx: Context, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
         uri = str(params.uri)
         try:
-            if uri != SESSIONS_URI and not uri.startswith(SESSIONS_URI + "/"):
+            if uri != USAGE_URI and uri != SESSIONS_URI and not uri.startswith(SESSIONS_URI + "/"):
                 raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown resource {uri}; see resources/list.")
             async with calling(ctx) as call:
-                if uri == SESSIONS_URI:
-                    body: BaseModel = SessionList(sessions=await call.bridge.list_sessions(limit=200))
+                if uri == USAGE_URI:
+                    body: BaseModel = await usage.report(call.bridge)
+                elif uri == SESSIONS_URI:
+                    body = SessionList(sessions=await call.bridge.list_sessions(limit=200))
                 else:
                     args = SessionArgs(session_id=uri.removeprefix(SESSIONS_URI + "/"))
                     body = await call.bridge.get_session(args.session_id, limit=500)

@@ -25,7 +25,8 @@ from claude_agent_sdk import (
     fold_session_summary,
 )
 
-from .store import JobRecord, SessionRecord
+from . import _usage_sql
+from .store import BATCH_EXPIRED, BatchOutcome, BatchRecord, JobRecord, SessionRecord
 
 Dialect = Literal["sqlite", "postgres"]
 Params = Sequence[Any]
@@ -86,6 +87,16 @@ _MIGRATIONS: list[list[str]] = [
         "CREATE INDEX jobs_queue ON jobs (namespace, status, created_at)",
         "CREATE INDEX jobs_batch ON jobs (namespace, batch_id)",
     ],
+    [  # 4: Message Batches (their requests are the jobs with the batch's id)
+        """CREATE TABLE batches (
+            namespace TEXT NOT NULL, batch_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+            expires_at DOUBLE PRECISION NOT NULL, request_count INTEGER NOT NULL,
+            cancel_initiated_at DOUBLE PRECISION, ended_at DOUBLE PRECISION, PRIMARY KEY (namespace, batch_id))""",
+        "CREATE INDEX batches_recent ON batches (namespace, created_at DESC, batch_id DESC)",
+        "CREATE INDEX batches_age ON batches (created_at)",
+        "CREATE UNIQUE INDEX jobs_batch_request ON jobs (namespace, batch_id, custom_id)",
+    ],
+    _usage_sql.MIGRATION,  # 5: what each run used, per model (quotas and usage reports)
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -110,6 +121,7 @@ def marks(n: int) -> str:
 
 # A record field is a column of the same name (`cancel_requested` is never written by `save_job`).
 _SESSION_COLUMNS = list(SessionRecord.model_fields)
+_BATCH_COLUMNS = list(BatchRecord.model_fields)
 _JOB_COLUMNS = [name for name in JobRecord.model_fields if name != "cancel_requested"]
 _JSON_COLUMNS = frozenset({"settings", "result", "progress", "pending_permission", "request"})
 
@@ -123,8 +135,16 @@ def _upsert(table: str, columns: list[str], conflict: str, where: str = "") -> s
 
 
 _PUT_SESSION = _upsert("sessions", _SESSION_COLUMNS, "namespace, session_id")
+_PUT_BATCH = _upsert("batches", _BATCH_COLUMNS, "namespace, batch_id")
 _SAVE_JOB = _upsert("jobs", _JOB_COLUMNS, "job_id", " WHERE jobs.namespace = excluded.namespace")
 
+
+# A job's Message Batch, in a query on `jobs`; and the cancellation of the batch's queued jobs.
+_ITS_BATCH = "SELECT 1 FROM batches b WHERE b.namespace = jobs.namespace AND b.batch_id = jobs.batch_id"
+_CANCEL_QUEUED = (
+    "UPDATE jobs SET status = 'cancelled', error = ?, finished_at = ?, updated_at = ?, lease_expires_at = NULL "
+    "WHERE namespace = ? AND batch_id = ? AND status = 'queued'"
+)
 
 # Appending a batch: `STORED_UUIDS` (+ the batch's uuid marks), insert the fresh entries, then
 # for a main transcript read the summary, fold, and write it back with the key's new mtime.
@@ -176,8 +196,8 @@ def folded(key: SessionKey, row: dict[str, Any] | None, data: Any, entries: list
     return fold_session_summary(prev, key, entries)["data"]
 
 
-class SqlStore(ABC):
-    """The `Store` methods whose SQL reads the same in both dialects."""
+class SqlStore(_usage_sql.UsageQueries, ABC):
+    """The `Store` methods whose SQL reads the same in both dialects (the usage table's in `_usage_sql`)."""
 
     @abstractmethod
     async def open(self) -> None: ...
@@ -227,7 +247,7 @@ class SqlStore(ABC):
         return SqlTranscripts(self, namespace)
 
     # Rows <-> records.
-    def _params(self, record: SessionRecord | JobRecord, columns: list[str]) -> list[Any]:
+    def _params(self, record: SessionRecord | JobRecord | BatchRecord, columns: list[str]) -> list[Any]:
         values = record.model_dump(mode="json")
         return [self._dump(values[c]) if c in _JSON_COLUMNS and values[c] is not None else values[c] for c in columns]
 
@@ -286,7 +306,9 @@ class SqlStore(ABC):
         return [self._job(row) for row in await self._fetch(sql, (namespace, limit))]
 
     async def count_jobs(self, namespace: str) -> int:
-        rows = await self._fetch("SELECT count(*) AS n FROM jobs WHERE namespace = ?", (namespace,))
+        rows = await self._fetch(
+            "SELECT count(*) AS n FROM jobs WHERE namespace = ? AND batch_id IS NULL", (namespace,)
+        )
         return int(rows[0]["n"])
 
     async def request_cancel(self, namespace: str, job_id: str) -> bool:
@@ -325,7 +347,10 @@ class SqlStore(ABC):
         return sorted((self._job(row) for row in rows), key=lambda job: (job.created_at, job.job_id))
 
     async def expire_jobs(self, finished_before: float) -> int:
-        sql = "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < ?"
+        sql = (
+            "DELETE FROM jobs WHERE status IN ('completed', 'failed', 'cancelled') AND finished_at < ? "
+            f"AND (batch_id IS NULL OR NOT EXISTS ({_ITS_BATCH}))"
+        )
         return await self._execute(sql, (finished_before,))
 
     @abstractmethod
@@ -343,11 +368,12 @@ class SqlStore(ABC):
         sql = (
             "WITH queue AS (SELECT job_id AS picked FROM jobs WHERE namespace = ? AND status = 'queued' "
             f"AND (replica IS NULL OR replica = ?) AND NOT cancel_requested {only}"
+            f"AND (batch_id IS NULL OR NOT EXISTS ({_ITS_BATCH} AND b.expires_at <= ?)) "
             f"ORDER BY created_at, job_id LIMIT ?{self._skip_locked()}) "
             "UPDATE jobs SET status = 'running', replica = ?, lease_expires_at = ?, updated_at = ? "
             "FROM queue WHERE jobs.job_id = queue.picked AND jobs.status = 'queued' RETURNING *"
         )
-        params: list[Any] = [namespace, replica, *([job_id] if job_id is not None else []), limit]
+        params: list[Any] = [namespace, replica, *([job_id] if job_id is not None else []), now, limit]
         rows = await self._fetch(sql, [*params, replica, lease_until, now])
         return sorted((self._job(row) for row in rows), key=lambda job: (job.created_at, job.job_id))
 
@@ -383,6 +409,118 @@ class SqlStore(ABC):
             "SELECT session_id FROM histories WHERE namespace = ? AND digest = ?", (namespace, digest)
         )
         return str(rows[0]["session_id"]) if rows else None
+
+    # Message Batches.
+    def _batch(self, row: dict[str, Any]) -> BatchRecord:
+        return BatchRecord.model_validate({c: row[c] for c in _BATCH_COLUMNS})
+
+    async def put_batch(self, record: BatchRecord) -> None:
+        await self._execute(_PUT_BATCH, self._params(record, _BATCH_COLUMNS))
+
+    async def get_batch(self, namespace: str, batch_id: str) -> BatchRecord | None:
+        rows = await self._fetch("SELECT * FROM batches WHERE namespace = ? AND batch_id = ?", (namespace, batch_id))
+        return self._batch(rows[0]) if rows else None
+
+    async def list_batches(
+        self, namespace: str, *, limit: int, before_id: str | None = None, after_id: str | None = None
+    ) -> list[BatchRecord]:
+        # Keyset pagination on (created_at, batch_id): a page costs the same wherever it starts.
+        cursor = "(SELECT created_at, batch_id FROM batches WHERE namespace = ? AND batch_id = ?)"
+        where, params = ["namespace = ?"], [namespace]
+        if after_id is not None:
+            where.append(f"(created_at, batch_id) < {cursor}")
+            params += [namespace, after_id]
+        if before_id is not None:
+            where.append(f"(created_at, batch_id) > {cursor}")
+            params += [namespace, before_id]
+        # Just newer than `before_id`: the oldest of the newer ones, read upwards, then turned round.
+        order = "ASC" if before_id is not None else "DESC"
+        sql = f"SELECT * FROM batches WHERE {' AND '.join(where)} ORDER BY created_at {order}, batch_id {order} LIMIT ?"
+        batches = [self._batch(row) for row in await self._fetch(sql, [*params, limit])]
+        return batches[::-1] if before_id is not None else batches
+
+    async def batch_jobs(
+        self, namespace: str, batch_id: str, *, limit: int, after_custom_id: str | None = None
+    ) -> list[JobRecord]:
+        after = "AND custom_id > ? " if after_custom_id is not None else ""
+        sql = f"SELECT * FROM jobs WHERE namespace = ? AND batch_id = ? {after}ORDER BY custom_id LIMIT ?"
+        params = [namespace, batch_id, *([after_custom_id] if after_custom_id is not None else []), limit]
+        return [self._job(row) for row in await self._fetch(sql, params)]
+
+    async def batch_counts(self, namespace: str, batch_ids: list[str]) -> dict[str, dict[BatchOutcome, int]]:
+        counts: dict[str, dict[BatchOutcome, int]] = {batch_id: {} for batch_id in batch_ids}
+        if not batch_ids:
+            return counts
+        sql = (
+            "SELECT batch_id, CASE WHEN status = 'cancelled' AND error = ? THEN 'expired' ELSE status END AS outcome, "
+            f"count(*) AS n FROM jobs WHERE namespace = ? AND batch_id IN ({marks(len(batch_ids))}) GROUP BY 1, 2"
+        )
+        for row in await self._fetch(sql, [BATCH_EXPIRED, namespace, *batch_ids]):
+            counts[row["batch_id"]][row["outcome"]] = int(row["n"])
+        return counts
+
+    async def count_batch_jobs(self, namespace: str) -> int:
+        sql = (
+            "SELECT count(*) AS n FROM jobs WHERE namespace = ? AND status IN ('queued', 'running') "
+            "AND batch_id IS NOT NULL"
+        )
+        return int((await self._fetch(sql, (namespace,)))[0]["n"])
+
+    async def cancel_batch(self, namespace: str, batch_id: str, now: float, message: str) -> BatchRecord | None:
+        which = (namespace, batch_id)
+        await self._transaction(
+            [
+                (
+                    "UPDATE batches SET cancel_initiated_at = coalesce(cancel_initiated_at, ?) "
+                    "WHERE namespace = ? AND batch_id = ? AND ended_at IS NULL",
+                    (now, *which),
+                ),
+                (_CANCEL_QUEUED, (message, now, now, *which)),
+                (
+                    "UPDATE jobs SET cancel_requested = TRUE WHERE namespace = ? AND batch_id = ? "
+                    "AND status = 'running'",
+                    which,
+                ),
+            ]
+        )
+        return await self.get_batch(namespace, batch_id)
+
+    async def expire_batch(self, namespace: str, batch_id: str, now: float) -> int:
+        return await self._execute(_CANCEL_QUEUED, (BATCH_EXPIRED, now, now, namespace, batch_id))
+
+    async def end_batch(self, namespace: str, batch_id: str, now: float) -> BatchRecord | None:
+        rows = await self._fetch(
+            "UPDATE batches SET ended_at = coalesce(ended_at, ?) WHERE namespace = ? AND batch_id = ? RETURNING *",
+            (now, namespace, batch_id),
+        )
+        return self._batch(rows[0]) if rows else None
+
+    async def delete_batch(self, namespace: str, batch_id: str) -> bool:
+        if await self.get_batch(namespace, batch_id) is None:
+            return False
+        which = (namespace, batch_id)
+        await self._transaction(
+            [
+                ("DELETE FROM batches WHERE namespace = ? AND batch_id = ?", which),
+                ("DELETE FROM jobs WHERE namespace = ? AND batch_id = ?", which),
+            ]
+        )
+        return True
+
+    async def expire_batches(self, created_before: float) -> int:
+        rows = await self._fetch("SELECT count(*) AS n FROM batches WHERE created_at < ?", (created_before,))
+        if not (expired := int(rows[0]["n"])):
+            return 0
+        await self._transaction(
+            [
+                (
+                    f"DELETE FROM jobs WHERE batch_id IS NOT NULL AND EXISTS ({_ITS_BATCH} AND b.created_at < ?)",
+                    (created_before,),
+                ),
+                ("DELETE FROM batches WHERE created_at < ?", (created_before,)),
+            ]
+        )
+        return expired
 
 
 class SqlTranscripts:

@@ -10,7 +10,9 @@ What lives here:
 - the session index (owner, title, first prompt, cwd, times, fork origin, the replica that
   holds it warm) with each conversation's sticky settings;
 - jobs (status, result, recent activity, a pending permission question, a lease);
-- leases on named locks (turn-taking per conversation across replicas).
+- Message Batches, whose requests are jobs carrying the batch's id;
+- leases on named locks (turn-taking per conversation across replicas);
+- usage: what each run used, per model (tokens, cost), for quotas and reports.
 """
 
 from __future__ import annotations
@@ -79,6 +81,81 @@ class JobRecord(BaseModel):
     """Set by `request_cancel` (any replica); never written by `save_job`."""
 
 
+BATCH_EXPIRED = "The batch expired before this request was run."
+"""The error of a batch's job that was still queued when its batch expired (counted as `expired`)."""
+BatchOutcome = Literal["queued", "running", "completed", "failed", "cancelled", "expired"]
+
+
+class BatchRecord(BaseModel):
+    """One Message Batch. Its requests are the jobs with its `batch_id` (and their `custom_id`)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    namespace: str
+    batch_id: str
+    created_at: float
+    expires_at: float
+    """When its requests still queued stop being run (they end `expired`)."""
+    request_count: int
+    cancel_initiated_at: float | None = None
+    ended_at: float | None = None
+    """When someone first saw that none of its requests was left to run."""
+
+
+class UsageRecord(BaseModel):
+    """What one run used of one model (a run that used several models has a record for each)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    model: str
+    """The model as the CLI reports it (`""` when the run reported none)."""
+    namespace: str
+    surface: str
+    """The MCP tool that ran it, `messages`, `chat_completions` or `batch` (the APIs), or `none`."""
+    started_at: float
+    duration_ms: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+    """As the CLI computes it."""
+    outcome: str = "ok"
+    session_id: str | None = None
+    job_id: str | None = None
+    chain_id: str
+    """The run at the top of its chain of delegations (this run's own id at the top)."""
+    depth: int = 0
+
+
+class UsageTotals(BaseModel):
+    """Sums over some usage records."""
+
+    runs: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_write_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        """The tokens quotas count: input, output and cache writes (cache reads are not counted)."""
+        return self.input_tokens + self.output_tokens + self.cache_write_tokens
+
+
+UsageGroup = Literal["model", "namespace"]
+
+
+class UsageRow(UsageTotals):
+    """One line of a usage report: a time bucket (its start, Unix seconds) and a group's sums."""
+
+    bucket_start: float | None = None
+    model: str | None = None
+    namespace: str | None = None
+
+
 class Store(Protocol):
     """The state layer's one interface. Every method is safe to call from the event loop:
     backends do their I/O off it."""
@@ -126,7 +203,9 @@ class Store(Protocol):
         """Newest first."""
         ...
 
-    async def count_jobs(self, namespace: str) -> int: ...
+    async def count_jobs(self, namespace: str) -> int:
+        """The namespace's jobs, except those of batches (which have a limit of their own)."""
+        ...
 
     async def request_cancel(self, namespace: str, job_id: str) -> bool:
         """Ask the replica running a job to stop it. False if there is no such job."""
@@ -154,15 +233,17 @@ class Store(Protocol):
         ...
 
     async def expire_jobs(self, finished_before: float) -> int:
-        """Delete jobs that finished before this time; how many."""
+        """Delete jobs that finished before this time, except those of a batch that still exists
+        (they go with their batch); how many."""
         ...
 
     async def claim_jobs(
         self, namespace: str, replica: str, limit: int, *, now: float, lease_until: float, job_id: str | None = None
     ) -> list[JobRecord]:
         """Claim up to `limit` of the namespace's queued jobs (oldest first; only `job_id`, if
-        given) that this replica may run: they become `running` here. Replicas claiming at once
-        never claim the same job (PostgreSQL: `FOR UPDATE SKIP LOCKED`)."""
+        given) that this replica may run, passing over those of expired batches: they become
+        `running` here. Replicas claiming at once never claim the same job (PostgreSQL: `FOR
+        UPDATE SKIP LOCKED`)."""
         ...
 
     async def cancel_queued(self, namespace: str, job_id: str, now: float, message: str) -> bool:
@@ -184,3 +265,75 @@ class Store(Protocol):
         ...
 
     async def session_for_history(self, namespace: str, digest: str) -> str | None: ...
+
+    # Message Batches.
+    async def put_batch(self, record: BatchRecord) -> None:
+        """Insert or replace a batch (its jobs are saved one by one, with `save_job`)."""
+        ...
+
+    async def get_batch(self, namespace: str, batch_id: str) -> BatchRecord | None: ...
+
+    async def list_batches(
+        self, namespace: str, *, limit: int, before_id: str | None = None, after_id: str | None = None
+    ) -> list[BatchRecord]:
+        """Up to `limit` batches, newest first: the newest of all, those just older than `after_id`,
+        or those just newer than `before_id` (none if the cursor is not the namespace's batch)."""
+        ...
+
+    async def batch_jobs(
+        self, namespace: str, batch_id: str, *, limit: int, after_custom_id: str | None = None
+    ) -> list[JobRecord]:
+        """A page of the batch's jobs in `custom_id` order, after `after_custom_id`."""
+        ...
+
+    async def batch_counts(self, namespace: str, batch_ids: list[str]) -> dict[str, dict[BatchOutcome, int]]:
+        """How many of each batch's jobs are in each status (those cancelled because the batch
+        expired apart, as `expired`); a status no job is in is left out."""
+        ...
+
+    async def count_batch_jobs(self, namespace: str) -> int:
+        """The namespace's batch jobs still queued or running, over all its batches."""
+        ...
+
+    async def cancel_batch(self, namespace: str, batch_id: str, now: float, message: str) -> BatchRecord | None:
+        """Record that the batch's cancellation began (the first time only), cancel its queued jobs
+        with `message`, and ask the replicas running the others to stop them. None: no such batch."""
+        ...
+
+    async def expire_batch(self, namespace: str, batch_id: str, now: float) -> int:
+        """Cancel the batch's jobs still queued, as expired (`BATCH_EXPIRED`); how many."""
+        ...
+
+    async def end_batch(self, namespace: str, batch_id: str, now: float) -> BatchRecord | None:
+        """Record that the batch has ended, unless it already was: the record, with the first time."""
+        ...
+
+    async def delete_batch(self, namespace: str, batch_id: str) -> bool:
+        """Delete a batch and its jobs. False if there is no such batch."""
+        ...
+
+    async def expire_batches(self, created_before: float) -> int:
+        """Delete the batches (of every namespace) created before this time, with their jobs; how many."""
+        ...
+
+    # Usage.
+    async def add_usage(self, records: list[UsageRecord]) -> None:
+        """Store usage records (one already stored, by run and model, is left as it is)."""
+        ...
+
+    async def usage_totals(self, namespace: str, since: list[float]) -> list[UsageTotals]:
+        """The namespace's sums since each of these times (records by when their run started)."""
+        ...
+
+    async def usage_report(
+        self,
+        *,
+        since: float,
+        until: float,
+        namespace: str | None = None,
+        bucket_minutes: int | None = None,
+        by: tuple[UsageGroup, ...] = (),
+    ) -> list[UsageRow]:
+        """Sums of runs started in [since, until), of one namespace (None: all), in buckets of
+        whole minutes since the epoch (None: one), per group; by bucket, then largest cost first."""
+        ...

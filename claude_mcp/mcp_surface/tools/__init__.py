@@ -1,10 +1,10 @@
 """The tools this server publishes, in one table: each family (conversations, sessions, agents,
-jobs) is a module of small named handlers with their `ToolSpec`s; `running` holds the shared
+jobs, usage) is a module of small named handlers with their `ToolSpec`s; `running` holds the shared
 progress and input-round plumbing."""
 
 from __future__ import annotations
 
-from . import agents, conversations, jobs, sessions
+from . import agents, conversations, jobs, sessions, usage
 from .spec import ToolSpec
 
 INSTRUCTIONS = (
@@ -13,7 +13,7 @@ INSTRUCTIONS = (
     "`stream_ask` does the same while streaming the answer as progress notifications."
 )
 
-TOOLS: tuple[ToolSpec, ...] = (*conversations.TOOLS, *sessions.TOOLS, *agents.TOOLS, *jobs.TOOLS)
+TOOLS: tuple[ToolSpec, ...] = (*conversations.TOOLS, *sessions.TOOLS, *agents.TOOLS, *jobs.TOOLS, *usage.TOOLS)
 """Every tool, in the order `tools/list` shows them."""
 
 

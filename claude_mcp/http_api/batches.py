@@ -1,0 +1,256 @@
+"""`/v1/messages/batches`: the Message Batches API over the job engine, so that an unmodified
+Anthropic SDK's `client.messages.batches` works against the server.
+
+A batch is a row in the store; each of its requests is a job queued there (`submit_job`),
+claimed by whichever replica serving the caller's namespace has a free run slot, so a batch
+spreads over every replica and never takes more than the namespace's share of any. Nothing
+watches a batch: whoever reads it (on any replica) records what it finds — that it has ended,
+or that it has expired and its requests still queued with it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import anyio
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from ..bridge.claude import ClaudeBridge
+from ..bridge.job_book import CANCELLED
+from ..bridge.tenancy import Tenancy
+from ..errors import ClaudeMCPError
+from ..state.store import BatchRecord, Store
+from .anthropic import describe, error_response
+from .auth import caller_of
+from .batch_shapes import (
+    BATCH_LIFETIME_S,
+    BatchCreate,
+    BatchEntry,
+    batch_body,
+    checked_requests,
+    request_counts,
+    result_line,
+)
+from .errors import api_error_of
+from .history import carried_prompt, digest
+from .shapes import ApiError, api_id
+
+logger = logging.getLogger(__name__)
+
+RESULTS_PAGE = 500
+"""Jobs read from the store at a time while the results stream."""
+INTERNAL = ApiError(500, "api_error", "The server failed to answer (the server log has details); retry.")
+
+Answer = dict[str, Any] | Response
+Handler = Callable[[Request, ClaudeBridge], Awaitable[Answer]]
+
+
+class BatchesApi:
+    """The Message Batches endpoints, for the namespace each request's caller has."""
+
+    def __init__(self, tenancy: Tenancy) -> None:
+        self.tenancy = tenancy
+
+    async def _serve(self, request: Request, handler: Handler) -> Response:
+        """Run `handler` on the caller's bridge; every failure in the API's error shape."""
+        request_id = api_id("req_")
+        try:
+            caller = caller_of(request.headers, self.tenancy)
+            async with self.tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
+                answer = await handler(request, bridge)
+        except ApiError as error:
+            return error_response(error, request_id)
+        except ClaudeMCPError as exc:
+            return error_response(api_error_of(exc), request_id)
+        except Exception:
+            logger.exception("a Message Batches request failed")
+            return error_response(INTERNAL, request_id)
+        if isinstance(answer, Response):
+            answer.headers["request-id"] = request_id
+            return answer
+        return JSONResponse(answer, headers={"request-id": request_id})
+
+    async def create(self, request: Request) -> Response:
+        return await self._serve(request, _create)
+
+    async def list(self, request: Request) -> Response:
+        return await self._serve(request, _list)
+
+    async def retrieve(self, request: Request) -> Response:
+        return await self._serve(request, _retrieve)
+
+    async def cancel(self, request: Request) -> Response:
+        return await self._serve(request, _cancel)
+
+    async def delete(self, request: Request) -> Response:
+        return await self._serve(request, _delete)
+
+    async def results(self, request: Request) -> Response:
+        return await self._serve(request, _results)
+
+
+async def _observed(bridge: ClaudeBridge, batches: list[BatchRecord]) -> list[dict[str, Any]]:
+    """The batches as the API shows them, after recording what has happened to them: requests
+    still queued past the batch's expiry expire; a batch with none left to run has ended."""
+    store, namespace, now = bridge.store, bridge.namespace, time.time()
+    for batch in batches:
+        if batch.ended_at is None and now >= batch.expires_at:
+            await store.expire_batch(namespace, batch.batch_id, now)
+    counts = await store.batch_counts(namespace, [batch.batch_id for batch in batches])
+    shown = []
+    for batch in batches:
+        if batch.ended_at is None and request_counts(batch, counts[batch.batch_id])["processing"] == 0:
+            batch = await store.end_batch(namespace, batch.batch_id, now) or batch
+        shown.append(batch_body(batch, counts[batch.batch_id]))
+    return shown
+
+
+async def _found(bridge: ClaudeBridge, request: Request) -> dict[str, Any]:
+    """The batch a path names, observed; `not_found_error` if the caller has none by that id."""
+    batch_id = request.path_params["batch_id"]
+    batch = await bridge.store.get_batch(bridge.namespace, batch_id)
+    if batch is None:
+        raise ApiError(404, "not_found_error", f"message_batch: no batch {batch_id!r} exists for you.")
+    return (await _observed(bridge, [batch]))[0]
+
+
+async def _submit(bridge: ClaudeBridge, batch: BatchRecord, entry: BatchEntry) -> None:
+    """Queue one request of the batch as a job. A history the server holds a conversation for
+    is forked from it (the batch's requests stay independent of each other); another is carried
+    in the first prompt of a new conversation, as `/v1/messages` does."""
+    turn, session_id = entry.turn, None
+    if turn.history:
+        session_id = await bridge.store.session_for_history(bridge.namespace, digest(turn.history))
+    prompt = turn.prompt if session_id is not None or not turn.history else carried_prompt(turn.history, turn.prompt)
+    await bridge.submit_job(
+        bridge.namespace,
+        prompt,
+        session_id=session_id,
+        fork=session_id is not None,
+        settings=turn.settings,
+        tool="batch",
+        batch_id=batch.batch_id,
+        custom_id=entry.custom_id,
+        counted=False,
+    )
+
+
+async def _create(request: Request, bridge: ClaudeBridge) -> Answer:
+    try:
+        body = BatchCreate.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_request_error", describe(exc)) from None
+    store, namespace, limit = bridge.store, bridge.namespace, bridge.policy.max_batch_requests
+    if len(body.requests) > limit:
+        raise ApiError(
+            400,
+            "invalid_request_error",
+            f"A batch may hold at most {limit} requests on this server; this one has {len(body.requests)}. "
+            "Split it into several batches.",
+        )
+    entries = checked_requests(body)
+    now = time.time()
+    await store.expire_batches(now - bridge.policy.batch_retention_s)
+    if (pending := await store.count_batch_jobs(namespace)) + len(entries) > limit:
+        raise ApiError(
+            429,
+            "rate_limit_error",
+            f"You have {pending} batch requests still processing; this batch's {len(entries)} more would pass this "
+            f"server's limit of {limit}. Retry once some have ended (or cancel a batch).",
+            retry_after_s=60,
+        )
+    batch = BatchRecord(
+        namespace=namespace,
+        batch_id=api_id("msgbatch_"),
+        created_at=now,
+        expires_at=now + BATCH_LIFETIME_S,
+        request_count=len(entries),
+    )
+    await store.put_batch(batch)
+    try:
+        for entry in entries:
+            await _submit(bridge, batch, entry)
+    except BaseException:  # a batch is created whole or not at all
+        with anyio.CancelScope(shield=True):
+            await store.cancel_batch(namespace, batch.batch_id, time.time(), CANCELLED)
+            await store.delete_batch(namespace, batch.batch_id)
+        raise
+    return (await _observed(bridge, [batch]))[0]
+
+
+def _limit_of(request: Request) -> int:
+    text = request.query_params.get("limit", "20")
+    try:
+        limit = int(text)
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= 1000:
+        raise ApiError(400, "invalid_request_error", f"limit: must be an integer from 1 to 1000, not {text!r}.")
+    return limit
+
+
+async def _list(request: Request, bridge: ClaudeBridge) -> Answer:
+    limit = _limit_of(request)
+    before_id, after_id = request.query_params.get("before_id"), request.query_params.get("after_id")
+    if before_id is not None and after_id is not None:
+        raise ApiError(400, "invalid_request_error", "Send before_id or after_id, not both.")
+    await bridge.store.expire_batches(time.time() - bridge.policy.batch_retention_s)
+    found = await bridge.store.list_batches(bridge.namespace, limit=limit + 1, before_id=before_id, after_id=after_id)
+    # One more than the page tells whether there are more: the one past the page's far end.
+    page = found[-limit:] if before_id is not None else found[:limit]
+    data = await _observed(bridge, page)
+    return {
+        "data": data,
+        "has_more": len(found) > limit,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+    }
+
+
+async def _retrieve(request: Request, bridge: ClaudeBridge) -> Answer:
+    return await _found(bridge, request)
+
+
+async def _cancel(request: Request, bridge: ClaudeBridge) -> Answer:
+    shown = await _found(bridge, request)
+    if shown["processing_status"] != "in_progress":  # canceling already, or ended: nothing more to stop
+        return shown
+    await bridge.store.cancel_batch(bridge.namespace, shown["id"], time.time(), CANCELLED)
+    return await _found(bridge, request)
+
+
+async def _delete(request: Request, bridge: ClaudeBridge) -> Answer:
+    shown = await _found(bridge, request)
+    if shown["processing_status"] != "ended":
+        raise ApiError(
+            400,
+            "invalid_request_error",
+            f"Batch {shown['id']} is still processing: cancel it first, and delete it once it has ended.",
+        )
+    await bridge.store.delete_batch(bridge.namespace, shown["id"])
+    return {"id": shown["id"], "type": "message_batch_deleted"}
+
+
+async def _results(request: Request, bridge: ClaudeBridge) -> Answer:
+    shown = await _found(bridge, request)
+    if shown["processing_status"] != "ended":
+        raise ApiError(
+            400,
+            "invalid_request_error",
+            f"Batch {shown['id']} has not ended yet: its results can be read once its processing_status is 'ended'.",
+        )
+    return StreamingResponse(_lines(bridge.store, bridge.namespace, shown["id"]), media_type="application/x-jsonl")
+
+
+async def _lines(store: Store, namespace: str, batch_id: str) -> AsyncIterator[bytes]:
+    """The batch's results as JSON Lines, read from the store a page at a time."""
+    after: str | None = None
+    while page := await store.batch_jobs(namespace, batch_id, limit=RESULTS_PAGE, after_custom_id=after):
+        yield "".join(json.dumps(result_line(job), ensure_ascii=False) + "\n" for job in page).encode()
+        after = page[-1].custom_id

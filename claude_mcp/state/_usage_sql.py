@@ -1,0 +1,110 @@
+"""The usage table's queries, the same in both dialects: what each run used, per model.
+
+Time buckets are whole minutes since the epoch (`started_minute`, written with the record), so a
+report buckets by integer division, which SQLite and PostgreSQL read alike.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from .store import UsageGroup, UsageRecord, UsageRow, UsageTotals
+
+MIGRATION = [
+    """CREATE TABLE usage (
+        run_id TEXT NOT NULL, model TEXT NOT NULL, namespace TEXT NOT NULL, surface TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL, started_minute BIGINT NOT NULL, duration_ms BIGINT NOT NULL,
+        input_tokens BIGINT NOT NULL, output_tokens BIGINT NOT NULL, cache_read_tokens BIGINT NOT NULL,
+        cache_write_tokens BIGINT NOT NULL, cost_usd DOUBLE PRECISION NOT NULL, outcome TEXT NOT NULL,
+        session_id TEXT, job_id TEXT, chain_id TEXT NOT NULL, depth INTEGER NOT NULL,
+        PRIMARY KEY (run_id, model))""",
+    # A namespace's sums over a time window (quotas, its own reports); everyone's (the operator's).
+    "CREATE INDEX usage_window ON usage (namespace, started_at)",
+    "CREATE INDEX usage_time ON usage (started_at)",
+    "CREATE INDEX usage_chain ON usage (chain_id)",
+]
+
+_COLUMNS = [*UsageRecord.model_fields, "started_minute"]
+_ADD = (
+    f"INSERT INTO usage ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))}) "
+    "ON CONFLICT (run_id, model) DO NOTHING"
+)
+_SUMS = (
+    "sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
+    "sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens, "
+    "sum(cost_usd) AS cost_usd, count(DISTINCT run_id) AS runs"
+)
+_TOTALS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens")
+
+
+def _totals(row: dict[str, Any], suffix: str = "") -> dict[str, Any]:
+    found: dict[str, Any] = {name: int(row[name + suffix] or 0) for name in (*_TOTALS, "runs")}
+    found["cost_usd"] = float(row["cost_usd" + suffix] or 0.0)
+    return found
+
+
+class UsageQueries(ABC):
+    """The `Store`'s usage methods, over the SQL backends' own `_fetch` and `_transaction`."""
+
+    @abstractmethod
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]: ...
+
+    @abstractmethod
+    async def _transaction(self, statements: list[tuple[str, Sequence[Any]]]) -> None: ...
+
+    async def add_usage(self, records: list[UsageRecord]) -> None:
+        if records:
+            rows = [[*r.model_dump().values(), int(r.started_at // 60)] for r in records]
+            await self._transaction([(_ADD, row) for row in rows])
+
+    async def usage_totals(self, namespace: str, since: list[float]) -> list[UsageTotals]:
+        if not since:
+            return []
+        columns, params = [], []
+        for i, moment in enumerate(since):
+            columns += [f"sum(CASE WHEN started_at >= ? THEN {c} ELSE 0 END) AS {c}_{i}" for c in _TOTALS]
+            columns += [
+                f"sum(CASE WHEN started_at >= ? THEN cost_usd ELSE 0 END) AS cost_usd_{i}",
+                f"count(DISTINCT CASE WHEN started_at >= ? THEN run_id END) AS runs_{i}",
+            ]
+            params += [moment] * (len(_TOTALS) + 2)
+        sql = f"SELECT {', '.join(columns)} FROM usage WHERE namespace = ? AND started_at >= ?"
+        rows = await self._fetch(sql, [*params, namespace, min(since)])
+        return [UsageTotals(**_totals(rows[0], f"_{i}")) for i in range(len(since))]
+
+    async def usage_report(
+        self,
+        *,
+        since: float,
+        until: float,
+        namespace: str | None = None,
+        bucket_minutes: int | None = None,
+        by: tuple[UsageGroup, ...] = (),
+    ) -> list[UsageRow]:
+        keys: list[str] = ["started_minute / ? AS bucket"] if bucket_minutes else []
+        keys += list(by)
+        where = "started_at >= ? AND started_at < ?"
+        params: list[Any] = [since, until]
+        if namespace is not None:
+            where += " AND namespace = ?"
+            params.append(namespace)
+        group = f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}" if keys else ""
+        order = " ORDER BY bucket, cost_usd DESC" if bucket_minutes else " ORDER BY cost_usd DESC"
+        sql = f"SELECT {', '.join([*keys, _SUMS])} FROM usage WHERE {where}{group}{order if keys else ''}"
+        rows = await self._fetch(sql, [*([bucket_minutes] if bucket_minutes else []), *params])
+        report = []
+        for row in rows:
+            if not keys and not row["runs"]:
+                continue
+            bucket = row.get("bucket")
+            report.append(
+                UsageRow(
+                    **_totals(row),
+                    bucket_start=float(int(bucket) * (bucket_minutes or 0) * 60) if bucket is not None else None,
+                    model=row.get("model"),
+                    namespace=row.get("namespace"),
+                )
+            )
+        return report

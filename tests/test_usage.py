@@ -1,0 +1,241 @@
+"""Usage, cost and quotas: every run metered in the store, namespaces capped, reports — end to end
+through the real CLI against the fake model (which reports 12 input and 7 output tokens for
+every model request)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import anyio
+import pytest
+from mcp import Client
+
+from claude_mcp import ClaudeBridge, Policy
+from claude_mcp.config.specs import AgentSpec
+from claude_mcp.errors import QuotaExceeded
+from claude_mcp.mcp_surface.server import build_server
+from claude_mcp.state.postgres import PostgresStore
+from claude_mcp.state.sqlite import SqliteStore
+from claude_mcp.state.store import UsageRecord
+from tests.conftest import call, text_of, tool_prompt
+from tests.test_http import serving
+from tests.test_stdio import write_config
+
+pytestmark = pytest.mark.anyio
+
+IN, OUT = 12, 7
+"""What the fake model reports for each request."""
+DAY = 86_400.0
+
+
+class Clock:
+    """A clock tests move by hand (quota windows are fixed: minute, UTC day, UTC month)."""
+
+    def __init__(self, now: float = 1_800_000_000.0) -> None:  # 2027-01-15T08:00:00Z
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def bridge(policy: Policy) -> AsyncIterator[ClaudeBridge]:
+    agents = {"reviewer": AgentSpec(description="Reviews", prompt="You review.", tools=["Read"])}
+    async with ClaudeBridge(policy.model_copy(update={"agents": agents}), depth=0) as opened:
+        yield opened
+
+
+async def records(bridge: ClaudeBridge) -> list[UsageRecord]:
+    """Every usage record of the bridge's namespace, once its writer has stored them."""
+    await bridge.meter.flush()
+    rows = await bridge.store._fetch("SELECT * FROM usage ORDER BY started_at")  # type: ignore[attr-defined]
+    return [UsageRecord.model_validate({k: v for k, v in row.items() if k != "started_minute"}) for row in rows]
+
+
+async def test_every_run_is_recorded_with_the_models_own_figures(bridge: ClaudeBridge) -> None:
+    async with Client(build_server(bridge)) as client:
+        first = await call(client, "ask", prompt="remember kiwi")
+        await call(client, "ask", prompt="what did I ask you to remember", session_id=first["session_id"])
+        fork = await call(client, "fork_session", session_id=first["session_id"], prompt="[[say:branch]]")
+        tooled = await call(client, "ask", prompt=tool_prompt("Bash", command="echo hi"))
+        job = await call(client, "run_agent", agent="reviewer", prompt="[[say:reviewed]]", wait_s=30)
+    assert job["status"] == "completed"
+    found = await records(bridge)
+    by_surface = [(r.surface, r.input_tokens, r.output_tokens, r.session_id) for r in found]
+    assert by_surface == [
+        ("ask", IN, OUT, first["session_id"]),
+        ("ask", IN, OUT, first["session_id"]),  # the warm follow-up: its own share, not the process's total
+        ("fork_session", IN, OUT, fork["session_id"]),
+        ("ask", 2 * IN, 2 * OUT, tooled["session_id"]),  # two model requests
+        ("run_agent", IN, OUT, job["session_id"]),
+    ]
+    assert [r.job_id for r in found] == [None, None, None, None, job["job_id"]]
+    assert all(r.namespace == "local" and r.outcome == "ok" and r.depth == 0 for r in found)
+    assert all(r.model and r.cost_usd > 0 and r.duration_ms > 0 for r in found)
+    assert found[1].cost_usd == pytest.approx(found[0].cost_usd)  # a share, again
+    assert tooled["total_cost_usd"] == pytest.approx(found[3].cost_usd)
+    assert len({r.run_id for r in found}) == len(found)
+    assert all(r.chain_id == r.run_id for r in found if r.surface != "ask") and found[1].chain_id == found[0].chain_id
+    totals = await bridge.store.usage_report(since=0, until=4e9, namespace="local")
+    assert (totals[0].runs, totals[0].input_tokens, totals[0].output_tokens) == (5, 6 * IN, 6 * OUT)
+    assert totals[0].cost_usd == pytest.approx(sum(r.cost_usd for r in found))
+
+
+async def test_records_survive_a_restart(policy: Policy) -> None:
+    async with ClaudeBridge(policy, depth=0) as first:
+        await first.ask("[[say:one]]")
+    async with ClaudeBridge(policy, depth=0) as second:  # the writer stored it on the way out
+        assert [(r.input_tokens, r.output_tokens) for r in await records(second)] == [(IN, OUT)]
+
+
+async def quota_bridges(
+    policy: Policy, tmp_path: Path, clock: Clock, **quotas: Any
+) -> AsyncIterator[list[ClaudeBridge]]:
+    """Two namespaces' bridges on one store, under the same quotas and the test's clock."""
+    capped = policy.model_copy(update=quotas)
+    async with SqliteStore(tmp_path / "shared.db") as store:
+        bridges = [ClaudeBridge(capped, depth=0, store=store, namespace=name) for name in ("a", "b")]
+        for bridge in bridges:
+            bridge.meter.now = clock
+        async with bridges[0], bridges[1]:
+            yield bridges
+
+
+async def test_a_namespace_over_its_runs_per_minute_is_refused_until_the_next_minute(
+    policy: Policy, tmp_path: Path
+) -> None:
+    clock = Clock()
+    async for a, b in quota_bridges(policy, tmp_path, clock, quota_runs_per_minute=2):
+        await a.ask("[[say:1]]")
+        await a.ask("[[say:2]]")
+        with pytest.raises(QuotaExceeded) as refused:
+            await a.ask("[[say:3]]")
+        assert refused.value.kind == "quota_exceeded" and refused.value.quota == "quota_runs_per_minute"
+        assert "resets at 2027-01-15T08:01:00Z" in str(refused.value) and refused.value.retry_after_s == 60
+        await b.ask("[[say:other namespace]]")  # its own count
+        clock.now += 60
+        await a.ask("[[say:next minute]]")
+
+
+async def test_a_namespace_over_its_daily_usd_is_refused_as_a_typed_tool_error_until_the_next_day(
+    policy: Policy, tmp_path: Path
+) -> None:
+    clock = Clock()
+    async for a, b in quota_bridges(policy, tmp_path, clock, quota_usd_per_day=0.0003, quota_usd_per_month=1.0):
+        async with Client(build_server(a)) as client:
+            await call(client, "ask", prompt="[[say:1]]")  # 0.000188 of 0.0003
+            clipped = await client.call_tool("ask", {"prompt": "[[say:2]]"})  # admitted, its budget clipped
+            spent = (await a.meter.status())[0]
+            assert spent.quota == "quota_usd_per_day" and spent.used > 0.0003 and spent.left == 0
+            refused = await client.call_tool("ask", {"prompt": "[[say:3]]"})
+            assert refused.is_error and "Quota exceeded: quota_usd_per_day is 0.0003" in text_of(refused)
+            assert refused.structured_content is not None
+            assert refused.structured_content["kind"] == "quota_exceeded"
+            assert refused.structured_content["resets_at"] == "2027-01-16T00:00:00Z"
+            assert clipped.is_error or clipped.structured_content is not None
+        await b.ask("[[say:other namespace]]")
+        clock.now += DAY
+        await a.ask("[[say:next day]]")
+        month = (await a.meter.status())[1]
+        assert month.quota == "quota_usd_per_month" and month.used == pytest.approx(spent.used + 0.000188, rel=0.05)
+
+
+async def test_a_run_below_a_usd_quota_gets_its_budget_clipped_to_what_is_left(policy: Policy, tmp_path: Path) -> None:
+    clock = Clock()
+    async for a, _ in quota_bridges(policy, tmp_path, clock, quota_usd_per_day=0.05, max_budget_usd=1.0):
+        resolved, _ = await a.meter.admit(a.policy.resolve(a.policy.defaults), None)
+        assert resolved.max_budget_usd == 0.05
+        await a.ask("[[say:spend]]")
+        resolved, _ = await a.meter.admit(a.policy.resolve(a.policy.defaults), None)
+        assert resolved.max_budget_usd == pytest.approx(0.05 - 0.000188, rel=0.01)
+
+
+async def test_the_usage_tool_and_resource_show_the_callers_own_totals_and_quotas(policy: Policy) -> None:
+    capped = policy.model_copy(update={"quota_runs_per_minute": 50})
+    async with ClaudeBridge(capped, depth=0) as bridge, Client(build_server(bridge)) as client:
+        await call(client, "ask", prompt="[[say:1]]")
+        await call(client, "ask", prompt="[[say:2]]")
+        report = await call(client, "usage", days=7)
+        resource = await client.read_resource("claude://usage")
+    assert report["totals"]["runs"] == 2 and report["totals"]["input_tokens"] == 2 * IN
+    assert report["totals"]["output_tokens"] == 2 * OUT
+    [line] = report["by_day_and_model"]
+    assert line["runs"] == 2 and line["model"] and line["cost_usd"] == pytest.approx(report["totals"]["cost_usd"])
+    assert report["quotas"][0] | {"resets_at": None} == {
+        "quota": "quota_runs_per_minute",
+        "limit": 50,
+        "used": 2,
+        "left": 48,
+        "resets_at": None,
+    }
+    read = json.loads(resource.contents[0].text)  # type: ignore[union-attr]
+    assert read["totals"] == report["totals"]
+
+
+async def test_the_messages_api_is_metered_capped_with_429_and_reported_through_the_anthropic_sdk(
+    tmp_path: Path, workdir: Path, cli_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USAGE_ADMIN", "admin-secret")
+    extra = 'quota_tokens_per_day = 30\nusage_admin_token_env = "USAGE_ADMIN"'
+    config = write_config(tmp_path / "metered.toml", workdir, cli_env, extra)
+    with serving(tmp_path, config, "http", name="metered") as server:
+        async with anthropic.AsyncAnthropic(base_url=server.base, api_key="sk-any", max_retries=0) as claude:
+            for n in range(2):  # 19 tokens each: the second is admitted at 19 of 30
+                await claude.messages.create(
+                    model="sonnet", max_tokens=50, messages=[{"role": "user", "content": f"[[say:{n}]]"}]
+                )
+            with pytest.raises(anthropic.RateLimitError, match="quota_tokens_per_day is 30") as limited:
+                await claude.messages.create(model="sonnet", max_tokens=50, messages=[{"role": "user", "content": "x"}])
+            assert 0 < int(limited.value.response.headers["retry-after"]) <= 86_400
+            start = datetime.now(UTC).strftime("%Y-%m-%dT00:00:00Z")
+            reports = {}
+            for who, key in (("caller", "sk-any"), ("operator", "admin-secret")):
+                async with anthropic.AsyncAnthropic(base_url=server.base, api_key=key, max_retries=0) as reader:
+                    analytics = reader.beta.organization.analytics
+                    usage = [b async for b in analytics.usage_report.list(starting_at=start, group_by=["model"])]
+                    cost = [b async for b in analytics.cost_report.list(starting_at=start, bucket_width="1h", limit=24)]
+                reports[who] = (usage, cost)
+        usage, cost = reports["operator"]
+        rows = [r for bucket in usage for r in bucket.results]
+        assert sum(r.uncached_input_tokens for r in rows) == 2 * IN and sum(r.output_tokens for r in rows) == 2 * OUT
+        assert all(r.model for r in rows)
+        cents = sum(float(r.amount) for bucket in cost for r in bucket.results)
+        assert cents > 0 and all(r.currency == "USD" for bucket in cost for r in bucket.results)
+        assert [r.model_dump() for b in reports["caller"][0] for r in b.results] == [r.model_dump() for r in rows]
+        command = [sys.executable, "-m", "claude_mcp", "usage", "--config", str(config)]
+        printed = await anyio.run_process([*command, "--by", "model", "--format", "json"])
+        [line] = json.loads(printed.stdout)
+        assert (line["runs"], line["input_tokens"], line["output_tokens"]) == (2, 2 * IN, 2 * OUT)
+        assert line["cost_usd"] * 100 == pytest.approx(cents)
+        table = (await anyio.run_process(command)).stdout.decode()
+        assert "total" in table and str(2 * IN) in table
+
+
+async def test_two_replicas_on_one_postgresql_enforce_one_quota_between_them(
+    policy: Policy, postgres_database: str
+) -> None:
+    clock = Clock()
+    capped = policy.model_copy(update={"quota_runs_per_minute": 2})
+    async with PostgresStore(postgres_database) as first_store, PostgresStore(postgres_database) as second_store:
+        replicas = [
+            ClaudeBridge(capped, depth=0, store=store, namespace="shared", replica=name)
+            for name, store in (("a", first_store), ("b", second_store))
+        ]
+        for replica in replicas:
+            replica.meter.now = clock
+        async with replicas[0] as a, replicas[1] as b:
+            await a.ask("[[say:1 on a]]")
+            await b.ask("[[say:2 on b]]")
+            await a.meter.flush()
+            await b.meter.flush()
+            for replica in (a, b):
+                with pytest.raises(QuotaExceeded, match="quota_runs_per_minute is 2 and 2 is used"):
+                    await replica.ask("[[say:3]]")
+            clock.now += 60
+            await b.ask("[[say:next minute]]")
