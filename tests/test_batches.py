@@ -37,7 +37,7 @@ LIMIT = 30
 
 @pytest.fixture
 def server(tmp_path: Path, workdir: Path, cli_env: dict[str, str]) -> Iterator[RunningServer]:
-    settings = f"max_concurrent = 4\nmax_warm = 0\nmax_batch_requests = {LIMIT}"
+    settings = f"max_concurrent = 4\nmax_warm = 4\nmax_batch_requests = {LIMIT}"
     config = write_config(tmp_path / "batches.toml", workdir, cli_env, settings)
     with serving(tmp_path, config, "http", name="batches") as running:
         yield running
@@ -103,6 +103,7 @@ async def test_a_batch_runs_to_its_end_with_each_request_answered_then_is_listed
             f"req-{i:02}": f"answer {i} {token}" for i in range(20)
         }
         assert (await results_of(client, created.id))["req-00"] == results["req-00"]  # the same on every read
+        assert clis_under(server) == set()  # nobody follows a batch request up: no process is kept warm for it
 
         later = [(await client.messages.batches.create(requests=[request("only", "[[say:x]]")])).id for _ in range(2)]
         newest_first = [later[1], later[0], created.id]

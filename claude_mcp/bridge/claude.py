@@ -365,7 +365,8 @@ class ClaudeBridge:
     async def _run_job(self, job: Job, prompt: str, settings: CallSettings, target: RunTarget) -> None:
         with job.scope:
             try:
-                job.finish("completed", result=await self._run(prompt, settings, target, job, agent=job.agent))
+                result = await self._run(prompt, settings, target, job, agent=job.agent, keep_warm=job.tool != "batch")
+                job.finish("completed", result=result)
             except RunFailed as exc:
                 job.finish("failed", result=exc.result, error=str(exc), failure=exc)
             except ClaudeMCPError as exc:
@@ -442,7 +443,10 @@ class ClaudeBridge:
         *,
         agent: str | None = None,
         client_tools: ClientTools | None = None,
+        keep_warm: bool = True,
     ) -> AskResult:
+        """One call, from policy to result. `keep_warm=False`: nobody will follow the conversation up
+        (a batch request), so its process is closed rather than kept warm."""
         if self.depth >= self.policy.max_depth:
             raise DepthExceeded(
                 f"Refused: this claude-mcp server is already {self.depth} level(s) deep in a chain of Claude "
@@ -524,9 +528,12 @@ class ClaudeBridge:
                         settings=sticky(call),
                         previous=record,
                         forked_from=target.resume if target.fork else None,
-                        warm_replica=self.replica if self.warm.keeps(warm) else None,
+                        warm_replica=self.replica if keep_warm and self.warm.keeps(warm) else None,
                     )
-                    await self.warm.put(session_id, warm)
+                    if keep_warm:
+                        await self.warm.put(session_id, warm)
+                    else:
+                        await warm.process.close()
             except BaseException:
                 if warm is not None:
                     await warm.process.close(graceful=False)
