@@ -74,10 +74,12 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
             note_bridge(bridge)
             yield Call(ctx, bridge.namespace, bridge, *answers)
 
+    listed = types.ListToolsResult(tools=[spec.describe() for spec in tools.values()])  # schemas cost ~50 ms to build
+
     async def list_tools(
         ctx: ServerRequestContext[Any, Any], params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        return types.ListToolsResult(tools=[spec.describe() for spec in tools.values()])
+        return listed
 
     async def call_tool(
         ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
