@@ -125,6 +125,31 @@ class QuotaExceeded(ClaudeMCPError):
         )
 
 
+class ChainBudgetRefusal(BaseModel):
+    """The structured detail of a `chain_budget_exceeded` error."""
+
+    kind: str = "chain_budget_exceeded"
+    chain_id: str = Field(description="The chain of delegations: the id of the run at its top.")
+    budget_usd: float = Field(description="The `max_budget_usd` of the run at the top of the chain.")
+    spent_usd: float = Field(description="What the chain's runs have cost so far.")
+
+
+class ChainBudgetExceeded(ClaudeMCPError):
+    """A run below the top of a chain of delegations, refused because the chain has spent the top
+    call's `max_budget_usd` (the account never resets)."""
+
+    kind = "chain_budget_exceeded"
+
+    def __init__(self, chain_id: str, *, budget_usd: float, spent_usd: float) -> None:
+        self.chain_id, self.budget_usd, self.spent_usd = chain_id, budget_usd, spent_usd
+        super().__init__(
+            f"Chain budget exceeded: the call at the top of this chain of delegations has max_budget_usd="
+            f"{budget_usd:g} and the chain has spent {spent_usd:g}. Do the rest of the work directly, without "
+            "delegating further."
+        )
+        self.structured = ChainBudgetRefusal(chain_id=chain_id, budget_usd=budget_usd, spent_usd=spent_usd)
+
+
 class ShuttingDown(ClaudeMCPError):
     """The server stopped the call because it is shutting down (its drain's grace period ran out)."""
 

@@ -18,7 +18,7 @@ from claude_agent_sdk.testing import run_session_store_conformance
 from claude_mcp.state._sql import SCHEMA_VERSION
 from claude_mcp.state.postgres import PostgresStore
 from claude_mcp.state.sqlite import SqliteStore
-from claude_mcp.state.store import JobRecord, SessionRecord, Store, UsageRecord, UsageTotals
+from claude_mcp.state.store import ChainAccount, JobRecord, SessionRecord, Store, UsageRecord, UsageTotals
 
 pytestmark = pytest.mark.anyio
 
@@ -624,3 +624,15 @@ async def test_usage_sums_a_namespaces_windows_and_reports_by_bucket_and_model(s
     everyone = await store.usage_report(since=0, until=2 * day, by=("namespace",))
     assert [(r.namespace, r.runs, r.cost_usd) for r in everyone] == [("other", 1, 9.0), ("ns", 2, 1.75)]
     assert await store.usage_report(since=day + 35.0, until=2 * day, namespace="ns") == []
+
+
+async def test_a_chains_account_keeps_its_first_budget_and_sums_the_chains_records(store: Store) -> None:
+    assert await store.chain_account("c1") is None
+    await store.open_chain("c1", 1.0, now=5.0)
+    await store.open_chain("c1", 9.0, now=6.0)  # already open: its budget stays
+    assert await store.chain_account("c1") == ChainAccount(chain_id="c1", budget_usd=1.0)
+    top, hop = spent("ns", "top", "opus", 10.0, 1, 0.25), spent("other", "hop", "opus", 11.0, 1, 0.5)
+    await store.add_usage([top, hop.model_copy(update={"chain_id": "top"}), spent("ns", "x", "opus", 12.0, 1, 7.0)])
+    await store.open_chain("top", 2.0, now=13.0)
+    account = await store.chain_account("top")
+    assert account is not None and (account.budget_usd, account.runs, account.spent_usd) == (2.0, 2, 0.75)

@@ -18,7 +18,7 @@ from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
 from claude_mcp.config.specs import AgentSpec
-from claude_mcp.errors import QuotaExceeded
+from claude_mcp.errors import ChainBudgetExceeded, QuotaExceeded
 from claude_mcp.mcp_surface.server import build_server
 from claude_mcp.state.postgres import PostgresStore
 from claude_mcp.state.sqlite import SqliteStore
@@ -239,3 +239,57 @@ async def test_two_replicas_on_one_postgresql_enforce_one_quota_between_them(
                     await replica.ask("[[say:3]]")
             clock.now += 60
             await b.ask("[[say:next minute]]")
+
+
+async def test_runs_below_the_top_of_a_chain_spend_from_one_account_and_are_refused_once_it_is_spent(
+    policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two hops of one chain, as the claude-mcp servers a top call's CLI would start: the chain and
+    # the top call's budget come in the environment; the store is the top's.
+    async with SqliteStore(tmp_path / "shared.db") as store:
+        async with ClaudeBridge(policy, depth=0, store=store) as probe:
+            await probe.ask("[[say:price]]")
+            per_request = (await records(probe))[0].cost_usd
+        monkeypatch.setenv("CLAUDE_MCP_CHAIN_ID", "top-run")
+        budget = round(2.5 * per_request, 6)
+        monkeypatch.setenv("CLAUDE_MCP_MAX_BUDGET_USD", str(budget))
+        deep = policy.model_copy(update={"max_depth": 3})
+        hops = [ClaudeBridge(deep, depth=depth, store=store) for depth in (1, 2)]
+        async with hops[0] as child, hops[1] as grandchild:
+            resolved, _ = await child.meter.admit(child.policy.resolve(child.policy.defaults), None)
+            assert resolved.max_budget_usd == budget  # the account opened with the top call's budget
+            await child.ask("[[say:one]]")
+            await grandchild.ask("[[say:two]]")  # stored before it answers: the chain counts it at once
+            resolved, _ = await child.meter.admit(child.policy.resolve(child.policy.defaults), None)
+            assert resolved.max_budget_usd == pytest.approx(budget - 2 * per_request, rel=0.01)
+            await store.add_usage(
+                [
+                    UsageRecord(
+                        run_id="top",
+                        model="m",
+                        namespace="x",
+                        surface="ask",
+                        started_at=0,
+                        cost_usd=per_request,
+                        chain_id="top-run",
+                    )
+                ]
+            )  # the top's own run, once it has ended
+            for hop in (child, grandchild):
+                with pytest.raises(ChainBudgetExceeded) as refused:
+                    await hop.ask("[[say:too much]]")
+                assert refused.value.kind == "chain_budget_exceeded" and refused.value.budget_usd == budget
+            account = await store.chain_account("top-run")
+    assert account is not None and account.budget_usd == budget and account.runs == 3
+    assert account.spent_usd == pytest.approx(3 * per_request)
+
+
+async def test_the_top_of_a_budgeted_chain_reports_the_chains_total(policy: Policy) -> None:
+    async with ClaudeBridge(policy, depth=0) as bridge, Client(build_server(bridge)) as client:
+        unbudgeted = await call(client, "ask", prompt="[[say:free]]")
+        budgeted = await call(client, "ask", prompt="[[say:counted]]", max_budget_usd=1.0)
+        found = await records(bridge)
+    assert unbudgeted["chain_cost_usd"] is None
+    assert budgeted["chain_cost_usd"] == pytest.approx(
+        sum(r.cost_usd for r in found if r.chain_id == found[1].chain_id)
+    )

@@ -539,6 +539,7 @@ class ClaudeBridge:
                     await warm.process.close(graceful=False)
                 raise
         result = AskResult.from_message(outcome.result, outcome.text)
+        result.chain_cost_usd = await self.meter.settle(metered)
         failure = failure_of(result, outcome.api_error_status)
         if self.policy.credentials == "caller" and isinstance(failure, APIError) and failure.status == 401:
             failure = APIError(CALLER_REJECTED, status=401, session_id=failure.session_id)

@@ -8,6 +8,13 @@ with whatever else was queued meanwhile, so the result never waits for the store
 used is the CLI's own figures: its per-model usage and cost, which on a warm process add up
 over the process's life, so each run's share is the difference since the last.
 
+A chain of delegations (claude-mcp servers started by the CLIs of the runs above them) spends from
+one account: the first run below the top opens it in the store with the top call's `max_budget_usd`
+(carried down in `CLAUDE_MCP_MAX_BUDGET_USD`), and every run below the top is clipped to what the
+chain's usage records leave of it, or refused once nothing is. A run below the top stores its
+records before it answers (`settle`), so the run above, and its next delegation, count them; the
+run at the top reads the chain's total once it has its result.
+
 Quotas are counted in fixed windows: the clock minute, the UTC day, the UTC calendar month.
 Until the writer has stored them, this bridge's own records (and its runs in flight, for the
 runs per minute) are counted from memory; another replica sees them once they are written.
@@ -28,10 +35,10 @@ import anyio
 from pydantic import BaseModel, Field
 
 from ..config.policy import Policy, ResolvedSettings
-from ..errors import QuotaExceeded
+from ..errors import ChainBudgetExceeded, QuotaExceeded
 from ..state.store import Store, UsageRecord, UsageTotals
 from ..telemetry import context
-from .identity import inherited_chain
+from .identity import inherited_budget, inherited_chain
 from .jobs import Job
 from .observer import RunObserver
 from .options import CHAIN_ENV
@@ -108,6 +115,8 @@ class Metered:
     chain_id: str
     surface: str
     job: Job | None
+    budget_usd: float | None = None
+    """The run's `max_budget_usd`, as admitted."""
     started: float = field(default_factory=time.monotonic)
 
 
@@ -170,6 +179,9 @@ class Meter:
         self.now = now
         """The clock quotas are counted by (tests move it to the next window)."""
         self.chain = inherited_chain()
+        self.chain_budget = inherited_budget()
+        """The budget of the run above (at depth 1, the top call's): a chain's account opens with it."""
+        self._opened: set[str] = set()
         self._queue: list[UsageRecord] = []
         self._writing: list[UsageRecord] = []
         self._in_flight: dict[str, float] = {}
@@ -197,6 +209,23 @@ class Meter:
             cost_usd=sum(r.cost_usd for r in records),
         )
 
+    def _local_chain_usd(self, chain_id: str) -> float:
+        """What this bridge's records not yet in the store cost the chain."""
+        return sum(r.cost_usd for r in (*self._writing, *self._queue) if r.chain_id == chain_id)
+
+    async def _chain_left(self, chain_id: str, now: float) -> float | None:
+        """What the chain's account leaves (None: no account in this store); opens it the first time."""
+        if self.chain_budget is not None and chain_id not in self._opened:
+            await self.store.open_chain(chain_id, self.chain_budget, now)
+            self._opened.add(chain_id)
+        account = await self.store.chain_account(chain_id)
+        if account is None:
+            return None
+        spent = account.spent_usd + self._local_chain_usd(chain_id)
+        if spent >= account.budget_usd:
+            raise ChainBudgetExceeded(chain_id, budget_usd=account.budget_usd, spent_usd=round(spent, 6))
+        return account.budget_usd - spent
+
     async def _used(self, quotas: list[_Quota]) -> list[float]:
         stored = await self.store.usage_totals(self.namespace, [q.start for q in quotas])
         return [
@@ -220,8 +249,8 @@ class Meter:
         ]
 
     async def admit(self, resolved: ResolvedSettings, observer: RunObserver | None) -> tuple[ResolvedSettings, Metered]:
-        """Admit a run, or raise `QuotaExceeded`; its settings with the budget clipped to what is
-        left of the USD quotas."""
+        """Admit a run, or raise `QuotaExceeded` (or `ChainBudgetExceeded`); its settings with the
+        budget clipped to what is left of the USD quotas and of its chain's account."""
         now = self.now()
         run_id = uuid.uuid4().hex
         inner = getattr(observer, "observed", observer)
@@ -244,7 +273,12 @@ class Meter:
                     left = min(left, quota.limit - used) if left is not None else quota.limit - used
             if left is not None and (resolved.max_budget_usd is None or resolved.max_budget_usd > left):
                 resolved = replace(resolved, max_budget_usd=round(left, 6))
+        if self.depth > 0 and self.chain is not None:
+            left = await self._chain_left(self.chain, now)
+            if left is not None and (resolved.max_budget_usd is None or resolved.max_budget_usd > left):
+                resolved = replace(resolved, max_budget_usd=round(left, 6))
         self._in_flight[run_id] = now
+        metered.budget_usd = resolved.max_budget_usd
         return resolved, metered
 
     def ran(self, metered: Metered, process: CLIProcess, outcome: RunOutcome) -> None:
@@ -267,6 +301,8 @@ class Meter:
             )
         shares = {m: f for m, f in shares.items() if f != _Figures()} or {next(iter(shares)): _Figures()}
         job = metered.job
+        # A warm process stays in the chain it started in: the claude-mcp servers it started know no other.
+        metered.chain_id = process.options.env.get(CHAIN_ENV) or metered.chain_id
         common = {
             "run_id": metered.run_id,
             "namespace": self.namespace,
@@ -276,13 +312,32 @@ class Meter:
             "outcome": outcome_of(result),
             "session_id": result.session_id,
             "job_id": job.job_id if job is not None and job.kept else None,
-            "chain_id": process.options.env.get(CHAIN_ENV) or metered.chain_id,
+            "chain_id": metered.chain_id,
             "depth": self.depth,
         }
         for model, share in shares.items():
             self._queue.append(UsageRecord(model=model, **common, **share.__dict__))
         del self._queue[:-_MAX_QUEUED]
         self._wake.set()
+
+    async def settle(self, metered: Metered) -> float | None:
+        """After a run's result, before its answer: below the top of a chain, store the run's records
+        now (the run above counts them when it delegates next, and in its total); at the top of a
+        budgeted chain, the chain's total cost so far (None otherwise)."""
+        if not self.policy.metering:
+            return None
+        if self.depth > 0 and self.chain is not None:
+            try:
+                await self.flush()
+            except Exception:  # the writer retries; the chain counts them once they are stored
+                logger.warning("could not store the usage records of a chained run", exc_info=True)
+            return None
+        if metered.budget_usd is None:
+            return None
+        async with self._lock:  # not while a flush moves records from memory to the store
+            account = await self.store.chain_account(metered.chain_id)
+            stored = account.spent_usd if account is not None else 0.0
+            return round(stored + self._local_chain_usd(metered.chain_id), 6)
 
     async def flush(self) -> None:
         """Store every queued record now (the writer does this on its own; tests and exits wait on it)."""

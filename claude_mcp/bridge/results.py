@@ -33,6 +33,11 @@ class AskResult(BaseModel):
     stop_reason: str | None = Field(None, description="Why the model stopped (`end_turn`, …).")
     terminal_reason: str | None = Field(None, description="Why the run ended (`completed`, `max_turns`, …).")
     errors: list[str] | None = Field(None, description="Error details from the CLI, if any.")
+    chain_cost_usd: float | None = Field(
+        None,
+        description="At the top of a chain of delegations with a `max_budget_usd`: what the whole chain has "
+        "cost so far (this run and every claude-mcp call below it that shares this server's store).",
+    )
     job_id: str | None = Field(
         None,
         description="Set when the call returned before the run ended (it outlived the server's `detach_after_s`): "

@@ -97,6 +97,7 @@ _MIGRATIONS: list[list[str]] = [
         "CREATE UNIQUE INDEX jobs_batch_request ON jobs (namespace, batch_id, custom_id)",
     ],
     _usage_sql.MIGRATION,  # 5: what each run used, per model (quotas and usage reports)
+    _usage_sql.CHAIN_MIGRATION,  # 6: the budget a chain of delegations shares
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 

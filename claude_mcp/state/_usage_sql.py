@@ -1,4 +1,5 @@
-"""The usage table's queries, the same in both dialects: what each run used, per model.
+"""The usage table's queries, the same in both dialects: what each run used, per model, and the
+budgets chains of delegations spend from.
 
 Time buckets are whole minutes since the epoch (`started_minute`, written with the record), so a
 report buckets by integer division, which SQLite and PostgreSQL read alike.
@@ -10,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
-from .store import UsageGroup, UsageRecord, UsageRow, UsageTotals
+from .store import ChainAccount, UsageGroup, UsageRecord, UsageRow, UsageTotals
 
 MIGRATION = [
     """CREATE TABLE usage (
@@ -25,6 +26,18 @@ MIGRATION = [
     "CREATE INDEX usage_time ON usage (started_at)",
     "CREATE INDEX usage_chain ON usage (chain_id)",
 ]
+CHAIN_MIGRATION = [
+    """CREATE TABLE chain_budgets (
+        chain_id TEXT PRIMARY KEY, budget_usd DOUBLE PRECISION NOT NULL, opened_at DOUBLE PRECISION NOT NULL)""",
+]
+_OPEN_CHAIN = (
+    "INSERT INTO chain_budgets (chain_id, budget_usd, opened_at) VALUES (?, ?, ?) ON CONFLICT (chain_id) DO NOTHING"
+)
+_CHAIN_ACCOUNT = (
+    "SELECT b.budget_usd, (SELECT sum(cost_usd) FROM usage u WHERE u.chain_id = b.chain_id) AS spent_usd, "
+    "(SELECT count(DISTINCT run_id) FROM usage u WHERE u.chain_id = b.chain_id) AS runs "
+    "FROM chain_budgets b WHERE b.chain_id = ?"
+)
 
 _COLUMNS = [*UsageRecord.model_fields, "started_minute"]
 _ADD = (
@@ -108,3 +121,18 @@ class UsageQueries(ABC):
                 )
             )
         return report
+
+    async def open_chain(self, chain_id: str, budget_usd: float, now: float) -> None:
+        await self._transaction([(_OPEN_CHAIN, [chain_id, budget_usd, now])])
+
+    async def chain_account(self, chain_id: str) -> ChainAccount | None:
+        rows = await self._fetch(_CHAIN_ACCOUNT, [chain_id])
+        if not rows:
+            return None
+        row = rows[0]
+        return ChainAccount(
+            chain_id=chain_id,
+            budget_usd=float(row["budget_usd"]),
+            spent_usd=float(row["spent_usd"] or 0.0),
+            runs=int(row["runs"] or 0),
+        )

@@ -12,7 +12,8 @@ What lives here:
 - jobs (status, result, recent activity, a pending permission question, a lease);
 - Message Batches, whose requests are jobs carrying the batch's id;
 - leases on named locks (turn-taking per conversation across replicas);
-- usage: what each run used, per model (tokens, cost), for quotas and reports.
+- usage: what each run used, per model (tokens, cost), for quotas and reports;
+- chain accounts: the budget a chain of delegations shares, keyed by the chain's id.
 """
 
 from __future__ import annotations
@@ -146,6 +147,15 @@ class UsageTotals(BaseModel):
 
 
 UsageGroup = Literal["model", "namespace"]
+
+
+class ChainAccount(BaseModel):
+    """The budget of a chain of delegations, and what the chain's stored usage records cost."""
+
+    chain_id: str
+    budget_usd: float
+    spent_usd: float = 0.0
+    runs: int = 0
 
 
 class UsageRow(UsageTotals):
@@ -336,4 +346,12 @@ class Store(Protocol):
     ) -> list[UsageRow]:
         """Sums of runs started in [since, until), of one namespace (None: all), in buckets of
         whole minutes since the epoch (None: one), per group; by bucket, then largest cost first."""
+        ...
+
+    async def open_chain(self, chain_id: str, budget_usd: float, now: float) -> None:
+        """Open a chain's account with this budget, unless it is already open (its budget stays)."""
+        ...
+
+    async def chain_account(self, chain_id: str) -> ChainAccount | None:
+        """The chain's budget and the sum of its usage records over every namespace (None: no account)."""
         ...
