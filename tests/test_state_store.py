@@ -519,6 +519,7 @@ async def test_a_batchs_jobs_are_counted_by_outcome_and_read_in_custom_id_order(
     assert [(j.custom_id, j.status) for j in rest] == [("e", "queued"), ("f", "cancelled")]
     assert await store.count_batch_jobs("ns") == 2  # queued or running, over every batch
     assert await store.count_jobs("ns") == 1  # a batch's jobs have a limit of their own
+    assert [j.job_id for j in await store.list_jobs("ns")] == ["plain"]  # and are listed with their batch
 
 
 async def test_cancelling_a_batch_cancels_its_queued_jobs_and_asks_its_running_ones_to_stop(store: Store) -> None:
@@ -572,14 +573,22 @@ async def test_a_batchs_jobs_stay_as_long_as_it_does_and_go_with_it(store: Store
         await store.save_job(of_batch("ns", batch_id, "x", "completed", finished_at=1.0))
     await store.save_job(of_batch("other", "kept", "x", "completed", finished_at=1.0))
     assert await store.expire_jobs(50.0) == 1  # only the job whose batch is gone
-    assert sorted(j.job_id for j in await store.list_jobs("ns")) == ["ns-kept-x", "ns-old-x"]
+
+    async def jobs_of(namespace: str, batch_id: str) -> list[str]:
+        return [j.job_id for j in await store.batch_jobs(namespace, batch_id, limit=10)]
+
+    assert (await jobs_of("ns", "kept"), await jobs_of("ns", "old"), await jobs_of("ns", "gone")) == (
+        ["ns-kept-x"],
+        ["ns-old-x"],
+        [],
+    )
     assert await store.expire_batches(50.0) == 1
     assert await store.get_batch("ns", "old") is None
-    assert [j.job_id for j in await store.list_jobs("ns")] == ["ns-kept-x"]
+    assert (await jobs_of("ns", "old"), await jobs_of("ns", "kept")) == ([], ["ns-kept-x"])
     assert await store.delete_batch("other", "nope") is False
     assert await store.delete_batch("ns", "kept") is True
-    assert await store.get_batch("ns", "kept") is None and await store.list_jobs("ns") == []
-    assert [j.job_id for j in await store.list_jobs("other")] == ["other-kept-x"]  # the same batch id elsewhere
+    assert await store.get_batch("ns", "kept") is None and await jobs_of("ns", "kept") == []
+    assert await jobs_of("other", "kept") == ["other-kept-x"]  # the same batch id elsewhere
     assert await store.get_batch("other", "kept") is not None
 
 

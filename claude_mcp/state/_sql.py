@@ -303,7 +303,9 @@ class SqlStore(_usage_sql.UsageQueries, ABC):
         return self._job(rows[0]) if rows else None
 
     async def list_jobs(self, namespace: str, *, limit: int = 100) -> list[JobRecord]:
-        sql = "SELECT * FROM jobs WHERE namespace = ? ORDER BY created_at DESC, job_id DESC LIMIT ?"
+        sql = (
+            "SELECT * FROM jobs WHERE namespace = ? AND batch_id IS NULL ORDER BY created_at DESC, job_id DESC LIMIT ?"
+        )
         return [self._job(row) for row in await self._fetch(sql, (namespace, limit))]
 
     async def count_jobs(self, namespace: str) -> int:

@@ -210,7 +210,7 @@ class Store(Protocol):
     async def get_job(self, namespace: str, job_id: str) -> JobRecord | None: ...
 
     async def list_jobs(self, namespace: str, *, limit: int = 100) -> list[JobRecord]:
-        """Newest first."""
+        """Newest first; not a batch's requests (they are listed with their batch)."""
         ...
 
     async def count_jobs(self, namespace: str) -> int:
