@@ -42,7 +42,7 @@ BUILD.info({"version": __version__})
 
 TOOL_CALLS = Counter(
     "claude_mcp_tool_calls",
-    "MCP tool calls by tool and outcome: `ok`, `input_required`, `shutting_down` or the error kind.",
+    "MCP tool calls by tool and outcome: `ok`, `input_required`, `task`, `shutting_down` or the error kind.",
     ["tool", "outcome"],
     registry=REGISTRY,
 )
