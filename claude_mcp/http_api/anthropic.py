@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -22,6 +24,8 @@ from .history import Turn
 from .serving import SESSION_HEADER, ApiTurn, Begin, Outcome, RunEndpointResponse, RunResponse, ToolCall
 from .shapes import ApiError, MessagesRequest, api_id, message_id, usage_of
 from .stream import Delta, Event, MessageStream
+
+logger = logging.getLogger(__name__)
 
 UNKNOWN_CREATED_AT = "1970-01-01T00:00:00Z"
 """Claude Code does not say when a model was released; the epoch stands for "unknown"."""
@@ -79,6 +83,25 @@ def error_response(error: ApiError, request_id: str) -> Response:
     if error.retry_after_s:
         headers["retry-after"] = str(error.retry_after_s)
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
+
+
+async def in_api_shape(work: Callable[[str], Awaitable[Response | dict[str, Any]]], failed: ApiError) -> Response:
+    """`work`'s answer (given the request's id), with a `request-id` header; any failure an error
+    in the API's shape (`failed` for an unexpected one, which is logged), never a traceback."""
+    request_id = api_id("req_")
+    try:
+        answer = await work(request_id)
+    except ApiError as error:
+        return error_response(error, request_id)
+    except ClaudeMCPError as exc:
+        return error_response(api_error_of(exc), request_id)
+    except Exception:
+        logger.exception("an API request failed")
+        return error_response(failed, request_id)
+    if isinstance(answer, Response):
+        answer.headers["request-id"] = request_id
+        return answer
+    return JSONResponse(answer, headers={"request-id": request_id})
 
 
 def describe(exc: ValidationError) -> str:

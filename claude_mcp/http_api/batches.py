@@ -11,7 +11,6 @@ or that it has expired and its requests still queued with it.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -19,14 +18,13 @@ from typing import Any
 import anyio
 from pydantic import ValidationError
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 
 from ..bridge.claude import ClaudeBridge
 from ..bridge.job_book import CANCELLED
 from ..bridge.tenancy import Tenancy
-from ..errors import ClaudeMCPError
 from ..state.store import BatchRecord, Store
-from .anthropic import describe, error_response
+from .anthropic import describe, in_api_shape
 from .auth import caller_of
 from .batch_shapes import (
     BATCH_LIFETIME_S,
@@ -37,11 +35,8 @@ from .batch_shapes import (
     request_counts,
     result_line,
 )
-from .errors import api_error_of
 from .history import carried_prompt, digest
 from .shapes import ApiError, api_id
-
-logger = logging.getLogger(__name__)
 
 RESULTS_PAGE = 500
 """Jobs read from the store at a time while the results stream."""
@@ -59,22 +54,13 @@ class BatchesApi:
 
     async def _serve(self, request: Request, handler: Handler) -> Response:
         """Run `handler` on the caller's bridge; every failure in the API's error shape."""
-        request_id = api_id("req_")
-        try:
+
+        async def work(request_id: str) -> Response | dict[str, Any]:
             caller = caller_of(request.headers, self.tenancy)
             async with self.tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
-                answer = await handler(request, bridge)
-        except ApiError as error:
-            return error_response(error, request_id)
-        except ClaudeMCPError as exc:
-            return error_response(api_error_of(exc), request_id)
-        except Exception:
-            logger.exception("a Message Batches request failed")
-            return error_response(INTERNAL, request_id)
-        if isinstance(answer, Response):
-            answer.headers["request-id"] = request_id
-            return answer
-        return JSONResponse(answer, headers={"request-id": request_id})
+                return await handler(request, bridge)
+
+        return await in_api_shape(work, INTERNAL)
 
     async def create(self, request: Request) -> Response:
         return await self._serve(request, _create)

@@ -13,24 +13,19 @@ does not tell apart is reported in one place: cache writes as 5-minute ones, cos
 from __future__ import annotations
 
 import hmac
-import logging
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
 from ..bridge.tenancy import Tenancy
-from ..errors import ClaudeMCPError
 from ..state.store import UsageRow
-from .anthropic import error_response
+from .anthropic import in_api_shape
 from .auth import caller_of
-from .errors import api_error_of
-from .shapes import ApiError, api_id
-
-logger = logging.getLogger(__name__)
+from .shapes import ApiError
 
 WIDTHS = {"1d": 1440, "1h": 60, "1m": 1}
 """Bucket widths in minutes."""
@@ -109,20 +104,10 @@ class UsageApi:
         return await self._report(request, _cost_row)
 
     async def _report(self, request: Request, shape: Callable[[UsageRow], dict[str, Any]]) -> Response:
-        request_id = api_id("req_")
-        try:
-            namespace = await self._namespace(request)
-            body = await self._page(request, namespace, shape)
-        except ApiError as error:
-            return error_response(error, request_id)
-        except ClaudeMCPError as exc:
-            return error_response(api_error_of(exc), request_id)
-        except Exception:
-            logger.exception("a usage report failed")
-            return error_response(
-                ApiError(500, "api_error", "The report failed; the server log has details."), request_id
-            )
-        return JSONResponse(body, headers={"request-id": request_id})
+        async def work(request_id: str) -> dict[str, Any]:
+            return await self._page(request, await self._namespace(request), shape)
+
+        return await in_api_shape(work, ApiError(500, "api_error", "The report failed; the server log has details."))
 
     async def _page(
         self, request: Request, namespace: str | None, shape: Callable[[UsageRow], dict[str, Any]]

@@ -51,8 +51,7 @@ def detach_after(call: Call) -> float | None:
     """How long this call may wait on its run before returning with the job the run goes on as:
     set for a client that sent no progress token, whose request nothing (not even heartbeats)
     keeps alive past its timeout (60 s in the common SDKs)."""
-    meta: dict[str, object] = dict(call.ctx.meta or {})
-    if meta.get("progress_token") is not None or meta.get("progressToken") is not None:
+    if (call.ctx.meta or {}).get("progress_token") is not None:  # the SDK's name for `_meta.progressToken`
         return None
     limit = call.bridge.policy.detach_after_s
     return limit if limit > 0 else None
