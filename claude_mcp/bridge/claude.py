@@ -46,7 +46,7 @@ from .permissions import PermissionGate
 from .process import CLIProcess
 from .results import AskResult, RunFailed, failure_of
 from .slots import RunSlots
-from .spare import Spare
+from .spare import SparePool
 from .turns import SessionLocks
 from .warm import WarmPool, WarmSession
 
@@ -108,7 +108,7 @@ class ClaudeBridge:
         self._held: dict[str, CallSettings] = {}
         """The settings of queued jobs only this replica may run (they hold secrets)."""
         self._claims_wanted = anyio.Event()
-        self._spare = Spare(
+        self._spare = SparePool(
             self.policy, self.permissions, child_depth=self.depth + 1, session_store=self.conversations.transcripts
         )
 
@@ -131,7 +131,7 @@ class ClaudeBridge:
             self._tasks.start_soon(self.claim_jobs)
             self._tasks.start_soon(self.meter.run_writer)
             if self.policy.spare_process and self.depth < self.policy.max_depth:
-                self._spare.run_in(self._tasks)
+                self._tasks.start_soon(self._spare.run)
         return self
 
     async def __aexit__(
@@ -483,7 +483,7 @@ class ClaudeBridge:
             warm = self.warm.take(continuing) if continuing else None
             wanted_tools = tools_key(client_tools.tools) if client_tools else None
             if target.resume is None and client_tools is None:
-                warm = self._spare.take(resolved)
+                warm = await self._spare.take(resolved, learn="mcp_servers" not in explicit)
             if warm is not None and (conflicts := warm.conflicts(resolved, explicit, wanted_tools)):
                 logger.info("restarting the warm process of a session to change %s", ", ".join(conflicts))
                 await warm.process.close()

@@ -14,7 +14,7 @@ import uuid
 import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -107,6 +107,42 @@ async def _one(message: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     yield message
 
 
+class StartUps:
+    """CLI start-ups in flight in this server process, from spawning the CLI until its first turn
+    hears back from the model. A start-up is CPU-bound, so spare processes wait for quiet."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @contextmanager
+    def starting(self) -> Iterator[Callable[[], None]]:
+        """Count a start-up; the yielded function ends it early (when the model first answers)."""
+        counted = True
+        self.count += 1
+
+        def done() -> None:
+            nonlocal counted
+            if counted:
+                counted = False
+                self.count -= 1
+
+        try:
+            yield done
+        finally:
+            done()
+
+    async def quiet(self, max_wait_s: float) -> bool:
+        """Wait until no start-up is in flight, at most `max_wait_s`; whether it got quiet."""
+        with anyio.move_on_after(max_wait_s):
+            while self.count:
+                await anyio.sleep(0.02)
+            return True
+        return False
+
+
+STARTUPS = StartUps()
+
+
 class CLIProcess:
     """One `claude` process, kept open across turns of one conversation."""
 
@@ -122,6 +158,8 @@ class CLIProcess:
         options.stderr = self._on_stderr
         self._client = ClaudeSDKClient(options)
         self._started = False
+        self.turns = 0
+        """Turns this process has run (0: it has not yet answered a prompt)."""
         self.closed = False
 
     def _on_stderr(self, line: str) -> None:
@@ -157,15 +195,26 @@ class CLIProcess:
                 warnings.simplefilter("ignore", CanUseToolShadowedWarning)
                 await self._client.connect()
 
-    async def start(self, timeout_s: float = 60) -> None:
-        """Start the CLI without a prompt (a spare process, ready for a new conversation)."""
+    async def start(self, timeout_s: float = 60, *, prime: bool = False) -> None:
+        """Start the CLI without a prompt (a spare process, ready for a new conversation).
+        `prime`: also have it build its system prompt and tool definitions now, the work it
+        otherwise does on the first prompt (it asks the model nothing and writes no transcript)."""
         watch = _Watch()
         try:
-            with anyio.fail_after(timeout_s), self._sdk_errors(watch):
+            with STARTUPS.starting(), anyio.fail_after(timeout_s), self._sdk_errors(watch):
                 await self._connect()
+                if prime:
+                    await self._prime()
         except BaseException:
             await self.close(graceful=False)
             raise
+
+    async def _prime(self) -> None:
+        with anyio.move_on_after(10):
+            try:
+                await self._client.get_context_usage()
+            except Exception as exc:  # the SDK raises a bare Exception for a refused control request
+                logger.debug("could not prime a spare CLI process (it still serves): %s", exc)
 
     async def turn(
         self,
@@ -183,7 +232,13 @@ class CLIProcess:
         outcome: RunOutcome | None = None
         try:
             time_limit = anyio.fail_after(timeout_s if time_left_s is None else time_left_s)
-            with instrument.turn(self) as meter, time_limit, self._sdk_errors(watch):
+            first = self.turns == 0
+            with (
+                STARTUPS.starting() if first else nullcontext(lambda: None) as answered,
+                instrument.turn(self) as meter,
+                time_limit,
+                self._sdk_errors(watch),
+            ):
                 await self._connect()
                 message_in = {
                     "type": "user",
@@ -205,11 +260,14 @@ class CLIProcess:
                                 session_id=watch.session_id,
                             )
                         watch.observe(message)
+                        if not isinstance(message, SystemMessage):
+                            answered()
                         self.session_id = watch.session_id or self.session_id
                         if on_message is not None:
                             await on_message(message)
                         if isinstance(message, ResultMessage) and _answers(message, prompt_uuid):
                             outcome = RunOutcome(message, "".join(watch.text), message.api_error_status)
+                            self.turns += 1
                             meter.finished(message)
                             self.session_id = message.session_id
                 finally:

@@ -60,7 +60,18 @@ class Policy(BaseModel):
     warm_ttl_s: float = Field(600, gt=0, description="Close a warm process after this long unused.")
     spare_process: bool = Field(
         False,
-        description="Keep one CLI pre-started with the default settings, so a new conversation skips the cold start.",
+        description="Keep CLIs pre-started for new conversations, so they skip the cold start (see `max_spares`).",
+    )
+    max_spares: int = Field(
+        2,
+        ge=1,
+        description="With `spare_process`: most spares kept at once. One is kept while new conversations arrive; "
+        "one more for each that found none ready in the last minute.",
+    )
+    spare_idle_s: float = Field(
+        600,
+        gt=0,
+        description="With `spare_process`: keep no spare after this long without a new conversation (until the next).",
     )
     state_dir: Path | None = Field(
         None,
