@@ -21,6 +21,10 @@ from tests.pg_server import postgres_database, postgres_url  # noqa: F401  (fixt
 TESTS = Path(__file__).parent
 FAKE_CLI = TESTS / "fake_cli.py"
 
+STORM = pytest.mark.xdist_group("storm")
+"""For a test that keeps both cores busy with many CLIs at once: such tests share one test worker, so no
+two of them run together (each would starve the other's, and the other worker's, timings)."""
+
 
 @dataclass
 class FakeModel:

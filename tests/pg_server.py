@@ -32,6 +32,7 @@ from psycopg import sql
 
 _FALLBACK_USER = "claude-mcp-pg"
 _INITDB_OPTIONS = ("--encoding=UTF8", "--locale=C", "--no-sync", "--no-instructions")
+_PORT_ATTEMPTS = 3
 
 
 def _wheel_install() -> Path:
@@ -48,12 +49,14 @@ def _unprivileged_user() -> pwd.struct_passwd:
             return pwd.getpwnam(name)
         except KeyError:
             pass
-    subprocess.run(
+    added = subprocess.run(
         ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", _FALLBACK_USER],
-        check=True,
         capture_output=True,
     )
-    return pwd.getpwnam(_FALLBACK_USER)
+    try:
+        return pwd.getpwnam(_FALLBACK_USER)
+    except KeyError:  # not added by us, nor by another test worker at the same time
+        raise RuntimeError(f"useradd failed: {added.stderr.decode(errors='replace')}") from None
 
 
 def _free_port() -> int:
@@ -98,27 +101,42 @@ def running_postgres(timeout: float = 30.0) -> Iterator[str]:
         )
         if initdb.returncode:
             raise RuntimeError(f"initdb failed ({initdb.returncode}):\n{initdb.stderr.decode(errors='replace')}")
-        port = _free_port()
-        settings = {"listen_addresses": "127.0.0.1", "port": str(port), "unix_socket_directories": ""}
-        settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
-        command: list[str | Path] = [install / "bin" / "postgres", "-D", data]
-        for name, value in settings.items():
-            command += ["-c", f"{name}={value}"]
-        with log.open("wb") as log_file:
-            server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=root, **run_as)
-        try:
+        for attempt in range(_PORT_ATTEMPTS):
+            # The free port can be taken before postgres binds it (say, by another test worker): then try another.
+            port = _free_port()
+            settings = {"listen_addresses": "127.0.0.1", "port": str(port), "unix_socket_directories": ""}
+            settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
+            command: list[str | Path] = [install / "bin" / "postgres", "-D", data]
+            for name, value in settings.items():
+                command += ["-c", f"{name}={value}"]
+            with log.open("wb") as log_file:
+                server = subprocess.Popen(command, stdout=log_file, stderr=subprocess.STDOUT, cwd=root, **run_as)
             url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
-            _wait_until_ready(server, url, log, timeout)
+            try:
+                _wait_until_ready(server, url, log, timeout)
+                break
+            except BaseException as error:
+                _stop(server)
+                retry = isinstance(error, RuntimeError) and "could not bind" in log.read_text(errors="replace")
+                if not retry or attempt + 1 == _PORT_ATTEMPTS:
+                    raise
+        try:
             yield url
         finally:
-            server.send_signal(signal.SIGINT)  # fast shutdown
-            try:
-                server.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            _stop(server)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop(server: subprocess.Popen[bytes]) -> None:
+    if server.poll() is not None:
+        return
+    server.send_signal(signal.SIGINT)  # fast shutdown
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 def _wait_until_ready(server: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> None:

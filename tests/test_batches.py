@@ -22,7 +22,7 @@ from anthropic.types.messages import MessageBatch, MessageBatchIndividualRespons
 
 from claude_mcp.state.postgres import PostgresStore
 from claude_mcp.state.store import BatchRecord, JobRecord
-from tests.conftest import FakeModel
+from tests.conftest import STORM, FakeModel
 from tests.test_http import ALICE, BOB, RunningServer, serving, tenants_config
 from tests.test_messages_api import clis_under
 from tests.test_replicas import replica
@@ -76,6 +76,7 @@ def answer_of(line: MessageBatchIndividualResponse) -> str:
     return message.content[0].text  # type: ignore[union-attr]
 
 
+@STORM
 async def test_a_batch_runs_to_its_end_with_each_request_answered_then_is_listed_and_deleted(
     server: RunningServer,
 ) -> None:
@@ -203,6 +204,7 @@ async def test_bad_batches_are_refused_in_the_apis_shapes_naming_each_bad_reques
         assert failed.error.error.type == "api_error" and "rate limit" in failed.error.error.message
 
 
+@STORM
 async def test_a_batch_created_on_one_replica_spreads_over_both_and_is_read_from_the_other(
     tmp_path: Path, workdir: Path, cli_env: dict[str, str], postgres_database: str
 ) -> None:

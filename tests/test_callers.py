@@ -29,7 +29,7 @@ from claude_mcp.bridge.tenancy import Tenancy
 from claude_mcp.config.credentials import CallerCredential
 from claude_mcp.state.sqlite import SqliteStore
 from claude_mcp.web.app import check_binding
-from tests.conftest import FakeModel, call, text_of, tool_prompt
+from tests.conftest import STORM, FakeModel, call, text_of, tool_prompt
 from tests.test_http import RunningServer, serving
 from tests.test_sessions import RECALL
 from tests.test_streaming_and_cancellation import wait_until_gone
@@ -70,7 +70,7 @@ async def connect_as(server: RunningServer, credential: str) -> AsyncIterator[Cl
     headers = {"X-Claude-Credential": credential}
     async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
         if server.url.endswith("/sse"):
-            transport: Any = sse_client(server.url, headers=headers)
+            transport: Any = sse_client(server.url, headers=headers, timeout=60)  # as the HTTP client has
         else:
             transport = streamable_http_client(server.url, http_client=http)
         async with Client(transport) as client:  # type: ignore[arg-type]
@@ -204,9 +204,13 @@ def test_binding_beyond_loopback_needs_tokens_unless_callers_pay(tmp_path: Path,
     check_binding("0.0.0.0", callers_pay)
 
 
+@STORM
 async def test_many_callers_at_once_stay_apart_and_leave_no_process(
-    tmp_path: Path, config: Path, fake_model: FakeModel
+    tmp_path: Path, workdir: Path, cli_env: dict[str, str], fake_model: FakeModel
 ) -> None:
+    # The last of the 36 calls waits its turn behind the others: on a busy machine that can outlast the
+    # default `detach_after_s` (45 s), so the server keeps each call open to its answer (the test bounds it).
+    config = callers_config(tmp_path / "callers.toml", workdir, cli_env, "detach_after_s = 0")
     callers = {f"c{i}": api_key(f"c{i}") for i in range(12)}
     outcomes: list[tuple[str, str, Any]] = []
     with caller_server(tmp_path, config) as server:

@@ -23,7 +23,7 @@ from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
 from claude_mcp.config.tenants import token_hash
-from tests.conftest import call, text_of, tool_prompt
+from tests.conftest import STORM, call, text_of, tool_prompt
 from tests.test_streaming_and_cancellation import cmdline
 
 pytestmark = pytest.mark.anyio
@@ -101,7 +101,7 @@ async def connect(server: RunningServer, token: str | None, mode: str = "auto") 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx2.AsyncClient(headers=headers, timeout=60) as http:
         if server.url.endswith("/sse"):
-            transport: Any = sse_client(server.url, headers=headers)
+            transport: Any = sse_client(server.url, headers=headers, timeout=60)  # as the HTTP client has
         else:
             transport = streamable_http_client(server.url, http_client=http)
         async with Client(transport, mode=mode) as client:  # type: ignore[arg-type]
@@ -241,6 +241,7 @@ async def test_an_oversized_request_body_is_refused(tmp_path: Path, config: Path
     assert response.status_code == 413
 
 
+@STORM
 async def test_many_concurrent_clients_lose_nothing_and_leave_no_process(server: RunningServer) -> None:
     answers: dict[int, str] = {}
 

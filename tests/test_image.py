@@ -32,6 +32,8 @@ from tests.test_http import RunningServer, connect
 
 pytestmark = [
     pytest.mark.anyio,
+    # One worker builds the image (a module-scoped fixture, under one fixed name) and runs both tests.
+    pytest.mark.xdist_group("image"),
     pytest.mark.skipif(
         os.environ.get("CLAUDE_MCP_IMAGE_TEST") != "1",
         reason="builds the container image (minutes): set CLAUDE_MCP_IMAGE_TEST=1 to run",
