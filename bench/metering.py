@@ -1,11 +1,13 @@
 """What metering costs a run: a warm follow-up and a cold ask through `ClaudeBridge`, with metering
-off, on (records written in the background), and on with quotas (a store read before each run),
-side by side against the fake model.
+off, on (records written in the background), on with quotas (their figures kept in memory, read
+again in the background), and on with a `max_budget_usd` per call (each turn opens its chain's
+account in the store and reads the chain's total after), side by side against the fake model.
 
     .venv/bin/python -m bench.metering [--runs N]
 
 Medians over N interleaved rounds (one of each variant per round, so all see the same machine
-state), with each variant's ratio to metering off.
+state; the order turns each round, so none always follows a cold ask), with each variant's ratio
+to metering off.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import anyio
 
 from bench.run import cli_env
 from claude_mcp import ClaudeBridge, Policy
+from claude_mcp.config.call_settings import CallSettings
 from tests.conftest import FakeModel
 from tests.fake_model import running_fake_model
 
@@ -34,7 +37,10 @@ VARIANTS: dict[str, dict[str, object]] = {
         "quota_runs_per_minute": 100_000,
         "quota_tokens_per_day": 10**12,
     },
+    "on + budget": {"metering": True},
 }
+CALLS: dict[str, CallSettings] = {"on + budget": CallSettings(max_budget_usd=100.0)}
+"""Per-call settings of a variant (the same on its first ask, so its warm process is kept)."""
 
 
 async def measure(runs: int) -> dict[str, dict[str, list[float]]]:
@@ -52,15 +58,19 @@ async def measure(runs: int) -> dict[str, dict[str, list[float]]]:
         async with AsyncExitStack() as stack:
             for name, bridge in bridges.items():
                 await stack.enter_async_context(bridge)
-                sessions[name] = (await bridge.ask("[[say:ready]]")).session_id
-            for _ in range(runs):
+                sessions[name] = (await bridge.ask("[[say:ready]]", settings=CALLS.get(name))).session_id
+            names = list(bridges)
+            for round_ in range(runs):
+                order = names[round_ % len(names) :] + names[: round_ % len(names)]
                 for kind in ("warm", "cold"):
-                    for name, bridge in bridges.items():
+                    for name in order:
+                        bridge = bridges[name]
                         started = time.perf_counter()
+                        call = CALLS.get(name)
                         if kind == "warm":
-                            await bridge.ask("[[say:again]]", session_id=sessions[name])
+                            await bridge.ask("[[say:again]]", session_id=sessions[name], settings=call)
                         else:
-                            await bridge.ask("[[say:cold]]")
+                            await bridge.ask("[[say:cold]]", settings=call)
                         times[name][kind].append((time.perf_counter() - started) * 1000)
     return times
 

@@ -136,7 +136,7 @@ class ChainBudgetRefusal(BaseModel):
 
 class ChainBudgetExceeded(ClaudeMCPError):
     """A run below the top of a chain of delegations, refused because the chain has spent the top
-    call's `max_budget_usd` (the account never resets)."""
+    call's `max_budget_usd` (each top call's turn has an account of its own, which never resets)."""
 
     kind = "chain_budget_exceeded"
 

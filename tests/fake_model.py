@@ -10,6 +10,9 @@ markers in the latest prompt, so one server serves every test and every process:
                             a memory that only works if the history reached the model.
 - `[[tool:NAME:JSON]]`      call tool NAME with input JSON first; then answer with the result.
                             Several tool markers run in order, one per model request.
+- `[[tool:NAME:b64:DATA]]`  the same, the input JSON given base64-encoded: it may then hold a
+                            prompt with markers of its own (a marker ends at the first `]]`).
+                            `nested_tool(NAME, **input)` writes one.
 - `[[structured:JSON]]`     call the `StructuredOutput` tool (added by `--json-schema`).
 - `[[slow:MS]]`             stream the answer one word every MS milliseconds.
 - `[[stall]]`               start the response, then send nothing more (a stalled stream).
@@ -24,6 +27,7 @@ text chunk was sent) and `POST /_reset` clears them. Run it as
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import json
 import re
@@ -47,6 +51,8 @@ from starlette.routing import Route
 MARKER = re.compile(r"\[\[(\w+)(?::(.*?))?\]\]", re.DOTALL)
 REMEMBER = re.compile(r"\bremember (\w+)", re.IGNORECASE)
 RECALL = re.compile(r"what did i ask you to remember", re.IGNORECASE)
+ENCODED = "b64:"
+"""A tool marker's input given base64-encoded (its JSON may then contain `]]`)."""
 ERROR_TYPES = {
     400: "invalid_request_error",
     401: "authentication_error",
@@ -167,6 +173,8 @@ def plan_reply(body: dict[str, Any], headers: dict[str, str]) -> Reply:
             reply.tool = ("StructuredOutput", json.loads(arg or "{}"))
         else:
             tool_name, _, tool_input = (arg or "").partition(":")
+            if tool_input.startswith(ENCODED):
+                tool_input = base64.b64decode(tool_input.removeprefix(ENCODED)).decode()
             reply.tool = (tool_name, json.loads(tool_input or "{}"))
         return reply
     last = messages[-1] if messages else {}
@@ -185,6 +193,13 @@ def plan_reply(body: dict[str, Any], headers: dict[str, str]) -> Reply:
     else:
         reply.text = "Echo: " + MARKER.sub("", prompt).strip()
     return reply
+
+
+def nested_tool(tool: str, **tool_input: Any) -> str:
+    """A marker that makes the fake model call `tool` with `tool_input`, whatever its strings hold
+    (a prompt with markers of its own, for a run that delegates again)."""
+    encoded = base64.b64encode(json.dumps(tool_input).encode()).decode()
+    return f"[[tool:{tool}:{ENCODED}{encoded}]]"
 
 
 def _block_start(block: dict[str, Any]) -> bytes:

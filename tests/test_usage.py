@@ -5,6 +5,7 @@ every model request)."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -14,16 +15,22 @@ from typing import Any
 import anthropic
 import anyio
 import pytest
+from claude_agent_sdk import ClaudeAgentOptions
 from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
+from claude_mcp.bridge.metering import window
+from claude_mcp.bridge.options import build_options, starts_servers
+from claude_mcp.bridge.quotas import REFRESH_S
+from claude_mcp.config.call_settings import CallSettings
 from claude_mcp.config.specs import AgentSpec
 from claude_mcp.errors import ChainBudgetExceeded, QuotaExceeded
 from claude_mcp.mcp_surface.server import build_server
 from claude_mcp.state.postgres import PostgresStore
 from claude_mcp.state.sqlite import SqliteStore
-from claude_mcp.state.store import UsageRecord
+from claude_mcp.state.store import ChainAccount, UsageRecord, UsageTotals
 from tests.conftest import call, text_of, tool_prompt
+from tests.fake_model import nested_tool
 from tests.test_http import serving
 from tests.test_stdio import write_config
 
@@ -81,7 +88,7 @@ async def test_every_run_is_recorded_with_the_models_own_figures(bridge: ClaudeB
     assert found[1].cost_usd == pytest.approx(found[0].cost_usd)  # a share, again
     assert tooled["total_cost_usd"] == pytest.approx(found[3].cost_usd)
     assert len({r.run_id for r in found}) == len(found)
-    assert all(r.chain_id == r.run_id for r in found if r.surface != "ask") and found[1].chain_id == found[0].chain_id
+    assert all(r.chain_id == r.run_id for r in found)  # each top call is a chain of its own, warm or not
     totals = await bridge.store.usage_report(since=0, until=4e9, namespace="local")
     assert (totals[0].runs, totals[0].input_tokens, totals[0].output_tokens) == (5, 6 * IN, 6 * OUT)
     assert totals[0].cost_usd == pytest.approx(sum(r.cost_usd for r in found))
@@ -159,6 +166,7 @@ async def test_a_run_below_a_usd_quota_gets_its_budget_clipped_to_what_is_left(p
 async def test_the_usage_tool_and_resource_show_the_callers_own_totals_and_quotas(policy: Policy) -> None:
     capped = policy.model_copy(update={"quota_runs_per_minute": 50})
     async with ClaudeBridge(capped, depth=0) as bridge, Client(build_server(bridge)) as client:
+        bridge.meter.now = Clock()  # both runs in one clock minute and one UTC day, however slow
         await call(client, "ask", prompt="[[say:1]]")
         await call(client, "ask", prompt="[[say:2]]")
         report = await call(client, "usage", days=7)
@@ -241,23 +249,78 @@ async def test_two_replicas_on_one_postgresql_enforce_one_quota_between_them(
             await b.ask("[[say:next minute]]")
 
 
+class CountingStore(SqliteStore):
+    """A store that counts the quota reads."""
+
+    reads = 0
+
+    async def usage_totals(self, namespace: str, since: list[float]) -> list[UsageTotals]:
+        self.reads += 1
+        return await super().usage_totals(namespace, since)
+
+
+async def test_a_quota_check_reads_the_store_only_when_the_figures_in_memory_are_missing_old_or_near_a_limit(
+    policy: Policy, tmp_path: Path
+) -> None:
+    capped = policy.model_copy(update={"quota_runs_per_minute": 4, "quota_usd_per_day": 100.0})
+    async with CountingStore(tmp_path / "counted.db") as store:
+        meter = ClaudeBridge(capped, depth=0, store=store).meter
+        meter.now = Clock()  # one clock minute throughout
+        settings = capped.resolve(capped.defaults)
+        await meter.admit(settings, None)  # nothing in memory yet
+        assert store.reads == 1
+        await meter.admit(settings, None)  # 1 of 4 runs (in flight): far from the limit
+        assert store.reads == 1
+        await meter.admit(settings, None)  # 2 of 4: near, so counted in the store
+        assert store.reads == 2
+        await meter.admit(settings, None)
+        assert store.reads == 3
+        with pytest.raises(QuotaExceeded):  # a refusal is decided on the store's figures
+            await meter.admit(settings, None)
+        assert store.reads == 4
+
+
+async def test_the_figures_in_memory_are_read_again_off_the_request_path_and_count_other_replicas(
+    policy: Policy, tmp_path: Path
+) -> None:
+    clock = Clock()
+    capped = policy.model_copy(update={"quota_runs_per_minute": 1000})
+    async with SqliteStore(tmp_path / "shared.db") as store:
+        replicas = [ClaudeBridge(capped, depth=0, store=store, namespace="shared", replica=name) for name in "ab"]
+        for replica in replicas:
+            replica.meter.now = clock
+        async with replicas[0] as a, replicas[1] as b:
+            await a.ask("[[say:a]]")
+            await b.ask("[[say:b]]")
+            await b.meter.flush()
+            assert (await a.meter.status())[0].used == 2  # exact: a's own run (in memory) and b's
+            await a.ask("[[say:a again]]")  # from memory: b's run is counted, a's is in flight then queued
+            await a.meter.flush()
+            await b.ask("[[say:b again]]")
+            await b.meter.flush()
+            minute = [window("minute", clock.now)[0]]
+            with anyio.fail_after(10 * REFRESH_S):  # a asks nothing more: b's second run comes in by itself
+                while (a.meter._totals.cached(minute) or [UsageTotals()])[0].runs < 4:
+                    await anyio.sleep(0.05)
+
+
 async def test_runs_below_the_top_of_a_chain_spend_from_one_account_and_are_refused_once_it_is_spent(
     policy: Policy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Two hops of one chain, as the claude-mcp servers a top call's CLI would start: the chain and
-    # the top call's budget come in the environment; the store is the top's.
+    # Two hops of one chain, as the claude-mcp servers a top call's CLI would start: the key the
+    # CLI was started with comes in the environment; the account is the one the top opened in its store.
     async with SqliteStore(tmp_path / "shared.db") as store:
         async with ClaudeBridge(policy, depth=0, store=store) as probe:
             await probe.ask("[[say:price]]")
             per_request = (await records(probe))[0].cost_usd
-        monkeypatch.setenv("CLAUDE_MCP_CHAIN_ID", "top-run")
         budget = round(2.5 * per_request, 6)
-        monkeypatch.setenv("CLAUDE_MCP_MAX_BUDGET_USD", str(budget))
+        await store.point_chain("top-process", "top-run", now=1.0, budget_usd=budget)  # as the top's turn does
+        monkeypatch.setenv("CLAUDE_MCP_CHAIN_ID", "top-process")
         deep = policy.model_copy(update={"max_depth": 3})
         hops = [ClaudeBridge(deep, depth=depth, store=store) for depth in (1, 2)]
         async with hops[0] as child, hops[1] as grandchild:
-            resolved, _ = await child.meter.admit(child.policy.resolve(child.policy.defaults), None)
-            assert resolved.max_budget_usd == budget  # the account opened with the top call's budget
+            resolved, metered = await child.meter.admit(child.policy.resolve(child.policy.defaults), None)
+            assert resolved.max_budget_usd == budget and metered.chain_id == "top-run"
             await child.ask("[[say:one]]")
             await grandchild.ask("[[say:two]]")  # stored before it answers: the chain counts it at once
             resolved, _ = await child.meter.admit(child.policy.resolve(child.policy.defaults), None)
@@ -279,9 +342,12 @@ async def test_runs_below_the_top_of_a_chain_spend_from_one_account_and_are_refu
                 with pytest.raises(ChainBudgetExceeded) as refused:
                     await hop.ask("[[say:too much]]")
                 assert refused.value.kind == "chain_budget_exceeded" and refused.value.budget_usd == budget
+                assert refused.value.chain_id == "top-run"
             account = await store.chain_account("top-run")
+            found = await records(child)
     assert account is not None and account.budget_usd == budget and account.runs == 3
     assert account.spent_usd == pytest.approx(3 * per_request)
+    assert [(r.depth, r.chain_id) for r in found if r.depth] == [(1, "top-run"), (2, "top-run")]
 
 
 async def test_the_top_of_a_budgeted_chain_reports_the_chains_total(policy: Policy) -> None:
@@ -293,3 +359,113 @@ async def test_the_top_of_a_budgeted_chain_reports_the_chains_total(policy: Poli
     assert budgeted["chain_cost_usd"] == pytest.approx(
         sum(r.cost_usd for r in found if r.chain_id == found[1].chain_id)
     )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_process_key_points_at_the_chain_of_its_current_turn(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store = (
+        SqliteStore(tmp_path / "chains.db")
+        if backend == "sqlite"
+        else PostgresStore(request.getfixturevalue("postgres_database"))
+    )
+    async with store:
+        first = await store.current_chain("process")  # a key that points nowhere is its own chain
+        assert (first.chain_id, first.budget_usd, first.spent_usd) == ("process", None, 0.0)
+        await store.point_chain(None, "process", now=1.0, budget_usd=0.5)  # the process's first turn
+        await store.add_usage(
+            [
+                UsageRecord(
+                    run_id="r1",
+                    model="m",
+                    namespace="n",
+                    surface="ask",
+                    started_at=1.0,
+                    cost_usd=0.25,
+                    chain_id="process",
+                )
+            ]
+        )
+        assert (await store.current_chain("process")).spent_usd == 0.25
+        await store.point_chain("process", "turn-2", now=2.0, budget_usd=0.75)  # its next turn
+        second = await store.current_chain("process")
+        assert (second.chain_id, second.budget_usd, second.spent_usd, second.runs) == ("turn-2", 0.75, 0.0, 0)
+        await store.point_chain("process", "turn-3", now=3.0)  # a turn without a budget
+        assert await store.current_chain("process") == ChainAccount(chain_id="turn-3", budget_usd=None)
+        assert (await store.chain_account("process")) == ChainAccount(
+            chain_id="process", budget_usd=0.5, spent_usd=0.25, runs=1
+        )
+
+
+def test_only_a_cli_that_may_start_stdio_servers_can_have_a_hop_below_it(policy: Policy) -> None:
+    def options(policy: Policy, **settings: Any) -> ClaudeAgentOptions:
+        return build_options(policy.resolve(CallSettings.model_validate(settings)), policy)
+
+    assert not starts_servers(options(policy))
+    assert not starts_servers(options(policy, mcp_servers={"web": {"type": "http", "url": "http://127.0.0.1:9/mcp"}}))
+    assert starts_servers(options(policy, mcp_servers={"claude": {"command": sys.executable}}))
+    assert starts_servers(options(policy.model_copy(update={"inherit_mcp_config": True})))  # its settings' servers
+
+
+def delegation(prompt: str, **settings: Any) -> str:
+    """A prompt that makes the fake model call this server's `ask` (as the CLI's MCP server `claude`)."""
+    return nested_tool("mcp__claude__ask", prompt=prompt, **settings)
+
+
+def chain_servers(tmp_path: Path, workdir: Path, cli_env: dict[str, str]) -> dict[str, Any]:
+    """This server as an MCP server the CLI starts: on the same store (the same config dir), 3 deep."""
+    config = write_config(tmp_path / "inner.toml", workdir, cli_env, "max_depth = 3\nspare_process = false")
+    return {"claude": {"command": sys.executable, "args": ["-m", "claude_mcp", "serve", "--config", str(config)]}}
+
+
+async def test_a_three_hop_chain_stops_when_its_total_reaches_the_top_calls_budget(
+    policy: Policy, tmp_path: Path, workdir: Path, cli_env: dict[str, str]
+) -> None:
+    # The top and the hop below it run on haiku (1/40 of opus here), the third hop on opus: the third
+    # hop spends the budget. Its first run fits; the second is clipped to what is left, and is stopped
+    # by its CLI's budget; the third is refused, typed, and the run above reads why.
+    servers = chain_servers(tmp_path, workdir, cli_env)
+    chained: dict[str, Any] = {"mcp_servers": servers, "allowed_tools": ["mcp__claude__ask"]}
+    third = [delegation(f"[[say:third hop {n}]]", model="opus") for n in range(3)]
+    second = delegation("".join(third), model="haiku", **chained)
+    async with ClaudeBridge(policy.model_copy(update={"max_depth": 3}), depth=0) as bridge:
+        await bridge.ask("[[say:price]]", model="opus")
+        opus = (await records(bridge))[0].cost_usd
+        budget = round(1.5 * opus, 6)
+        top = await bridge.ask(second, model="haiku", max_budget_usd=budget, **chained)
+        found = (await records(bridge))[1:]  # the price's record aside
+    chain = [r for r in found if r.chain_id == found[0].run_id]
+    assert chain == found  # every hop's records are the top run's chain
+    assert [r.depth for r in chain] == [0, 1, 2, 2]  # the third hop's third run was refused: no record
+    hops = [r for r in chain if r.depth == 2]
+    assert [r.outcome for r in hops] == ["ok", "error_max_budget_usd"]
+    assert sum(r.cost_usd for r in chain if r.depth) >= budget  # what was stored when the refusal came
+    assert "Chain budget exceeded" in (top.result or "") and f"max_budget_usd={budget:g}" in (top.result or "")
+    assert top.chain_cost_usd == round(sum(r.cost_usd for r in chain), 6)
+
+
+async def test_a_warm_follow_ups_delegations_spend_from_its_own_turns_account(
+    policy: Policy, tmp_path: Path, workdir: Path, cli_env: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="claude_mcp.bridge.claude")
+    servers = chain_servers(tmp_path, workdir, cli_env)
+    chained: dict[str, Any] = {"mcp_servers": servers, "allowed_tools": ["mcp__claude__ask"], "model": "haiku"}
+    async with ClaudeBridge(policy, depth=0) as bridge:
+        await bridge.ask("[[say:price]]", model="opus")
+        budget = round(1.5 * (await records(bridge))[0].cost_usd, 6)
+        spend = delegation("[[say:spend]]", model="opus")
+        first = await bridge.ask(spend + spend, max_budget_usd=budget, **chained)  # spends its whole account
+        assert first.session_id in bridge.warm.live_ids()
+        second = await bridge.ask(spend, session_id=first.session_id, max_budget_usd=budget, **chained)
+        assert not [r for r in caplog.records if "restarting the warm process" in r.getMessage()]
+        found = await records(bridge)
+    tops = [r for r in found if r.depth == 0 and r.session_id == first.session_id]
+    turns = [[r for r in found if r.chain_id == top.run_id] for top in tops]
+    assert [[(r.depth, r.outcome) for r in turn] for turn in turns] == [
+        [(0, "ok"), (1, "ok"), (1, "error_max_budget_usd")],
+        [(0, "ok"), (1, "ok")],  # admitted with the whole budget: the first turn's account is not its
+    ]
+    assert "Chain budget exceeded" not in (second.result or "")
+    assert first.chain_cost_usd == round(sum(r.cost_usd for r in turns[0]), 6)
+    assert second.chain_cost_usd == round(sum(r.cost_usd for r in turns[1]), 6)

@@ -509,6 +509,7 @@ class ClaudeBridge:
                     warm.process.asker = observer.ask_permission if observer else None
                     if warm.relay is not None:
                         warm.relay.caller = client_tools.caller if client_tools else None
+                    await self.meter.begin(metered, warm.process)
                     outcome = await warm.process.turn(
                         prompt,
                         timeout_s=resolved.timeout_s,

@@ -1,5 +1,5 @@
-"""Who a bridge is: how deep it sits in a chain of Claude delegations, the budget the run above
-it carries, the chain it belongs to, and its name among the replicas that share a store."""
+"""Who a bridge is: how deep it sits in a chain of Claude delegations, the budget the CLI above it
+was started with, the key its chain is found by, and its name among the replicas that share a store."""
 
 from __future__ import annotations
 
@@ -33,5 +33,6 @@ def current_depth() -> int:
 
 
 def inherited_chain() -> str | None:
-    """The chain of delegations this server runs in, if Claude started it (the top run's id)."""
+    """If Claude started this server: the chain key of the CLI process that started it, which the
+    store points at the chain of that process's current turn (see `metering`)."""
     return os.environ.get(CHAIN_ENV) or None

@@ -1,23 +1,28 @@
 """Metering: what every run used, and the quotas that cap a namespace.
 
-`ClaudeBridge._run` calls `Meter.admit` before a run starts (the quotas are checked against the
-store, so replicas share them, and the run's `max_budget_usd` is clipped to what is left of a
-USD quota) and `Meter.ran` once the CLI has given its result. `ran` only queues the run's usage
-records; a writer in the bridge's own tasks stores them half a second later, in one transaction
-with whatever else was queued meanwhile, so the result never waits for the store. What a run
-used is the CLI's own figures: its per-model usage and cost, which on a warm process add up
+`ClaudeBridge._run` calls `Meter.admit` before a run starts (the quotas are checked, and the run's
+`max_budget_usd` clipped to what is left of a USD quota), `Meter.begin` once it has the CLI process
+the run will use, and `Meter.ran` once the CLI has given its result. `ran` only queues the run's
+usage records; a writer in the bridge's own tasks stores them half a second later, in one
+transaction with whatever else was queued meanwhile, so the result never waits for the store. What
+a run used is the CLI's own figures: its per-model usage and cost, which on a warm process add up
 over the process's life, so each run's share is the difference since the last.
 
-A chain of delegations (claude-mcp servers started by the CLIs of the runs above them) spends from
-one account: the first run below the top opens it in the store with the top call's `max_budget_usd`
-(carried down in `CLAUDE_MCP_MAX_BUDGET_USD`), and every run below the top is clipped to what the
-chain's usage records leave of it, or refused once nothing is. A run below the top stores its
-records before it answers (`settle`), so the run above, and its next delegation, count them; the
-run at the top reads the chain's total once it has its result.
+Quotas are counted in fixed windows: the clock minute, the UTC day, the UTC calendar month, over
+the store's records, so replicas share them. The stored figures are kept in memory and read again
+off the request path (`quotas`); a run waits for a store read only when they are missing,
+old, or near a limit. Until the writer has stored them, this bridge's own records (and its runs in
+flight, for the runs per minute) are counted from memory.
 
-Quotas are counted in fixed windows: the clock minute, the UTC day, the UTC calendar month.
-Until the writer has stored them, this bridge's own records (and its runs in flight, for the
-runs per minute) are counted from memory; another replica sees them once they are written.
+A chain is one top call's turn and every run below it: claude-mcp servers started by its CLI, the
+runs of their CLIs, and so on. Its id is the top run's id, and its account (in the store) has the
+top call's `max_budget_usd`. A CLI process tells the servers it starts a key
+(`CLAUDE_MCP_CHAIN_ID`, fixed when it starts); a process serves many turns (a warm conversation, a
+spare), so `begin` points the process's key at the chain of the turn about to run, opening that
+turn's account with that turn's budget. A run below the top looks its key up in the store, clips
+its budget to what the chain's usage records leave of the account (or is refused once nothing is),
+and stores its records before it answers (`settle`), so the run above, and its next delegation,
+count them; the run at the top reads the chain's total once it has its result.
 """
 
 from __future__ import annotations
@@ -28,20 +33,22 @@ import uuid
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import anyio
-from pydantic import BaseModel, Field
 
 from ..config.policy import Policy, ResolvedSettings
 from ..errors import ChainBudgetExceeded, QuotaExceeded
 from ..state.store import Store, UsageRecord, UsageTotals
 from ..telemetry import context
-from .identity import inherited_budget, inherited_chain
+from .identity import inherited_chain
 from .jobs import Job
 from .observer import RunObserver
-from .options import CHAIN_ENV
+from .options import CHAIN_ENV, starts_servers
+from .quotas import ACTIVE_S, NEAR, REFRESH_S, Quota, QuotaTotals, measured, quotas_of
+from .quotas import QuotaState as QuotaState  # the usage tool reads these two from here
+from .quotas import window as window
 
 if TYPE_CHECKING:
     from claude_agent_sdk import ResultMessage
@@ -50,60 +57,11 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-Window = Literal["minute", "day", "month"]
-Measure = Literal["usd", "runs", "tokens"]
-_QUOTAS: tuple[tuple[str, Window, Measure], ...] = (
-    ("quota_usd_per_day", "day", "usd"),
-    ("quota_usd_per_month", "month", "usd"),
-    ("quota_runs_per_minute", "minute", "runs"),
-    ("quota_tokens_per_day", "day", "tokens"),
-)
 _MAX_QUEUED = 100_000
 """Records kept in memory while the store cannot be written; beyond it the oldest are dropped."""
 _RETRY_S = 5.0
 _GATHER_S = 0.5
 """How long the writer waits after a record is queued before it writes."""
-
-
-def window(kind: Window, now: float) -> tuple[float, float]:
-    """The fixed window (start, end) that `now` falls in, in Unix seconds (UTC)."""
-    if kind == "minute":
-        start = now // 60 * 60
-        return start, start + 60
-    moment = datetime.fromtimestamp(now, tz=UTC)
-    if kind == "day":
-        day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
-        return day.timestamp(), (day + timedelta(days=1)).timestamp()
-    month = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-    following = (
-        month.replace(year=month.year + 1, month=1) if month.month == 12 else month.replace(month=month.month + 1)
-    )
-    return month.timestamp(), following.timestamp()
-
-
-def measured(measure: Measure, totals: UsageTotals) -> float:
-    if measure == "usd":
-        return totals.cost_usd
-    return float(totals.runs if measure == "runs" else totals.tokens)
-
-
-class QuotaState(BaseModel):
-    """One quota of a namespace, and how much of it is used in its current window."""
-
-    quota: str = Field(description="The policy setting: `quota_usd_per_day`, `quota_runs_per_minute`, …")
-    limit: float
-    used: float
-    left: float
-    resets_at: str = Field(description="When the current window ends (RFC 3339, UTC).")
-
-
-@dataclass(frozen=True, slots=True)
-class _Quota:
-    name: str
-    limit: float
-    measure: Measure
-    start: float
-    end: float
 
 
 @dataclass(eq=False)
@@ -113,10 +71,18 @@ class Metered:
     run_id: str
     started_at: float
     chain_id: str
+    """The chain the run belongs to: its own id at the top; below, the chain its server's key points
+    at. Its records carry it, and a CLI process started for the run is given it as its key."""
     surface: str
     job: Job | None
     budget_usd: float | None = None
     """The run's `max_budget_usd`, as admitted."""
+    accounted: bool = False
+    """Whether the chain has a budget (at the top: the run's own)."""
+    delegates: bool = True
+    """Whether its CLI process may have started a claude-mcp server (see `options.starts_servers`)."""
+    cost_usd: float = 0.0
+    """What the run cost (once it has a result)."""
     started: float = field(default_factory=time.monotonic)
 
 
@@ -179,9 +145,13 @@ class Meter:
         self.now = now
         """The clock quotas are counted by (tests move it to the next window)."""
         self.chain = inherited_chain()
-        self.chain_budget = inherited_budget()
-        """The budget of the run above (at depth 1, the top call's): a chain's account opens with it."""
-        self._opened: set[str] = set()
+        """The key this server was started with by the CLI above (None at the top of a chain)."""
+        self._chained: weakref.WeakSet[CLIProcess] = weakref.WeakSet()
+        """Processes that ran a turn of a budgeted chain: the servers they started may find its account
+        under their key, so every later turn points the key at its own chain."""
+        self._totals = QuotaTotals(store, namespace)
+        self._refresh = anyio.Event()
+        self._asked_at = float("-inf")
         self._queue: list[UsageRecord] = []
         self._writing: list[UsageRecord] = []
         self._in_flight: dict[str, float] = {}
@@ -189,12 +159,8 @@ class Meter:
         self._lock = anyio.Lock()
         self._seen: weakref.WeakKeyDictionary[CLIProcess, dict[str, _Figures]] = weakref.WeakKeyDictionary()
 
-    def _quotas(self, now: float) -> list[_Quota]:
-        quotas = []
-        for name, kind, measure in _QUOTAS:
-            if (limit := getattr(self.policy, name)) is not None:
-                quotas.append(_Quota(name, float(limit), measure, *window(kind, now)))
-        return quotas
+    def _quotas(self, now: float) -> list[Quota]:
+        return quotas_of(self.policy, now)
 
     def _local(self, since: float) -> UsageTotals:
         """This bridge's records not yet in the store (and its runs in flight) since a time."""
@@ -213,25 +179,42 @@ class Meter:
         """What this bridge's records not yet in the store cost the chain."""
         return sum(r.cost_usd for r in (*self._writing, *self._queue) if r.chain_id == chain_id)
 
-    async def _chain_left(self, chain_id: str, now: float) -> float | None:
-        """What the chain's account leaves (None: no account in this store); opens it the first time."""
-        if self.chain_budget is not None and chain_id not in self._opened:
-            await self.store.open_chain(chain_id, self.chain_budget, now)
-            self._opened.add(chain_id)
-        account = await self.store.chain_account(chain_id)
-        if account is None:
+    async def _chain_left(self, key: str, metered: Metered) -> float | None:
+        """Below the top: the chain `key` points at becomes the run's, and what its account leaves
+        (None: the chain has no budget)."""
+        account = await self.store.current_chain(key)
+        metered.chain_id = account.chain_id
+        if account.budget_usd is None:
             return None
-        spent = account.spent_usd + self._local_chain_usd(chain_id)
+        metered.accounted = True
+        spent = account.spent_usd + self._local_chain_usd(account.chain_id)
         if spent >= account.budget_usd:
-            raise ChainBudgetExceeded(chain_id, budget_usd=account.budget_usd, spent_usd=round(spent, 6))
+            raise ChainBudgetExceeded(account.chain_id, budget_usd=account.budget_usd, spent_usd=round(spent, 6))
         return account.budget_usd - spent
 
-    async def _used(self, quotas: list[_Quota]) -> list[float]:
-        stored = await self.store.usage_totals(self.namespace, [q.start for q in quotas])
+    def _with_local(self, quotas: list[Quota], stored: list[UsageTotals]) -> list[float]:
         return [
             measured(q.measure, totals) + measured(q.measure, self._local(q.start))
             for q, totals in zip(quotas, stored, strict=True)
         ]
+
+    async def _used(self, quotas: list[Quota]) -> list[float]:
+        """Exact: the store's figures, read now (and kept for the next runs)."""
+        async with self._lock:  # not while a flush moves records from memory to the store
+            stored = await self._totals.read([q.start for q in quotas])
+        return self._with_local(quotas, stored)
+
+    async def _used_soon(self, quotas: list[Quota]) -> list[float]:
+        """The figures in memory when they may be used (else exact ones); they are kept fresh in the
+        background for a while."""
+        self._asked_at = time.monotonic()
+        self._refresh.set()
+        stored = self._totals.cached([q.start for q in quotas])
+        if stored is not None:
+            used = self._with_local(quotas, stored)
+            if all(u < q.limit * NEAR for q, u in zip(quotas, used, strict=True)):
+                return used
+        return await self._used(quotas)
 
     async def status(self) -> list[QuotaState]:
         """The namespace's quotas, with what is used and left of each in its current window."""
@@ -258,13 +241,13 @@ class Meter:
         facts = context.current()
         tool = facts.tool if facts is not None and facts.tool not in (None, "none") else None
         surface = tool or (job.tool if job is not None else None) or "none"
-        metered = Metered(run_id, now, self.chain or run_id, surface, job)
+        metered = Metered(run_id, now, self.chain if self.depth > 0 and self.chain else run_id, surface, job)
         if not self.policy.metering:
             return resolved, metered
         self._in_flight = {run: at for run, at in self._in_flight.items() if at > now - 120}
         if quotas := self._quotas(now):
             left: float | None = None
-            for quota, used in zip(quotas, await self._used(quotas), strict=True):
+            for quota, used in zip(quotas, await self._used_soon(quotas), strict=True):
                 if used >= quota.limit:
                     raise QuotaExceeded(
                         quota.name, limit=quota.limit, used=round(used, 6), resets_at=quota.end, now=now
@@ -274,12 +257,36 @@ class Meter:
             if left is not None and (resolved.max_budget_usd is None or resolved.max_budget_usd > left):
                 resolved = replace(resolved, max_budget_usd=round(left, 6))
         if self.depth > 0 and self.chain is not None:
-            left = await self._chain_left(self.chain, now)
+            left = await self._chain_left(self.chain, metered)
             if left is not None and (resolved.max_budget_usd is None or resolved.max_budget_usd > left):
                 resolved = replace(resolved, max_budget_usd=round(left, 6))
         self._in_flight[run_id] = now
         metered.budget_usd = resolved.max_budget_usd
+        metered.accounted |= self.depth == 0 and metered.budget_usd is not None
         return resolved, metered
+
+    async def begin(self, metered: Metered, process: CLIProcess) -> None:
+        """Before the run's turn on `process`: point the process's chain key at the run's chain, so the
+        servers the process started spend from this turn's account (not an earlier turn's); at the
+        top of a budgeted chain, open its account with the run's budget. No store write when
+        neither is needed (the process's first turn, or a chain without a budget on a process that
+        never ran one, or a process that cannot have started a claude-mcp server)."""
+        metered.delegates = starts_servers(process.options)
+        if not self.policy.metering or not metered.delegates:
+            return
+        key = process.options.env.get(CHAIN_ENV)
+        repoint = (
+            key is not None
+            and key != metered.chain_id
+            and not (self.depth > 0 and key == self.chain)  # the run above points it
+            and (metered.accounted or process in self._chained)
+        )
+        opening = self.depth == 0 and metered.accounted
+        if metered.accounted:
+            self._chained.add(process)
+        if repoint or opening:
+            budget = metered.budget_usd if opening else None
+            await self.store.point_chain(key if repoint else None, metered.chain_id, self.now(), budget_usd=budget)
 
     def ran(self, metered: Metered, process: CLIProcess, outcome: RunOutcome) -> None:
         """Queue the usage records of a run that gave a result (no I/O: the writer stores them)."""
@@ -300,9 +307,8 @@ class Meter:
                 _int(usage.get("cache_creation_input_tokens")),
             )
         shares = {m: f for m, f in shares.items() if f != _Figures()} or {next(iter(shares)): _Figures()}
+        metered.cost_usd = sum(share.cost_usd for share in shares.values())
         job = metered.job
-        # A warm process stays in the chain it started in: the claude-mcp servers it started know no other.
-        metered.chain_id = process.options.env.get(CHAIN_ENV) or metered.chain_id
         common = {
             "run_id": metered.run_id,
             "namespace": self.namespace,
@@ -332,8 +338,10 @@ class Meter:
             except Exception:  # the writer retries; the chain counts them once they are stored
                 logger.warning("could not store the usage records of a chained run", exc_info=True)
             return None
-        if metered.budget_usd is None:
+        if not metered.accounted:
             return None
+        if not metered.delegates:  # nothing below it can have spent in its chain
+            return round(metered.cost_usd, 6)
         async with self._lock:  # not while a flush moves records from memory to the store
             account = await self.store.chain_account(metered.chain_id)
             stored = account.spent_usd if account is not None else 0.0
@@ -349,12 +357,33 @@ class Meter:
                 except BaseException:
                     self._queue[:0] = self._writing
                     raise
+                else:
+                    self._totals.stored(self._writing)
                 finally:
                     self._writing = []
 
     async def run_writer(self) -> None:
-        """Run until cancelled: store queued records soon after they are queued; on the way out,
-        what is left (for a few seconds at most)."""
+        """Run until cancelled: store queued records soon after they are queued (on the way out, what
+        is left, for a few seconds at most), and read the quotas' figures again when asked."""
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(self._refresh_quotas)
+            await self._write()
+
+    async def _refresh_quotas(self) -> None:
+        """Read the quotas' figures every `REFRESH_S` while runs ask for them (a run reads them itself
+        when there are none)."""
+        while True:
+            await self._refresh.wait()
+            while time.monotonic() - self._asked_at < ACTIVE_S:
+                await anyio.sleep(REFRESH_S)
+                self._refresh = anyio.Event()
+                if quotas := self._quotas(self.now()):
+                    try:
+                        await self._used(quotas)
+                    except Exception:  # the store is unreachable for now: a run reads it itself
+                        logger.debug("could not read the quotas' figures", exc_info=True)
+
+    async def _write(self) -> None:
         try:
             while True:
                 with anyio.move_on_after(_RETRY_S):

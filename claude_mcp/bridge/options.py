@@ -22,7 +22,17 @@ DEPTH_ENV = "CLAUDE_MCP_DEPTH"
 BUDGET_ENV = "CLAUDE_MCP_MAX_BUDGET_USD"
 """A run's budget, carried the same way: a claude-mcp below it may spend no more per call."""
 CHAIN_ENV = "CLAUDE_MCP_CHAIN_ID"
-"""The run at the top of a chain of delegations, carried the same way: usage below it is its chain's."""
+"""A process's chain key, carried the same way: a claude-mcp below finds the chain of the process's
+current turn by it (the store points it at each turn's chain; see `metering`)."""
+
+
+def starts_servers(options: ClaudeAgentOptions) -> bool:
+    """Whether a CLI started with these options may start MCP servers as its children (they get its
+    environment: a claude-mcp among them is the next hop of a chain). Not when it loads only the
+    servers given here and none of them is a stdio server."""
+    if not options.strict_mcp_config or not isinstance(options.mcp_servers, dict):
+        return True
+    return any(server.get("type", "stdio") == "stdio" for server in options.mcp_servers.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +61,7 @@ def build_options(
     With a `session_store`, the SDK mirrors every transcript line into it and resumes from it
     (so a conversation continues on any replica). With `client_tools`, the caller's own tools are
     given as an in-process MCP server, allowed without asking (their calls go to the caller). `chain_id`:
-    the chain of delegations the process's runs belong to (told to a claude-mcp it starts)."""
+    the process's chain key (told to a claude-mcp it starts): its first turn's chain."""
     system_prompt: SystemPromptCustom | SystemPromptPreset
     extra_args: dict[str, str | None] = {}
     if settings.system_prompt is not None:

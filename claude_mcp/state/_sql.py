@@ -98,6 +98,7 @@ _MIGRATIONS: list[list[str]] = [
     ],
     _usage_sql.MIGRATION,  # 5: what each run used, per model (quotas and usage reports)
     _usage_sql.CHAIN_MIGRATION,  # 6: the budget a chain of delegations shares
+    _usage_sql.HEADS_MIGRATION,  # 7: the chain a CLI process's current turn belongs to
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 

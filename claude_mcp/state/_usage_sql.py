@@ -1,6 +1,11 @@
 """The usage table's queries, the same in both dialects: what each run used, per model, and the
 budgets chains of delegations spend from.
 
+A chain is one top call's turn and every run below it (`chain_id`: the top run's id). The servers
+below a CLI process know it by the key the process was started with (`CLAUDE_MCP_CHAIN_ID`); a
+process outlives a turn, so `chain_heads` points a process's key at the chain of its current turn
+(a key with no head is the chain's own id: a process's first turn).
+
 Time buckets are whole minutes since the epoch (`started_minute`, written with the record), so a
 report buckets by integer division, which SQLite and PostgreSQL read alike.
 """
@@ -30,6 +35,20 @@ CHAIN_MIGRATION = [
     """CREATE TABLE chain_budgets (
         chain_id TEXT PRIMARY KEY, budget_usd DOUBLE PRECISION NOT NULL, opened_at DOUBLE PRECISION NOT NULL)""",
 ]
+HEADS_MIGRATION = [
+    """CREATE TABLE chain_heads (
+        key TEXT PRIMARY KEY, chain_id TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)""",
+]
+_POINT_CHAIN = (
+    "INSERT INTO chain_heads (key, chain_id, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET chain_id = excluded.chain_id, updated_at = excluded.updated_at"
+)
+_CURRENT_CHAIN = (
+    "WITH c AS (SELECT coalesce((SELECT chain_id FROM chain_heads WHERE key = ?), ?) AS chain_id) "
+    "SELECT c.chain_id, b.budget_usd, (SELECT sum(cost_usd) FROM usage u WHERE u.chain_id = c.chain_id) AS spent_usd, "
+    "(SELECT count(DISTINCT run_id) FROM usage u WHERE u.chain_id = c.chain_id) AS runs "
+    "FROM c LEFT JOIN chain_budgets b ON b.chain_id = c.chain_id"
+)
 _OPEN_CHAIN = (
     "INSERT INTO chain_budgets (chain_id, budget_usd, opened_at) VALUES (?, ?, ?) ON CONFLICT (chain_id) DO NOTHING"
 )
@@ -133,6 +152,25 @@ class UsageQueries(ABC):
         return ChainAccount(
             chain_id=chain_id,
             budget_usd=float(row["budget_usd"]),
+            spent_usd=float(row["spent_usd"] or 0.0),
+            runs=int(row["runs"] or 0),
+        )
+
+    async def point_chain(self, key: str | None, chain_id: str, now: float, *, budget_usd: float | None = None) -> None:
+        statements: list[tuple[str, Sequence[Any]]] = []
+        if key is not None and key != chain_id:
+            statements.append((_POINT_CHAIN, [key, chain_id, now]))
+        if budget_usd is not None:
+            statements.append((_OPEN_CHAIN, [chain_id, budget_usd, now]))
+        if statements:
+            await self._transaction(statements)
+
+    async def current_chain(self, key: str) -> ChainAccount:
+        row = (await self._fetch(_CURRENT_CHAIN, [key, key]))[0]
+        budget = row["budget_usd"]
+        return ChainAccount(
+            chain_id=str(row["chain_id"]),
+            budget_usd=None if budget is None else float(budget),
             spent_usd=float(row["spent_usd"] or 0.0),
             runs=int(row["runs"] or 0),
         )

@@ -13,7 +13,8 @@ What lives here:
 - Message Batches, whose requests are jobs carrying the batch's id;
 - leases on named locks (turn-taking per conversation across replicas);
 - usage: what each run used, per model (tokens, cost), for quotas and reports;
-- chain accounts: the budget a chain of delegations shares, keyed by the chain's id.
+- chain accounts: the budget a chain of delegations shares, keyed by the chain's id, and which
+  chain each CLI process's current turn belongs to.
 """
 
 from __future__ import annotations
@@ -153,7 +154,8 @@ class ChainAccount(BaseModel):
     """The budget of a chain of delegations, and what the chain's stored usage records cost."""
 
     chain_id: str
-    budget_usd: float
+    budget_usd: float | None
+    """None: the chain has no budget (its top call had no `max_budget_usd`)."""
     spent_usd: float = 0.0
     runs: int = 0
 
@@ -354,4 +356,15 @@ class Store(Protocol):
 
     async def chain_account(self, chain_id: str) -> ChainAccount | None:
         """The chain's budget and the sum of its usage records over every namespace (None: no account)."""
+        ...
+
+    async def point_chain(self, key: str | None, chain_id: str, now: float, *, budget_usd: float | None = None) -> None:
+        """In one transaction: point a CLI process's chain key at the chain of its current turn (not
+        when `key` is None or the chain's own id), and open that chain's account with `budget_usd`
+        (if given; an account already open keeps its budget)."""
+        ...
+
+    async def current_chain(self, key: str) -> ChainAccount:
+        """The chain a key points at (the key itself if it points nowhere): its budget (None: no
+        account) and the sum of its usage records over every namespace."""
         ...
