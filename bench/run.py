@@ -129,6 +129,14 @@ def rss_mb(process: psutil.Process) -> float:
         return 0.0
 
 
+def uss_mb(process: psutil.Process) -> float:
+    """Memory only this process holds (what one more of it adds; the CLI binary's pages are shared)."""
+    try:
+        return float(process.memory_full_info().uss) / 2**20
+    except psutil.Error:
+        return 0.0
+
+
 def server_process(config: Path) -> psutil.Process:
     return next(p for p in psutil.Process().children() if str(config) in " ".join(p.cmdline()))
 
@@ -180,6 +188,8 @@ async def measure(fake: FakeModel, runs: int) -> tuple[dict[str, list[float]], l
                 add("cold_follow_up", await timed(ask(cold, prompt="recall", session_id=session)))
                 await anyio.sleep(1.5)  # let the spare process be started again
                 add("spare_new", await timed(ask(spare, prompt="hello")))
+                add("spare_burst", await burst(spare))
+                add("cold_burst", await burst(cold))
                 add("sdk_first_chunk", await bench.sdk_first_chunk())
                 add("mcp_first_chunk", await bench.mcp_first_chunk(warm))
                 if rival is not None:
@@ -190,6 +200,7 @@ async def measure(fake: FakeModel, runs: int) -> tuple[dict[str, list[float]], l
                 add("concurrent_8", await timed(concurrent(cold, 8)))
             idle_cli = [p for p in warm_server.children() if "claude" in " ".join(p.cmdline()[:1])]
             add("warm_cli_rss_mb", max((rss_mb(p) for p in idle_cli), default=0.0))
+            add("warm_cli_uss_mb", max((uss_mb(p) for p in idle_cli), default=0.0))
             add("server_peak_rss_mb", peak_server)
             tasks.cancel_scope.cancel()
     return samples, notes
@@ -198,6 +209,20 @@ async def measure(fake: FakeModel, runs: int) -> tuple[dict[str, list[float]], l
 async def peer_ask(client: Client, work: Path, prompt: str) -> None:
     result = await client.call_tool("claude_code", {"prompt": prompt, "workFolder": str(work)})
     assert not result.is_error, result.content
+
+
+async def burst(client: Client, n: int = 4, gap_s: float = 0.1) -> float:
+    """Mean latency (ms) of `n` new conversations started `gap_s` apart: faster than spares start."""
+    took: list[float] = []
+
+    async def one(i: int) -> None:
+        await anyio.sleep(i * gap_s)
+        took.append(await timed(ask(client, prompt=f"burst {i}")))
+
+    async with anyio.create_task_group() as tasks:
+        for i in range(n):
+            tasks.start_soon(one, i)
+    return statistics.mean(took)
 
 
 async def sequential(client: Client, n: int) -> None:
@@ -218,6 +243,7 @@ def report(samples: dict[str, list[float]], notes: list[str], runs: int) -> None
         ("warm follow-up vs cold one-shot ask", "warm_follow_up", "mcp_one_shot"),
         ("warm follow-up vs cold follow-up (resume)", "warm_follow_up", "cold_follow_up"),
         ("new conversation with the spare process vs without", "spare_new", "mcp_one_shot"),
+        ("4 new conversations 0.1 s apart, mean per ask: with spares vs without", "spare_burst", "cold_burst"),
         ("first text chunk to the client: MCP progress vs SDK stream", "mcp_first_chunk", "sdk_first_chunk"),
         ("8 asks at once vs 8 one after another (wall time)", "concurrent_8", "sequential_8"),
         ("one-shot ask: claude-mcp vs the reference peer", "mcp_one_shot", "peer_one_shot"),
@@ -229,9 +255,10 @@ def report(samples: dict[str, list[float]], notes: list[str], runs: int) -> None
     for label, first, second in rows:
         if first in m and second in m:
             print(f"| {label} | {m[first]:.1f} | {m[second]:.1f} | {m[first] / m[second]:.2f} |")
-    print("\n| memory | MB (RSS) |\n| --- | ---: |")
-    print(f"| claude-mcp server process, peak over the run | {m['server_peak_rss_mb']:.1f} |")
-    print(f"| one idle warm session's CLI process | {m['warm_cli_rss_mb']:.1f} |")
+    print("\n| memory | MB |\n| --- | ---: |")
+    print(f"| claude-mcp server process, peak over the run (RSS) | {m['server_peak_rss_mb']:.1f} |")
+    print(f"| one idle warm session's CLI process (RSS) | {m['warm_cli_rss_mb']:.1f} |")
+    print(f"| one idle warm session's CLI process, its own pages (USS) | {m['warm_cli_uss_mb']:.1f} |")
     for note in notes:
         print(f"\n{note}")
 
