@@ -91,7 +91,9 @@ class ClaudeBridge:
         self.namespace = namespace
         """Whose state this bridge keeps: the tenant, or the caller."""
         self.conversations = Conversations(self.store, namespace)
-        self.warm = WarmPool(self.policy.max_warm, self.policy.warm_ttl_s, on_closed=self._cooled)
+        self.warm = WarmPool(
+            self.policy.max_warm, self.policy.warm_ttl_s, on_closed=self._cooled, max_warm_mb=self.policy.max_warm_mb
+        )
         lease_s = self.policy.job_lease_s
         self._locks = SessionLocks(self.store, namespace=namespace, holder=self.replica, lease_s=lease_s)
         self.jobs = JobBook(self.store, self.replica, lease_s)

@@ -90,6 +90,7 @@ def _live() -> metrics.Live:
     slots = {}
     for bridge in list(_bridges):
         live.warm += len(bridge.warm.live_ids())
+        live.warm_bytes += bridge.warm.memory_bytes()
         live.jobs.update(Counter(job.status for job in bridge.jobs.live.values()))
         for cap in (bridge.slots, bridge.shared_slots):
             if cap is not None:

@@ -16,10 +16,12 @@ logger = logging.getLogger(__name__)
 
 
 async def housekeeping(warm: WarmPool, jobs: JobBook, *, every_s: float, job_retention_s: float) -> None:
-    """Run until cancelled: every `every_s`, close expired warm processes and forget old jobs."""
+    """Run until cancelled: every `every_s`, close expired warm processes, measure the rest and
+    trim them to the memory budget, and forget old jobs."""
     while True:
         await anyio.sleep(every_s)
         await warm.sweep()
+        await warm.fit_memory()
         await jobs.expire(time.time() - job_retention_s)
 
 

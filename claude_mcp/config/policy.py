@@ -57,6 +57,12 @@ class Policy(BaseModel):
     max_queued: int = Field(32, ge=0, description="Most calls waiting; beyond it a call fails fast as busy.")
     heartbeat_s: float = Field(5, gt=0, description="Send progress at least this often while a call runs.")
     max_warm: int = Field(4, ge=0, description="Most idle CLI processes kept alive for fast follow-ups (0: none).")
+    max_warm_mb: float | None = Field(
+        None,
+        gt=0,
+        description="Most memory (MiB, unique to the processes) the idle CLI processes may hold together; "
+        "least recently used closed first (None: no limit but `max_warm`).",
+    )
     warm_ttl_s: float = Field(600, gt=0, description="Close a warm process after this long unused.")
     spare_process: bool = Field(
         False,

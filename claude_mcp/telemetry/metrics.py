@@ -143,6 +143,7 @@ class Live:
 
     queued: int = 0
     warm: int = 0
+    warm_bytes: int = 0
     jobs: Tally[str] = field(default_factory=Tally)
 
 
@@ -156,10 +157,16 @@ class _LiveCollector(Collector):
             live = source()
             total.queued += live.queued
             total.warm += live.warm
+            total.warm_bytes += live.warm_bytes
             total.jobs.update(live.jobs)
         yield GaugeMetricFamily("claude_mcp_queue_depth", "Calls waiting for a run slot.", value=total.queued)
         yield GaugeMetricFamily(
             "claude_mcp_warm_processes", "Idle CLI processes kept alive for follow-ups (`max_warm`).", value=total.warm
+        )
+        yield GaugeMetricFamily(
+            "claude_mcp_warm_memory_bytes",
+            "Memory the idle warm CLI processes hold (USS of each process tree, as last measured; `max_warm_mb`).",
+            value=total.warm_bytes,
         )
         jobs = GaugeMetricFamily(
             "claude_mcp_jobs",
