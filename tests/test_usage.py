@@ -19,9 +19,8 @@ from claude_agent_sdk import ClaudeAgentOptions
 from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
-from claude_mcp.bridge.metering import window
 from claude_mcp.bridge.options import build_options, starts_servers
-from claude_mcp.bridge.quotas import REFRESH_S
+from claude_mcp.bridge.quotas import REFRESH_S, window
 from claude_mcp.config.call_settings import CallSettings
 from claude_mcp.config.specs import AgentSpec
 from claude_mcp.errors import ChainBudgetExceeded, QuotaExceeded
@@ -101,15 +100,20 @@ async def test_records_survive_a_restart(policy: Policy) -> None:
         assert [(r.input_tokens, r.output_tokens) for r in await records(second)] == [(IN, OUT)]
 
 
+def clocked(bridges: list[ClaudeBridge], clock: Clock) -> list[ClaudeBridge]:
+    """The bridges, counting quotas by the test's clock."""
+    for bridge in bridges:
+        bridge.meter.now = clock
+    return bridges
+
+
 async def quota_bridges(
     policy: Policy, tmp_path: Path, clock: Clock, **quotas: Any
 ) -> AsyncIterator[list[ClaudeBridge]]:
     """Two namespaces' bridges on one store, under the same quotas and the test's clock."""
     capped = policy.model_copy(update=quotas)
     async with SqliteStore(tmp_path / "shared.db") as store:
-        bridges = [ClaudeBridge(capped, depth=0, store=store, namespace=name) for name in ("a", "b")]
-        for bridge in bridges:
-            bridge.meter.now = clock
+        bridges = clocked([ClaudeBridge(capped, depth=0, store=store, namespace=name) for name in ("a", "b")], clock)
         async with bridges[0], bridges[1]:
             yield bridges
 
@@ -231,12 +235,13 @@ async def test_two_replicas_on_one_postgresql_enforce_one_quota_between_them(
     clock = Clock()
     capped = policy.model_copy(update={"quota_runs_per_minute": 2})
     async with PostgresStore(postgres_database) as first_store, PostgresStore(postgres_database) as second_store:
-        replicas = [
-            ClaudeBridge(capped, depth=0, store=store, namespace="shared", replica=name)
-            for name, store in (("a", first_store), ("b", second_store))
-        ]
-        for replica in replicas:
-            replica.meter.now = clock
+        replicas = clocked(
+            [
+                ClaudeBridge(capped, depth=0, store=store, namespace="shared", replica=name)
+                for name, store in (("a", first_store), ("b", second_store))
+            ],
+            clock,
+        )
         async with replicas[0] as a, replicas[1] as b:
             await a.ask("[[say:1 on a]]")
             await b.ask("[[say:2 on b]]")
@@ -286,9 +291,9 @@ async def test_the_figures_in_memory_are_read_again_off_the_request_path_and_cou
     clock = Clock()
     capped = policy.model_copy(update={"quota_runs_per_minute": 1000})
     async with SqliteStore(tmp_path / "shared.db") as store:
-        replicas = [ClaudeBridge(capped, depth=0, store=store, namespace="shared", replica=name) for name in "ab"]
-        for replica in replicas:
-            replica.meter.now = clock
+        replicas = clocked(
+            [ClaudeBridge(capped, depth=0, store=store, namespace="shared", replica=name) for name in "ab"], clock
+        )
         async with replicas[0] as a, replicas[1] as b:
             await a.ask("[[say:a]]")
             await b.ask("[[say:b]]")

@@ -46,9 +46,7 @@ from .identity import inherited_chain
 from .jobs import Job
 from .observer import RunObserver
 from .options import CHAIN_ENV, starts_servers
-from .quotas import ACTIVE_S, NEAR, REFRESH_S, Quota, QuotaTotals, measured, quotas_of
-from .quotas import QuotaState as QuotaState  # the usage tool reads these two from here
-from .quotas import window as window
+from .quotas import ACTIVE_S, NEAR, REFRESH_S, Quota, QuotaState, QuotaTotals, measured, quotas_of
 
 if TYPE_CHECKING:
     from claude_agent_sdk import ResultMessage

@@ -166,10 +166,10 @@ class SparePool:
                 await self.close()
 
     async def _adjust(self) -> None:
-        target = self.target(self._clock())
+        now = self._clock()
+        target = self.target(now)
         self._entries = [e for e in self._entries if not e.ready.is_set() or e.usable]
         preferred = self.preferred()
-        now = self._clock()
         extra = len(self._entries) - target
         for entry in [e for e in self._entries if e.usable]:
             stale = entry.settings != preferred and now - entry.since > DEMAND_WINDOW_S

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...bridge.claude import ClaudeBridge
-from ...bridge.metering import QuotaState, window
+from ...bridge.quotas import QuotaState, window
 from ..call import Call
 from .spec import READS, ToolSpec
 
