@@ -43,7 +43,10 @@ async def test_a_memory_budget_keeps_only_the_most_recent_warm_process(policy: P
         assert budgeted.warm.live_ids() == {first}
         second = await remember(client, "two")
         assert budgeted.warm.live_ids() == {second}
-        assert len(claude_pids()) == 1 and claude_pids().isdisjoint(first_pids)
+        with anyio.fail_after(10):  # the evicted process exits after the answer, off its path
+            while len(claude_pids()) > 1:
+                await anyio.sleep(0.02)
+        assert claude_pids().isdisjoint(first_pids)
         listed = {s["session_id"]: s["live"] for s in (await call(client, "list_sessions"))["sessions"]}
         assert (listed[first], listed[second]) == (False, True)
         assert await recall(client, first) == "You asked me to remember one"

@@ -45,7 +45,7 @@ from .options import RunTarget, build_options
 from .permissions import PermissionGate
 from .process import CLIProcess
 from .results import AskResult, RunFailed, failure_of
-from .slots import RunSlots
+from .slots import Keep, RunSlots
 from .spare import SparePool
 from .turns import SessionLocks
 from .warm import WarmPool, WarmSession
@@ -92,7 +92,11 @@ class ClaudeBridge:
         """Whose state this bridge keeps: the tenant, or the caller."""
         self.conversations = Conversations(self.store, namespace)
         self.warm = WarmPool(
-            self.policy.max_warm, self.policy.warm_ttl_s, on_closed=self._cooled, max_warm_mb=self.policy.max_warm_mb
+            self.policy.max_warm,
+            self.policy.warm_ttl_s,
+            on_closed=self._cooled,
+            max_warm_mb=self.policy.max_warm_mb,
+            retire=self._retire_idle,
         )
         lease_s = self.policy.job_lease_s
         self._locks = SessionLocks(self.store, namespace=namespace, holder=self.replica, lease_s=lease_s)
@@ -420,20 +424,67 @@ class ClaudeBridge:
             logger.debug("could not record that %s is no longer warm", session_id, exc_info=True)
 
     @asynccontextmanager
-    async def _slot(self, observer: RunObserver | None, timeout_s: float) -> AsyncIterator[None]:
-        """A run slot of this bridge's own, then (if shared) one of the whole server's."""
+    async def _slot(self, observer: RunObserver | None, timeout_s: float) -> AsyncIterator[Keep]:
+        """A run slot of this bridge's own, then (if shared) one of the whole server's. Yields
+        `keep`, which holds both past the block, until the function it returns is called."""
         started = anyio.current_time()
         queued = observer.queued if observer else None
         with instrument.queue_wait() as granted:
-            async with self.slots.slot(queued, timeout_s=timeout_s):
+            async with self.slots.slot(queued, timeout_s=timeout_s) as own:
                 if self.shared_slots is None:
                     granted()
-                    yield
+                    yield own.keep
                     return
                 left = timeout_s - (anyio.current_time() - started)
-                async with self.shared_slots.slot(queued, timeout_s=left):
+                async with self.shared_slots.slot(queued, timeout_s=left) as shared:
                     granted()
-                    yield
+
+                    def keep() -> Callable[[], None]:
+                        release_shared, release_own = shared.keep(), own.keep()
+
+                        def release() -> None:
+                            release_shared()
+                            release_own()
+
+                        return release
+
+                    yield keep
+
+    async def _retire_idle(self, session_id: str, warm: WarmSession) -> None:
+        """Close a warm process the pool let go of, off the request path (it is no longer warm first)."""
+        await self._retire(warm.process, session_id, cooled=True)
+
+    async def _retire(
+        self,
+        process: CLIProcess,
+        session_id: str,
+        *,
+        release: Callable[[], None] | None = None,
+        cooled: bool = False,
+    ) -> None:
+        """Close a process off the request path (a CLI takes ~55 ms to exit): the caller has its
+        answer meanwhile, but the conversation's next turn waits (`SessionLocks.fence`) and the
+        run slot, if `release` is given, stays taken until the process is gone. `cooled`: record
+        that no replica holds the conversation warm any more."""
+        lift = await self._locks.fence(session_id)
+
+        async def close() -> None:
+            try:
+                if cooled:
+                    await self._cooled(session_id)
+                await process.close()
+            except Exception:
+                logger.warning("closing a finished CLI process failed", exc_info=True)
+            finally:
+                if release is not None:
+                    release()
+                with anyio.CancelScope(shield=True):
+                    await lift()
+
+        if self._tasks is None:
+            await close()
+        else:
+            self._tasks.start_soon(close)
 
     @instrument.instrumented
     async def _run(
@@ -492,7 +543,7 @@ class ClaudeBridge:
                 warm = None
             time_left = resolved.timeout_s - (anyio.current_time() - started)
             try:  # a taken warm or spare process is closed too if the wait for a slot fails
-                async with self._slot(observer, time_left):
+                async with self._slot(observer, time_left) as keep_slot:
                     if warm is None:
                         relay = ToolRelay(client_tools.tools) if client_tools else None
                         options = build_options(
@@ -524,6 +575,7 @@ class ClaudeBridge:
                     if warm.relay is not None:
                         warm.relay.caller = None
                     session_id = outcome.result.session_id
+                    kept = keep_warm and self.warm.keeps(warm)
                     await self.conversations.record_turn(
                         session_id,
                         cwd=str(resolved.cwd),
@@ -531,12 +583,12 @@ class ClaudeBridge:
                         settings=sticky(call),
                         previous=record,
                         forked_from=target.resume if target.fork else None,
-                        warm_replica=self.replica if keep_warm and self.warm.keeps(warm) else None,
+                        warm_replica=self.replica if kept else None,
                     )
-                    if keep_warm:
+                    if kept:
                         await self.warm.put(session_id, warm)
                     else:
-                        await warm.process.close()
+                        await self._retire(warm.process, session_id, release=keep_slot())
             except BaseException:
                 if warm is not None:
                     await warm.process.close(graceful=False)

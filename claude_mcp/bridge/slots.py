@@ -17,6 +17,27 @@ import anyio
 from ..errors import Busy, RunTimeout
 
 OnQueued = Callable[[int], Awaitable[None]]
+Keep = Callable[[], Callable[[], None]]
+"""Holds a slot past its block; call what it returns to let go of it."""
+
+
+class Held:
+    """A slot held by an `async with` block; `keep()` holds it past the block, until the
+    function `keep` returns is called (a process that finished its turn is still exiting)."""
+
+    def __init__(self, release: Callable[[], None]) -> None:
+        self._release = release
+        self.kept = False
+        self._released = False
+
+    def keep(self) -> Callable[[], None]:
+        self.kept = True
+        return self.release
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._release()
 
 
 @dataclass(eq=False)
@@ -45,8 +66,9 @@ class RunSlots:
         return max(0, self.limit - self.running - len(self._queue))
 
     @asynccontextmanager
-    async def slot(self, on_queued: OnQueued | None = None, *, timeout_s: float | None = None) -> AsyncIterator[None]:
-        """Hold one slot for the body; wait at most `timeout_s` in the queue (then `RunTimeout`)."""
+    async def slot(self, on_queued: OnQueued | None = None, *, timeout_s: float | None = None) -> AsyncIterator[Held]:
+        """Hold one slot for the body (or, if kept, longer); wait at most `timeout_s` in the queue
+        (then `RunTimeout`)."""
         try:
             with anyio.fail_after(timeout_s):
                 await self._acquire(on_queued)
@@ -55,10 +77,12 @@ class RunSlots:
                 f"The call waited its whole timeout ({timeout_s:g} s) in the queue without starting; "
                 "the server is saturated. Retry later or raise timeout_s."
             ) from None
+        held = Held(self._release)
         try:
-            yield
+            yield held
         finally:
-            self._release()
+            if not held.kept:
+                held.release()
 
     async def _acquire(self, on_queued: OnQueued | None) -> None:
         if self.running < self.limit and not self._queue:

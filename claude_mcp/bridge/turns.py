@@ -5,6 +5,9 @@ for the one before it, bounded by its own timeout: first behind the other calls 
 process (an in-process lock), then for the store's lease on the conversation, which another
 replica may hold. A lease is renewed while its turn runs (`renew`), so a replica that dies
 lets go of its conversations within the lease.
+
+A turn's process may still be exiting after its caller has the answer (`fence`): the next turn
+of that conversation, here or on another replica, waits until it has.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ..errors import RunTimeout
 from ..state.store import Store
 
 OnWait = Callable[[], Awaitable[None]]
+Lift = Callable[[], Awaitable[None]]
 
 RETRY_S = 0.1
 """How often a conversation leased by another replica is tried again."""
@@ -35,7 +39,9 @@ class SessionLocks:
         self._namespace = namespace
         self._holder = holder
         self._lease_s = lease_s
-        self._leased: set[str] = set()
+        self._leased: dict[str, int] = {}
+        """The store leases this replica holds, by key, with how many turns and fences here need each."""
+        self._fences: dict[str, anyio.Event] = {}
 
     @asynccontextmanager
     async def hold(self, session_id: str | None, *, timeout_s: float, on_wait: OnWait | None) -> AsyncIterator[None]:
@@ -52,6 +58,8 @@ class SessionLocks:
                 with anyio.fail_after(timeout_s):
                     await lock.acquire()
                     try:
+                        while (fence := self._fences.get(session_id)) is not None:
+                            await fence.wait()
                         await self._lease(session_id, on_wait)
                     except BaseException:
                         lock.release()
@@ -74,6 +82,33 @@ class SessionLocks:
             else:
                 self._locks[session_id] = (lock, users - 1)
 
+    async def fence(self, session_id: str) -> Lift:
+        """Keep `session_id`'s next turn waiting until the returned function is awaited. Called
+        where a turn ends (inside its `hold`, or for a new conversation before anyone knows its
+        id), it keeps the store's lease on the conversation until lifted."""
+        fence = self._fences[session_id] = anyio.Event()
+        key = self._key(session_id)
+        leased = False
+        if self._store is not None:
+            if key in self._leased:
+                self._leased[key] += 1
+                leased = True
+            else:
+                now = time.time()
+                with anyio.CancelScope(shield=True):  # a fence left behind would hold the conversation
+                    leased = await self._store.try_lock(key, self._holder, now + self._lease_s, now)
+                if leased:
+                    self._leased[key] = self._leased.get(key, 0) + 1
+
+        async def lift() -> None:
+            if self._fences.get(session_id) is fence:
+                del self._fences[session_id]
+            if leased:
+                await self._release(session_id)
+            fence.set()
+
+        return lift
+
     def _key(self, session_id: str) -> str:
         return f"session:{self._namespace}:{session_id}"
 
@@ -84,7 +119,7 @@ class SessionLocks:
         while True:
             now = time.time()
             if await self._store.try_lock(key, self._holder, now + self._lease_s, now):
-                self._leased.add(key)
+                self._leased[key] = self._leased.get(key, 0) + 1
                 return
             if on_wait is not None:
                 await on_wait()
@@ -92,10 +127,13 @@ class SessionLocks:
             await anyio.sleep(RETRY_S)
 
     async def _release(self, session_id: str) -> None:
+        """One user here is done with the lease; the last lets go of it in the store."""
         if self._store is None:
             return
         key = self._key(session_id)
-        self._leased.discard(key)
+        if (users := self._leased.pop(key, 0)) > 1:
+            self._leased[key] = users - 1
+            return
         with anyio.CancelScope(shield=True):
             await self._store.unlock(key, self._holder)
 

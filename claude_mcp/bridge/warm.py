@@ -129,9 +129,12 @@ class WarmPool:
         on_closed: Callable[[str], Awaitable[None]] | None = None,
         *,
         max_warm_mb: float | None = None,
+        retire: Callable[[str, WarmSession], Awaitable[None]] | None = None,
     ) -> None:
         """`on_closed(session_id)` is told when a kept process is closed (evicted, expired, ended).
-        `max_warm_mb`: the most memory (MiB) the idle processes may hold together; None: no limit."""
+        `max_warm_mb`: the most memory (MiB) the idle processes may hold together; None: no limit.
+        `retire(session_id, warm)`: closes the processes `put` evicts, off the request path (it
+        must call `on_closed` itself); without it they are closed in `put`."""
         self.max_warm = max_warm
         self.idle_ttl_s = idle_ttl_s
         self.max_bytes = None if max_warm_mb is None else int(max_warm_mb * MB)
@@ -139,6 +142,7 @@ class WarmPool:
         """What an unmeasured process is assumed to hold: the mean of the last measurement."""
         self._idle: OrderedDict[str, WarmSession] = OrderedDict()
         self._on_closed = on_closed
+        self._retire = retire
 
     def estimate(self, warm: WarmSession) -> int:
         """The bytes `warm` is counted at: its last measurement, else the typical size (capped
@@ -180,8 +184,14 @@ class WarmPool:
         self._idle.move_to_end(session_id)
         while len(self._idle) > self.max_warm:
             oldest_id, oldest = self._idle.popitem(last=False)
-            await self._closed(oldest_id, oldest)
+            await self._evict(oldest_id, oldest)
         await self._trim()
+
+    async def _evict(self, session_id: str, warm: WarmSession) -> None:
+        if self._retire is None:
+            await self._closed(session_id, warm)
+        else:
+            await self._retire(session_id, warm)
 
     async def _trim(self) -> None:
         """Close the least recently used processes while the idle ones exceed the budget."""
@@ -190,7 +200,7 @@ class WarmPool:
         held = [(session_id, self.estimate(warm)) for session_id, warm in self._idle.items()]
         for session_id in to_close(held, self.max_bytes):
             logger.info("closing warm process for %s: the warm pool is over max_warm_mb", session_id)
-            await self.close(session_id)
+            await self._evict(session_id, self._idle.pop(session_id))
 
     async def fit_memory(self) -> None:
         """Measure what each idle process holds (in a worker thread: it reads /proc), then close
