@@ -14,10 +14,12 @@ from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
+import anthropic
 import anyio
 import httpx2
 import psutil
 import pytest
+from anthropic.types import MessageParam
 from mcp import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
@@ -270,3 +272,33 @@ async def test_the_caller_pool_is_bounded_and_forgets_idle_callers(tmp_path: Pat
             assert len(pool) == 0
     finally:
         await store.close()
+
+
+async def test_a_callers_queued_batch_runs_after_the_caller_has_gone_quiet(
+    tmp_path: Path, workdir: Path, cli_env: dict[str, str], fake_model: FakeModel
+) -> None:
+    """Bob's batch request waits for the only run slot (alice holds it) while bob sends nothing: his
+    bridge holds the job's secrets (his credential), so it is not dropped as idle, and the job runs."""
+    config = callers_config(tmp_path / "quiet.toml", workdir, cli_env, "caller_idle_s = 0.4\njob_lease_s = 2")
+    config.write_text(config.read_text().replace("max_concurrent = 8", "max_concurrent = 1"))
+    alice, bob = api_key("alice"), api_key("bob")
+    word = f"slow{uuid.uuid4().hex[:8]}"
+    with caller_server(tmp_path, config) as server:
+        async with (
+            anthropic.AsyncAnthropic(base_url=server.base, api_key=alice, max_retries=0, timeout=60) as as_alice,
+            anthropic.AsyncAnthropic(base_url=server.base, api_key=bob, max_retries=0, timeout=60) as as_bob,
+            anyio.create_task_group() as tasks,
+        ):
+            slow: MessageParam = {"role": "user", "content": f"[[slow:300]] {word} " + " ".join(["w"] * 12)}
+            tasks.start_soon(lambda: as_alice.messages.create(model="sonnet", max_tokens=100, messages=[slow]))
+            with anyio.fail_after(30):
+                while not keys_seen(fake_model, word):
+                    await anyio.sleep(0.05)
+            message = {"role": "user", "content": "[[say:late]]"}
+            late: Any = {"model": "sonnet", "max_tokens": 100, "messages": [message]}
+            batch = await as_bob.messages.batches.create(requests=[{"custom_id": "q", "params": late}])
+            await anyio.sleep(8)  # alice's answer (~4 s) and more than a lease pass with bob silent
+            assert (await as_bob.messages.batches.retrieve(batch.id)).processing_status == "ended"
+            (line,) = [line async for line in await as_bob.messages.batches.results(batch.id)]
+            assert line.result.type == "succeeded", line.result
+            assert keys_seen(fake_model, "late") == {bob}

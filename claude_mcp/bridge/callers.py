@@ -42,7 +42,7 @@ class _Caller:
 
     @property
     def idle(self) -> bool:
-        return self.in_use == 0 and not any(not job.done.is_set() for job in self.bridge.jobs.live.values())
+        return self.in_use == 0 and self.bridge.idle
 
 
 class CallerPool:

@@ -171,6 +171,12 @@ class ClaudeBridge:
         settings = _settings(settings, setting_values)
         return await self._run(prompt, settings, RunTarget(resume=session_id), observer, client_tools=client_tools)
 
+    @property
+    def idle(self) -> bool:
+        """No job runs here and none is queued that only this replica's bridge can run (it holds
+        the secrets the job needs): closing the bridge would lose nothing."""
+        return not self.jobs.pinned and all(job.done.is_set() for job in self.jobs.live.values())
+
     def start_soon(self, func: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run `func` in the bridge's own tasks: it may outlive the request that started it, and is
         cancelled when the bridge closes. `func` must handle its own errors."""
@@ -348,6 +354,8 @@ class ClaudeBridge:
 
     async def _claim(self, job_id: str | None = None) -> int:
         """Claim (the oldest, or just `job_id`) queued jobs for the free slots, and start them; how many."""
+        for gone in self._held.keys() - self.jobs.pinned:  # cancelled or failed while queued: forget its secrets
+            del self._held[gone]
         if self._tasks is None or (free := self._free_slots()) <= 0:
             return 0
         claimed = await self.jobs.claim(self.namespace, free, job_id)
