@@ -486,6 +486,7 @@ class ClaudeBridge:
             finally:
                 if release is not None:
                     release()
+                    self._claims_wanted.set()  # a queued job may take the slot
                 with anyio.CancelScope(shield=True):
                     await lift()
 
