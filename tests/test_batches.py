@@ -193,15 +193,22 @@ async def test_bad_batches_are_refused_in_the_apis_shapes_naming_each_bad_reques
         assert (await client.messages.batches.list()).data == []  # nothing refused was kept
 
         mixed = await client.messages.batches.create(
-            requests=[request("ok", "[[say:fine]]"), request("limited", "[[error:429]]")]
+            requests=[
+                request("ok", "[[say:fine]]"),
+                request("limited", "[[error:429]]"),
+                request("overloaded", "[[error:529]]"),
+                request("broken", "[[error:500]]"),
+            ]
         )
         done = await ended(client, mixed.id)
-        assert (done.request_counts.succeeded, done.request_counts.errored) == (1, 1)
+        assert (done.request_counts.succeeded, done.request_counts.errored) == (1, 3)
         results = await results_of(client, mixed.id)
         assert answer_of(results["ok"]) == "fine"
         failed = results["limited"].result
         assert failed.type == "errored" and failed.error.type == "error"
-        assert failed.error.error.type == "api_error" and "rate limit" in failed.error.error.message
+        assert failed.error.error.type == "rate_limit_error" and "rate limit" in failed.error.error.message
+        typed = {cid: results[cid].result.error.error.type for cid in ("overloaded", "broken")}  # type: ignore[union-attr]
+        assert typed == {"overloaded": "overloaded_error", "broken": "api_error"}
 
 
 @STORM
@@ -264,3 +271,20 @@ async def test_the_requests_still_queued_when_a_batch_expires_end_expired(
             expired = await alice.messages.batches.retrieve(stale.batch_id)
             assert expired.processing_status == "ended" and expired.request_counts.expired == 2
             assert {line.result.type for line in (await results_of(alice, stale.batch_id)).values()} == {"expired"}
+
+
+async def test_requests_past_a_quota_end_errored_as_rate_limited(
+    tmp_path: Path, workdir: Path, cli_env: dict[str, str]
+) -> None:
+    config = write_config(tmp_path / "quota.toml", workdir, cli_env, "max_concurrent = 1\nquota_runs_per_minute = 1")
+    with serving(tmp_path, config, "http", name="batch-quota") as running:
+        async with claude_at(running) as client:
+            created = await client.messages.batches.create(requests=[request(f"q{i}", "[[say:x]]") for i in range(3)])
+            done = await ended(client, created.id)
+            assert (done.request_counts.succeeded, done.request_counts.errored) == (1, 2)
+            kinds = sorted(line.result.type for line in (await results_of(client, created.id)).values())
+            assert kinds == ["errored", "errored", "succeeded"]
+            for line in (await results_of(client, created.id)).values():
+                if line.result.type == "errored":
+                    assert line.result.error.error.type == "rate_limit_error"
+                    assert "quota_runs_per_minute" in line.result.error.error.message

@@ -197,6 +197,11 @@ async def test_jobs_are_saved_read_listed_newest_first_and_counted(store: Store)
     updated = full.model_copy(update={"text": "more", "progress": ["x"], "updated_at": 10.0})
     await store.save_job(updated)
     assert await store.get_job("ns", "j1") == updated
+    refused = updated.model_copy(
+        update={"status": "failed", "error": "no", "error_kind": "api_error", "error_status": 429}
+    )
+    await store.save_job(refused)
+    assert await store.get_job("ns", "j1") == refused
 
 
 async def test_saving_a_job_keeps_a_requested_cancellation(store: Store) -> None:

@@ -139,6 +139,7 @@ class Job:
     def record(self, replica: str, lease_until: float | None) -> JobRecord:
         """What the store keeps of this job."""
         view = self.view()
+        cause = getattr(self.failure, "cause", self.failure)  # a run that ended with an error result: why
         return JobRecord(
             namespace=self.owner,
             job_id=self.job_id,
@@ -159,6 +160,8 @@ class Job:
             tool=self.tool,
             batch_id=self.batch_id,
             custom_id=self.custom_id,
+            error_kind=cause.kind if cause is not None else None,
+            error_status=getattr(cause, "status", None),
         )
 
     def view(self) -> JobView:

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..bridge.results import AskResult, failure_of
 from ..state.store import BATCH_EXPIRED, BatchOutcome, BatchRecord, JobRecord
 from .anthropic import describe, turn_of
-from .errors import api_error_of
+from .errors import api_error_of, status_and_type
 from .serving import ApiTurn
 from .shapes import ApiError, MessagesRequest, usage_of
 from .stream import MessageStream
@@ -149,8 +149,12 @@ def message_of(result: AskResult, model: str, message_id: str) -> dict[str, Any]
 
 
 def error_of(record: JobRecord) -> ApiError:
-    """Why a request of a batch failed, in the API's error shape."""
+    """Why a request of a batch failed, in the API's error shape: typed by the failure the job
+    recorded, else by its error result, else a server-side `api_error`."""
     message = record.error or "The request failed; the server log has details."
+    if record.error_kind is not None:
+        status, kind = status_and_type(record.error_kind, record.error_status)
+        return ApiError(status, kind, message)
     failure = failure_of(AskResult.model_validate(record.result), None) if record.result is not None else None
     return ApiError(500, api_error_of(failure).type if failure is not None else "api_error", message)
 

@@ -99,6 +99,10 @@ _MIGRATIONS: list[list[str]] = [
     _usage_sql.MIGRATION,  # 5: what each run used, per model (quotas and usage reports)
     _usage_sql.CHAIN_MIGRATION,  # 6: the budget a chain of delegations shares
     _usage_sql.HEADS_MIGRATION,  # 7: the chain a CLI process's current turn belongs to
+    [  # 8: why a job failed, for the APIs that type their errors (a batch's errored requests)
+        "ALTER TABLE jobs ADD COLUMN error_kind TEXT",
+        "ALTER TABLE jobs ADD COLUMN error_status INTEGER",
+    ],
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 

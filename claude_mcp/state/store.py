@@ -79,6 +79,10 @@ class JobRecord(BaseModel):
     """Whose result it is: the MCP tool that started it, `batch`, or None (the job tools read it)."""
     batch_id: str | None = None
     custom_id: str | None = None
+    error_kind: str | None = None
+    """Why a failed job failed, as a `ClaudeMCPError.kind` (APIs that type their errors read it)."""
+    error_status: int | None = None
+    """The Anthropic API's HTTP status, where the model's API refused the run."""
     cancel_requested: bool = False
     """Set by `request_cancel` (any replica); never written by `save_job`."""
 
