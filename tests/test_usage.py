@@ -19,6 +19,7 @@ from claude_agent_sdk import ClaudeAgentOptions
 from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
+from claude_mcp.bridge.metering import Meter
 from claude_mcp.bridge.options import build_options, starts_servers
 from claude_mcp.bridge.quotas import REFRESH_S, window
 from claude_mcp.config.call_settings import CallSettings
@@ -401,6 +402,29 @@ async def test_a_process_key_points_at_the_chain_of_its_current_turn(
         assert (await store.chain_account("process")) == ChainAccount(
             chain_id="process", budget_usd=0.5, spent_usd=0.25, runs=1
         )
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_chain_accounts_and_heads_are_forgotten_a_day_after_their_turn(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    store = (
+        SqliteStore(tmp_path / "chains.db")
+        if backend == "sqlite"
+        else PostgresStore(request.getfixturevalue("postgres_database"))
+    )
+    day = 86_400.0
+    async with store:
+        await store.point_chain("old-process", "old-turn", now=1000.0, budget_usd=0.5)
+        await store.point_chain("new-process", "new-turn", now=1000.0 + day, budget_usd=0.5)
+        meter = Meter(store, "n", Policy(), depth=0, now=lambda: 1010.0 + day)
+        assert meter.chain_retention_s == day  # the longest timeout (an hour) is far shorter
+        await meter.forget_old_chains()
+        assert await store.chain_account("old-turn") is None
+        assert (await store.current_chain("old-process")).chain_id == "old-process"  # its head is gone
+        assert await store.chain_account("new-turn") == ChainAccount(chain_id="new-turn", budget_usd=0.5)
+        assert (await store.current_chain("new-process")).chain_id == "new-turn"
+    assert Meter(store, "n", Policy(max_timeout_s=day), depth=0).chain_retention_s == 2 * day
 
 
 def test_only_a_cli_that_may_start_stdio_servers_can_have_a_hop_below_it(policy: Policy) -> None:

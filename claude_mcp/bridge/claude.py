@@ -130,7 +130,9 @@ class ClaudeBridge:
             every_s = min(30.0, self.policy.warm_ttl_s / 4)
             retention_s = self.policy.job_retention_s
             self._tasks.start_soon(
-                lambda: upkeep.housekeeping(self.warm, self.jobs, every_s=every_s, job_retention_s=retention_s)
+                lambda: upkeep.housekeeping(
+                    self.warm, self.jobs, self.meter, every_s=every_s, job_retention_s=retention_s
+                )
             )
             self._tasks.start_soon(lambda: upkeep.sync(self.jobs, self._locks, lease_s=self.policy.job_lease_s))
             self._tasks.start_soon(self._import_local)

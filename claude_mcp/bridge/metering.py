@@ -130,6 +130,10 @@ def outcome_of(result: ResultMessage) -> str:
     return result.subtype if result.subtype != "success" else "error"
 
 
+CHAIN_RETENTION_S = 86_400.0
+"""Chain accounts and heads are kept at least a day (twice the longest timeout, if longer)."""
+
+
 class Meter:
     """One namespace's metering on one bridge: quota checks, and the queue of usage records."""
 
@@ -156,6 +160,15 @@ class Meter:
         self._wake = anyio.Event()
         self._lock = anyio.Lock()
         self._seen: weakref.WeakKeyDictionary[CLIProcess, dict[str, _Figures]] = weakref.WeakKeyDictionary()
+
+    @property
+    def chain_retention_s(self) -> float:
+        """How long a chain's account and a key's head are kept: well past the longest turn."""
+        return max(CHAIN_RETENTION_S, 2 * self.policy.max_timeout_s)
+
+    async def forget_old_chains(self) -> None:
+        """Forget chain accounts and heads no turn can still be using."""
+        await self.store.forget_chains(self.now() - self.chain_retention_s)
 
     def _quotas(self, now: float) -> list[Quota]:
         return quotas_of(self.policy, now)

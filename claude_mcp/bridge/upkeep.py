@@ -1,5 +1,5 @@
-"""A bridge's background upkeep: closing idle warm processes, forgetting expired jobs, and
-keeping this replica's jobs and leases in step with the store."""
+"""A bridge's background upkeep: closing idle warm processes, forgetting expired jobs and old
+chain accounts, and keeping this replica's jobs and leases in step with the store."""
 
 from __future__ import annotations
 
@@ -9,20 +9,32 @@ import time
 import anyio
 
 from .job_book import SYNC_S, JobBook
+from .metering import Meter
 from .turns import SessionLocks
 from .warm import WarmPool
 
 logger = logging.getLogger(__name__)
 
 
-async def housekeeping(warm: WarmPool, jobs: JobBook, *, every_s: float, job_retention_s: float) -> None:
+FORGET_CHAINS_S = 3600.0
+"""How often a bridge forgets old chain accounts (a table every namespace shares)."""
+
+
+async def housekeeping(warm: WarmPool, jobs: JobBook, meter: Meter, *, every_s: float, job_retention_s: float) -> None:
     """Run until cancelled: every `every_s`, close expired warm processes, measure the rest and
-    trim them to the memory budget, and forget old jobs."""
+    trim them to the memory budget, and forget old jobs; every `FORGET_CHAINS_S`, old chain accounts."""
+    forgot = anyio.current_time()
     while True:
         await anyio.sleep(every_s)
         await warm.sweep()
         await warm.fit_memory()
-        await jobs.expire(time.time() - job_retention_s)
+        try:
+            await jobs.expire(time.time() - job_retention_s)
+            if anyio.current_time() - forgot >= FORGET_CHAINS_S:
+                forgot = anyio.current_time()
+                await meter.forget_old_chains()
+        except Exception:  # the store is unreachable for now: try again next time
+            logger.warning("could not forget old jobs or chain accounts", exc_info=True)
 
 
 async def sync(jobs: JobBook, locks: SessionLocks, *, lease_s: float) -> None:

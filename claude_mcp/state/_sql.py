@@ -103,6 +103,7 @@ _MIGRATIONS: list[list[str]] = [
         "ALTER TABLE jobs ADD COLUMN error_kind TEXT",
         "ALTER TABLE jobs ADD COLUMN error_status INTEGER",
     ],
+    _usage_sql.AGE_MIGRATION,  # 9: chain accounts and heads are forgotten once their turns are long over
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 

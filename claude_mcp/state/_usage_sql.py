@@ -39,6 +39,10 @@ HEADS_MIGRATION = [
     """CREATE TABLE chain_heads (
         key TEXT PRIMARY KEY, chain_id TEXT NOT NULL, updated_at DOUBLE PRECISION NOT NULL)""",
 ]
+AGE_MIGRATION = [
+    "CREATE INDEX chain_budgets_age ON chain_budgets (opened_at)",
+    "CREATE INDEX chain_heads_age ON chain_heads (updated_at)",
+]
 _POINT_CHAIN = (
     "INSERT INTO chain_heads (key, chain_id, updated_at) VALUES (?, ?, ?) ON CONFLICT (key) "
     "DO UPDATE SET chain_id = excluded.chain_id, updated_at = excluded.updated_at"
@@ -164,6 +168,14 @@ class UsageQueries(ABC):
             statements.append((_OPEN_CHAIN, [chain_id, budget_usd, now]))
         if statements:
             await self._transaction(statements)
+
+    async def forget_chains(self, before: float) -> None:
+        await self._transaction(
+            [
+                ("DELETE FROM chain_heads WHERE updated_at < ?", [before]),
+                ("DELETE FROM chain_budgets WHERE opened_at < ?", [before]),
+            ]
+        )
 
     async def current_chain(self, key: str) -> ChainAccount:
         row = (await self._fetch(_CURRENT_CHAIN, [key, key]))[0]

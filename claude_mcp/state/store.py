@@ -368,6 +368,11 @@ class Store(Protocol):
         (if given; an account already open keeps its budget)."""
         ...
 
+    async def forget_chains(self, before: float) -> None:
+        """Forget the chain accounts opened and the keys pointed before `before` (their turns are
+        long over; the usage records stay)."""
+        ...
+
     async def current_chain(self, key: str) -> ChainAccount:
         """The chain a key points at (the key itself if it points nowhere): its budget (None: no
         account) and the sum of its usage records over every namespace."""
