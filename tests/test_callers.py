@@ -289,7 +289,7 @@ async def test_a_callers_queued_batch_runs_after_the_caller_has_gone_quiet(
             anthropic.AsyncAnthropic(base_url=server.base, api_key=bob, max_retries=0, timeout=60) as as_bob,
             anyio.create_task_group() as tasks,
         ):
-            slow: MessageParam = {"role": "user", "content": f"[[slow:300]] {word} " + " ".join(["w"] * 12)}
+            slow: MessageParam = {"role": "user", "content": f"[[slow:150]] {word} " + " ".join(["w"] * 12)}
             tasks.start_soon(lambda: as_alice.messages.create(model="sonnet", max_tokens=100, messages=[slow]))
             with anyio.fail_after(30):
                 while not keys_seen(fake_model, word):
@@ -297,7 +297,7 @@ async def test_a_callers_queued_batch_runs_after_the_caller_has_gone_quiet(
             message = {"role": "user", "content": "[[say:late]]"}
             late: Any = {"model": "sonnet", "max_tokens": 100, "messages": [message]}
             batch = await as_bob.messages.batches.create(requests=[{"custom_id": "q", "params": late}])
-            await anyio.sleep(8)  # alice's answer (~4 s) and more than a lease pass with bob silent
+            await anyio.sleep(5.5)  # alice's answer (~2 s) and more than a lease pass with bob silent
             assert (await as_bob.messages.batches.retrieve(batch.id)).processing_status == "ended"
             (line,) = [line async for line in await as_bob.messages.batches.results(batch.id)]
             assert line.result.type == "succeeded", line.result
