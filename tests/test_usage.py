@@ -367,15 +367,17 @@ async def test_the_top_of_a_budgeted_chain_reports_the_chains_total(policy: Poli
     )
 
 
+def chains_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> SqliteStore | PostgresStore:
+    if backend == "sqlite":
+        return SqliteStore(tmp_path / "chains.db")
+    return PostgresStore(request.getfixturevalue("postgres_database"))
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_a_process_key_points_at_the_chain_of_its_current_turn(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    store = (
-        SqliteStore(tmp_path / "chains.db")
-        if backend == "sqlite"
-        else PostgresStore(request.getfixturevalue("postgres_database"))
-    )
+    store = chains_store(backend, tmp_path, request)
     async with store:
         first = await store.current_chain("process")  # a key that points nowhere is its own chain
         assert (first.chain_id, first.budget_usd, first.spent_usd) == ("process", None, 0.0)
@@ -408,11 +410,7 @@ async def test_a_process_key_points_at_the_chain_of_its_current_turn(
 async def test_chain_accounts_and_heads_are_forgotten_a_day_after_their_turn(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    store = (
-        SqliteStore(tmp_path / "chains.db")
-        if backend == "sqlite"
-        else PostgresStore(request.getfixturevalue("postgres_database"))
-    )
+    store = chains_store(backend, tmp_path, request)
     day = 86_400.0
     async with store:
         await store.point_chain("old-process", "old-turn", now=1000.0, budget_usd=0.5)

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Self
@@ -45,7 +45,7 @@ from .options import RunTarget, build_options
 from .permissions import PermissionGate
 from .process import CLIProcess
 from .results import AskResult, RunFailed, failure_of
-from .slots import Keep, RunSlots
+from .slots import Keep, RunSlots, keep_all
 from .spare import SparePool
 from .turns import SessionLocks
 from .warm import WarmPool, WarmSession
@@ -440,25 +440,13 @@ class ClaudeBridge:
         started = anyio.current_time()
         queued = observer.queued if observer else None
         with instrument.queue_wait() as granted:
-            async with self.slots.slot(queued, timeout_s=timeout_s) as own:
-                if self.shared_slots is None:
-                    granted()
-                    yield own.keep
-                    return
-                left = timeout_s - (anyio.current_time() - started)
-                async with self.shared_slots.slot(queued, timeout_s=left) as shared:
-                    granted()
-
-                    def keep() -> Callable[[], None]:
-                        release_shared, release_own = shared.keep(), own.keep()
-
-                        def release() -> None:
-                            release_shared()
-                            release_own()
-
-                        return release
-
-                    yield keep
+            async with AsyncExitStack() as stack:
+                held = [await stack.enter_async_context(self.slots.slot(queued, timeout_s=timeout_s))]
+                if self.shared_slots is not None:
+                    left = timeout_s - (anyio.current_time() - started)
+                    held.append(await stack.enter_async_context(self.shared_slots.slot(queued, timeout_s=left)))
+                granted()
+                yield lambda: keep_all(held)
 
     async def _retire_idle(self, session_id: str, warm: WarmSession) -> None:
         """Close a warm process the pool let go of, off the request path (it is no longer warm first)."""

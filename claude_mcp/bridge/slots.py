@@ -40,6 +40,17 @@ class Held:
             self._release()
 
 
+def keep_all(held: list[Held]) -> Callable[[], None]:
+    """Hold these slots past their blocks; the function returned lets go of them, last taken first."""
+    releases = [slot.keep() for slot in reversed(held)]
+
+    def release() -> None:
+        for each in releases:
+            each()
+
+    return release
+
+
 @dataclass(eq=False)
 class _Waiter:
     granted: bool = False

@@ -88,17 +88,13 @@ class SessionLocks:
         id), it keeps the store's lease on the conversation until lifted."""
         fence = self._fences[session_id] = anyio.Event()
         key = self._key(session_id)
-        leased = False
-        if self._store is not None:
-            if key in self._leased:
-                self._leased[key] += 1
-                leased = True
-            else:
-                now = time.time()
-                with anyio.CancelScope(shield=True):  # a fence left behind would hold the conversation
-                    leased = await self._store.try_lock(key, self._holder, now + self._lease_s, now)
-                if leased:
-                    self._leased[key] = self._leased.get(key, 0) + 1
+        leased = key in self._leased
+        if self._store is not None and not leased:
+            now = time.time()
+            with anyio.CancelScope(shield=True):  # a fence left behind would hold the conversation
+                leased = await self._store.try_lock(key, self._holder, now + self._lease_s, now)
+        if leased:
+            self._took(key)
 
         async def lift() -> None:
             if self._fences.get(session_id) is fence:
@@ -119,12 +115,16 @@ class SessionLocks:
         while True:
             now = time.time()
             if await self._store.try_lock(key, self._holder, now + self._lease_s, now):
-                self._leased[key] = self._leased.get(key, 0) + 1
+                self._took(key)
                 return
             if on_wait is not None:
                 await on_wait()
                 on_wait = None
             await anyio.sleep(RETRY_S)
+
+    def _took(self, key: str) -> None:
+        """One more turn or fence here needs the lease on `key`."""
+        self._leased[key] = self._leased.get(key, 0) + 1
 
     async def _release(self, session_id: str) -> None:
         """One user here is done with the lease; the last lets go of it in the store."""
