@@ -114,6 +114,9 @@ class ClaudeBridge:
         self._held: dict[str, CallSettings] = {}
         """The settings of queued jobs only this replica may run (they hold secrets)."""
         self._claims_wanted = anyio.Event()
+        self._unqueued = 0
+        self._claiming = anyio.Lock()
+        """Jobs claimed here not yet queued for a run slot (or holding one): their slots are spoken for."""
         self._spare = SparePool(
             self.policy, self.permissions, child_depth=self.depth + 1, session_store=self.conversations.transcripts
         )
@@ -351,37 +354,63 @@ class ClaudeBridge:
     def _free_slots(self) -> int:
         if ACTIVITY.draining or self.depth >= self.policy.max_depth:
             return 0
-        free = self.slots.free
-        return min(free, self.shared_slots.free) if self.shared_slots is not None else free
+        free = self.slots.free - self._unqueued
+        if self.shared_slots is not None:
+            free = min(free, self.shared_slots.free - self._unqueued)
+        return max(0, free)
 
     async def _claim(self, job_id: str | None = None) -> int:
         """Claim (the oldest, or just `job_id`) queued jobs for the free slots, and start them; how many."""
         for gone in self._held.keys() - self.jobs.pinned:  # cancelled or failed while queued: forget its secrets
             del self._held[gone]
-        if self._tasks is None or (free := self._free_slots()) <= 0:
-            return 0
-        claimed = await self.jobs.claim(self.namespace, free, job_id)
-        for record in claimed:
-            request = record.request or {}
-            settings = self._held.pop(record.job_id, None)
-            job = Job.claimed(record)
-            self.jobs.live[job.job_id] = job
-            try:
-                if settings is None:
-                    settings = CallSettings.model_validate(request.get("settings") or {})
-                prompt = str(request["prompt"])
-            except (ValidationError, KeyError):
-                job.finish("failed", error="The job's request could not be read on this replica.")
-                await self.jobs.save(job)
-                continue
-            target = RunTarget(resume=request.get("session_id"), fork=bool(request.get("fork")))
-            self._tasks.start_soon(self._run_job, job, prompt, settings, target)
-        return len(claimed)
+        async with self._claiming:  # one claim at a time, each counting the jobs the last one started
+            if self._tasks is None or (free := self._free_slots()) <= 0:
+                return 0
+            claimed = await self.jobs.claim(self.namespace, free, job_id)
+            for record in claimed:
+                request = record.request or {}
+                settings = self._held.pop(record.job_id, None)
+                job = Job.claimed(record)
+                self.jobs.live[job.job_id] = job
+                try:
+                    if settings is None:
+                        settings = CallSettings.model_validate(request.get("settings") or {})
+                    prompt = str(request["prompt"])
+                except (ValidationError, KeyError):
+                    job.finish("failed", error="The job's request could not be read on this replica.")
+                    await self.jobs.save(job)
+                    continue
+                target = RunTarget(resume=request.get("session_id"), fork=bool(request.get("fork")))
+                self._unqueued += 1
+                self._tasks.start_soon(self._run_job, job, prompt, settings, target, self._queued_once())
+            return len(claimed)
 
-    async def _run_job(self, job: Job, prompt: str, settings: CallSettings, target: RunTarget) -> None:
+    def _queued_once(self) -> Callable[[], None]:
+        """What a claimed job's run calls once it queues for its run slot (or ends without one)."""
+        done = False
+
+        def queued() -> None:
+            nonlocal done
+            if not done:
+                done = True
+                self._unqueued -= 1
+
+        return queued
+
+    async def _run_job(
+        self,
+        job: Job,
+        prompt: str,
+        settings: CallSettings,
+        target: RunTarget,
+        queued: Callable[[], None] | None = None,
+    ) -> None:
+        """Run a job to its end; `queued` (a claimed job's) is called once it queues for its run slot."""
         with job.scope:
             try:
-                result = await self._run(prompt, settings, target, job, agent=job.agent, keep_warm=job.tool != "batch")
+                result = await self._run(
+                    prompt, settings, target, job, agent=job.agent, keep_warm=job.tool != "batch", queueing=queued
+                )
                 job.finish("completed", result=result)
             except RunFailed as exc:
                 job.finish("failed", result=exc.result, error=str(exc), failure=exc)
@@ -390,6 +419,9 @@ class ClaudeBridge:
             except Exception:
                 logger.exception("job %s failed unexpectedly", job.job_id)
                 job.finish("failed", error="The job failed because of an internal error; the server log has details.")
+            finally:
+                if queued is not None:
+                    queued()
         if not job.done.is_set():
             job.finish("cancelled", error="The job was cancelled; its processes were stopped.")
         if job.kept:
@@ -434,13 +466,18 @@ class ClaudeBridge:
             logger.debug("could not record that %s is no longer warm", session_id, exc_info=True)
 
     @asynccontextmanager
-    async def _slot(self, observer: RunObserver | None, timeout_s: float) -> AsyncIterator[Keep]:
+    async def _slot(
+        self, observer: RunObserver | None, timeout_s: float, queueing: Callable[[], None] | None = None
+    ) -> AsyncIterator[Keep]:
         """A run slot of this bridge's own, then (if shared) one of the whole server's. Yields
-        `keep`, which holds both past the block, until the function it returns is called."""
+        `keep`, which holds both past the block, until the function it returns is called.
+        `queueing` is called just before the run counts among the slots' holders or waiters."""
         started = anyio.current_time()
         queued = observer.queued if observer else None
         with instrument.queue_wait() as granted:
             async with AsyncExitStack() as stack:
+                if queueing is not None:
+                    queueing()  # no checkpoint before `slot` counts the run
                 held = [await stack.enter_async_context(self.slots.slot(queued, timeout_s=timeout_s))]
                 if self.shared_slots is not None:
                     left = timeout_s - (anyio.current_time() - started)
@@ -496,9 +533,10 @@ class ClaudeBridge:
         agent: str | None = None,
         client_tools: ClientTools | None = None,
         keep_warm: bool = True,
+        queueing: Callable[[], None] | None = None,
     ) -> AskResult:
         """One call, from policy to result. `keep_warm=False`: nobody will follow the conversation up
-        (a batch request), so its process is closed rather than kept warm."""
+        (a batch request), so its process is closed rather than kept warm. `queueing`: see `_slot`."""
         if self.depth >= self.policy.max_depth:
             raise DepthExceeded(
                 f"Refused: this claude-mcp server is already {self.depth} level(s) deep in a chain of Claude "
@@ -542,7 +580,7 @@ class ClaudeBridge:
                 warm = None
             time_left = resolved.timeout_s - (anyio.current_time() - started)
             try:  # a taken warm or spare process is closed too if the wait for a slot fails
-                async with self._slot(observer, time_left) as keep_slot:
+                async with self._slot(observer, time_left, queueing) as keep_slot:
                     if warm is None:
                         relay = ToolRelay(client_tools.tools) if client_tools else None
                         options = build_options(
