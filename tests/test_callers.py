@@ -7,10 +7,11 @@ subprocess, the `mcp` client over Streamable HTTP and SSE, the real CLI, the fak
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -195,6 +196,43 @@ async def test_a_rejected_credential_fails_fast_and_clearly_and_a_valid_one_then
         assert time.monotonic() - started < 15
         async with connect_as(server, api_key("renewed")) as client:
             assert (await call(client, "ask", prompt="[[say:welcome back]]"))["result"] == "welcome back"
+
+
+def stored_rows(state: Path, table: str) -> int:
+    with closing(sqlite3.connect(state / "state.sqlite3")) as db:
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+async def test_made_up_credentials_leave_no_process_directory_conversation_or_transcript(
+    tmp_path: Path, config: Path
+) -> None:
+    """Caller mode may listen on 0.0.0.0 without tokens: a stranger's made-up keys must cost the server
+    nothing that outlives each refusal, on the HTTP API and over MCP alike."""
+    state = tmp_path / "callers-http"
+    with caller_server(tmp_path, config) as server:
+        base = server.url.removesuffix("/mcp")
+        for n in range(6):
+            key = api_key(f"revoked{n}")
+            async with anthropic.AsyncAnthropic(api_key=key, base_url=base, max_retries=0) as client:
+                with pytest.raises(anthropic.AuthenticationError, match="nothing of this attempt was kept"):
+                    await client.messages.create(
+                        model="claude-sonnet-4-5", max_tokens=64, messages=[{"role": "user", "content": f"hi {n}"}]
+                    )
+        for n in range(3):
+            async with connect_as(server, api_key(f"revoked-mcp{n}")) as mcp_client:
+                refused = await mcp_client.call_tool("ask", {"prompt": f"hello {n}"})
+                assert refused.is_error and "rejected the credential" in text_of(refused)
+                assert (refused.structured_content or {}).get("session_id") in (None, "")
+        with anyio.fail_after(20):  # processes exit off the request path
+            while [p for p in psutil.Process(server.process.pid).children(recursive=True) if "claude" in p.name()]:
+                await anyio.sleep(0.1)
+            while any((state / "callers").glob("*")):
+                await anyio.sleep(0.1)
+        assert stored_rows(state, "sessions") == 0
+        assert stored_rows(state, "transcript_entries") == 0
+        async with connect_as(server, api_key("valid")) as mcp_client:  # a good key still works afterwards
+            assert (await call(mcp_client, "ask", prompt="[[say:still here]]"))["result"] == "still here"
+        assert stored_rows(state, "sessions") == 1
 
 
 def test_binding_beyond_loopback_needs_tokens_unless_callers_pay(tmp_path: Path, workdir: Path) -> None:

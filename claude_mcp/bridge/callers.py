@@ -12,7 +12,9 @@ its credential forgotten.
 
 from __future__ import annotations
 
+import functools
 import logging
+import shutil
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,6 +40,7 @@ class _Caller:
     last_used: float
     stop: anyio.Event
     stopped: anyio.Event
+    config_dir: Path
     in_use: int = 0
 
     @property
@@ -71,6 +74,8 @@ class CallerPool:
         self._idle_s = idle_s
         self._callers: OrderedDict[str, _Caller] = OrderedDict()
         self._creating = anyio.Lock()
+        self._dropping: dict[str, anyio.Event] = {}
+        """Callers being forgotten (their credential was rejected), until their directory is gone."""
         self._tasks: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> CallerPool:
@@ -101,10 +106,30 @@ class CallerPool:
         finally:
             caller.in_use -= 1
             caller.last_used = anyio.current_time()
+            if caller.bridge.credential_refused and caller.idle:
+                with anyio.CancelScope(shield=True):
+                    await self._drop_refused(caller)
+
+    async def _drop_refused(self, caller: _Caller) -> None:
+        """Forget a caller whose credential the model API rejected before it was ever accepted: its
+        bridge and processes, and the Claude config directory its attempt made."""
+        for key, held in list(self._callers.items()):
+            if held is caller:
+                del self._callers[key]
+                gone = anyio.Event()
+                self._dropping[key] = gone
+                try:
+                    await self._close(caller)
+                    await anyio.to_thread.run_sync(functools.partial(shutil.rmtree, caller.config_dir, True))
+                finally:
+                    del self._dropping[key]
+                    gone.set()
 
     async def _caller(self, tenant: str, credential: CallerCredential) -> _Caller:
         hashed = credential.namespace(self._key)
         key = f"{tenant}/{hashed}"
+        while (dropping := self._dropping.get(key)) is not None:  # not while its directory is being removed
+            await dropping.wait()
         async with self._creating:
             if (caller := self._callers.get(key)) is not None:
                 self._callers.move_to_end(key)
@@ -123,11 +148,11 @@ class CallerPool:
                 replica=self._replica,
             )
             instrument.watch(bridge, tenant=tenant or "caller")  # a tenant's name is a bounded label; a hash is not
-            caller = await self._start(bridge)
+            caller = await self._start(bridge, config_dir)
             self._callers[key] = caller
             return caller
 
-    async def _start(self, bridge: ClaudeBridge) -> _Caller:
+    async def _start(self, bridge: ClaudeBridge, config_dir: Path) -> _Caller:
         """Enter the bridge in a task of the pool's own, which holds it until told to stop."""
         if self._tasks is None:
             raise Busy("The server is shutting down; retry on another replica or in a little while.")
@@ -150,7 +175,7 @@ class CallerPool:
         await ready.wait()
         if failure:
             raise Busy("The server could not start serving you (its store may be unreachable); retry shortly.")
-        return _Caller(bridge, anyio.current_time(), stop, stopped)
+        return _Caller(bridge, anyio.current_time(), stop, stopped, config_dir)
 
     async def _displace(self) -> None:
         for key, caller in self._callers.items():
@@ -167,7 +192,11 @@ class CallerPool:
         """Drop the callers idle for longer than `idle_s`."""
         deadline = anyio.current_time() - self._idle_s
         for key, caller in list(self._callers.items()):
-            if caller.idle and caller.last_used <= deadline:
+            if not caller.idle:
+                continue
+            if caller.bridge.credential_refused:
+                await self._drop_refused(caller)
+            elif caller.last_used <= deadline:
                 del self._callers[key]
                 await self._close(caller)
 

@@ -120,6 +120,10 @@ class ClaudeBridge:
         self._spare = SparePool(
             self.policy, self.permissions, child_depth=self.depth + 1, session_store=self.conversations.transcripts
         )
+        self.credential_accepted = anyio.Event()
+        """Set once a run on the bridge's credential got past the model API's authentication."""
+        self.credential_refused = False
+        """In caller mode: the model API rejected the credential before it was ever accepted."""
 
     async def __aenter__(self) -> Self:
         """Open the store (if it is the bridge's own), import conversations an earlier version left
@@ -142,7 +146,7 @@ class ClaudeBridge:
             self._tasks.start_soon(self.claim_jobs)
             self._tasks.start_soon(self.meter.run_writer)
             if self.policy.spare_process and self.depth < self.policy.max_depth:
-                self._tasks.start_soon(self._spare.run)
+                self._tasks.start_soon(self._run_spares)
         return self
 
     async def __aexit__(
@@ -434,6 +438,24 @@ class ClaudeBridge:
         finished job is left as it is."""
         return await self.jobs.cancel(owner, job_id)
 
+    async def _run_spares(self) -> None:
+        """Keep spares; a caller's only once its credential has been accepted (a made-up key starts none)."""
+        if self.policy.credentials == "caller":
+            await self.credential_accepted.wait()
+        await self._spare.run()
+
+    def _credential_rejected(self, failure: ClaudeMCPError | None) -> bool:
+        """Whether a run's failure is the model API rejecting a caller's own credential (and note
+        whether the credential has ever been accepted)."""
+        if self.policy.credentials != "caller":
+            return False
+        if isinstance(failure, APIError) and failure.status == 401:
+            self.credential_refused = not self.credential_accepted.is_set()
+            return True
+        self.credential_refused = False
+        self.credential_accepted.set()
+        return False
+
     async def _import_local(self) -> None:
         try:
             await legacy.import_local(self.conversations, config_dir(self.policy.cli_env), self.state_dir)
@@ -612,6 +634,18 @@ class ClaudeBridge:
                     if warm.relay is not None:
                         warm.relay.caller = None
                     session_id = outcome.result.session_id
+                    result = AskResult.from_message(outcome.result, outcome.text)
+                    failure = failure_of(result, outcome.api_error_status)
+                    if self._credential_rejected(failure):
+                        # Nothing of an attempt on a rejected credential is kept: no warm process, no
+                        # conversation, no transcript of a new one.
+                        await self._retire(warm.process, session_id, release=keep_slot())
+                        warm = None
+                        if continuing is None:
+                            await self.conversations.discard(session_id, str(resolved.cwd))
+                            await legacy.remove_local(config_dir(self.policy.cli_env), session_id)
+                            result.session_id = ""  # no conversation to continue
+                        raise RunFailed(APIError(CALLER_REJECTED, status=401, session_id=None), result)
                     kept = keep_warm and self.warm.keeps(warm)
                     await self.conversations.record_turn(
                         session_id,
@@ -630,11 +664,7 @@ class ClaudeBridge:
                 if warm is not None:
                     await warm.process.close(graceful=False)
                 raise
-        result = AskResult.from_message(outcome.result, outcome.text)
         result.chain_cost_usd = await self.meter.settle(metered)
-        failure = failure_of(result, outcome.api_error_status)
-        if self.policy.credentials == "caller" and isinstance(failure, APIError) and failure.status == 401:
-            failure = APIError(CALLER_REJECTED, status=401, session_id=failure.session_id)
         if failure is not None:
             logger.info("run ended with an error: %s", failure.kind)
             raise RunFailed(failure, result)

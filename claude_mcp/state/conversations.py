@@ -208,6 +208,10 @@ class Conversations:
         await sdk.delete_session_via_store(self.transcripts, record.session_id, directory=record.cwd)
         await self.store.delete_session(self.namespace, record.session_id)
 
+    async def discard(self, session_id: str, cwd: str) -> None:
+        """Forget the transcript of a conversation that was never indexed (its first turn failed)."""
+        await sdk.delete_session_via_store(self.transcripts, session_id, directory=cwd)
+
     async def set_warm(self, session_id: str, replica: str | None) -> None:
         await self.store.set_warm(self.namespace, session_id, replica)
 
