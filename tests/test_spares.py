@@ -12,8 +12,9 @@ from claude_agent_sdk import Message, SystemMessage
 from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
+from claude_mcp.bridge.launcher import Launcher
 from claude_mcp.bridge.options import build_options
-from claude_mcp.bridge.process import STARTUPS, CLIProcess
+from claude_mcp.bridge.process import SdkLauncher
 from claude_mcp.config.call_settings import CallSettings
 from claude_mcp.mcp_surface.server import build_server
 from claude_mcp.telemetry.metrics import REGISTRY
@@ -28,8 +29,10 @@ def runs_on(source: str) -> float:
 
 
 @asynccontextmanager
-async def spare_server(policy: Policy, **settings: object) -> AsyncIterator[tuple[Client, ClaudeBridge]]:
-    bridge = ClaudeBridge(policy.model_copy(update={"spare_process": True, **settings}), depth=0)
+async def spare_server(
+    policy: Policy, launcher: Launcher | None = None, **settings: object
+) -> AsyncIterator[tuple[Client, ClaudeBridge]]:
+    bridge = ClaudeBridge(policy.model_copy(update={"spare_process": True, **settings}), depth=0, launcher=launcher)
     async with Client(build_server(bridge)) as client:
         yield client, bridge
     assert claude_pids() == set()
@@ -44,23 +47,24 @@ async def until(condition: object, timeout_s: float = 20) -> None:
 
 async def test_a_conversation_arriving_while_the_spare_starts_waits_for_it(policy: Policy) -> None:
     async with spare_server(policy) as (client, bridge):
-        await until(lambda: bridge._spare.starting == 1)
-        assert bridge._spare.ready == 0
+        await until(lambda: bridge.pool.spares.starting == 1)
+        assert bridge.pool.spares.ready == 0
         before = runs_on("spare"), runs_on("cold")
         await call(client, "ask", prompt="hello")
         assert (runs_on("spare"), runs_on("cold")) == (before[0] + 1, before[1]), "it ran on the spare"
-        await until(lambda: bridge._spare.ready == 1)  # and the next one is started
+        await until(lambda: bridge.pool.spares.ready == 1)  # and the next one is started
 
 
 async def test_no_spare_starts_while_another_cli_is_starting(policy: Policy) -> None:
-    held = STARTUPS.starting()  # as if a CLI were starting for a run
+    launcher = SdkLauncher()
+    held = launcher.startups.starting()  # as if a CLI were starting for a run
     started_up = held.__enter__()
     try:
-        async with spare_server(policy) as (_client, bridge):
+        async with spare_server(policy, launcher) as (_client, bridge):
             await anyio.sleep(1.5)
-            assert bridge._spare.starting == 0 and claude_pids() == set()
+            assert bridge.pool.spares.starting == 0 and claude_pids() == set()
             started_up()
-            await until(lambda: bridge._spare.ready == 1)
+            await until(lambda: bridge.pool.spares.ready == 1)
     finally:
         held.__exit__(None, None, None)
 
@@ -69,13 +73,14 @@ async def test_a_first_turn_counts_as_a_start_up_until_the_model_answers(policy:
     seen: list[tuple[str, int]] = []
 
     async def on_message(message: Message) -> None:
-        seen.append((type(message).__name__, STARTUPS.count))
+        seen.append((type(message).__name__, launcher.startups.count))
 
-    process = CLIProcess(build_options(policy.resolve(CallSettings()), policy, child_depth=1))
+    launcher = SdkLauncher()
+    process = launcher.launch(build_options(policy.resolve(CallSettings()), policy, child_depth=1))
     try:
-        assert STARTUPS.count == 0
+        assert launcher.startups.count == 0
         await process.turn("hello", timeout_s=60, stall_timeout_s=60, on_message=on_message)
-        assert STARTUPS.count == 0
+        assert launcher.startups.count == 0
         await process.turn("again", timeout_s=60, stall_timeout_s=60, on_message=on_message)
     finally:
         await process.close()
@@ -97,14 +102,14 @@ class Clock:
 async def test_spares_follow_demand(policy: Policy) -> None:
     clock = Clock()
     async with spare_server(policy, spare_idle_s=60.0, max_spares=2) as (client, bridge):
-        bridge._spare._clock = clock
-        await until(lambda: bridge._spare.ready == 1)
+        bridge.pool.spares._clock = clock
+        await until(lambda: bridge.pool.spares.ready == 1)
         clock.offset += 60  # a minute without a new conversation: the spare is closed
         await until(lambda: claude_pids() == set(), timeout_s=10)
         before = runs_on("cold")
         session = (await call(client, "ask", prompt="hello"))["session_id"]
         assert runs_on("cold") == before + 1, "no spare was ready: a miss"
-        await until(lambda: bridge._spare.ready == 2)  # demand came back: one, plus one for the miss
+        await until(lambda: bridge.pool.spares.ready == 2)  # demand came back: one, plus one for the miss
         await call(client, "close_session", session_id=session)
         clock.offset += 60
         await until(lambda: claude_pids() == set(), timeout_s=10)  # idle again
@@ -112,11 +117,11 @@ async def test_spares_follow_demand(policy: Policy) -> None:
 
 async def test_spares_take_the_settings_new_conversations_use(policy: Policy) -> None:
     async with spare_server(policy) as (client, bridge):
-        await until(lambda: bridge._spare.ready == 1)
+        await until(lambda: bridge.pool.spares.ready == 1)
         for _ in range(2):
             await call(client, "ask", prompt="hi", model="haiku")
-        assert bridge._spare.preferred().model == "haiku"
-        await until(lambda: any(e.usable and e.settings.model == "haiku" for e in bridge._spare._entries))
+        assert bridge.pool.spares.preferred().model == "haiku"
+        await until(lambda: any(e.usable and e.settings.model == "haiku" for e in bridge.pool.spares._entries))
         before = runs_on("spare")
         assert (await call(client, "ask", prompt="hi", model="haiku"))["result"] == "Echo: hi"
         assert runs_on("spare") == before + 1

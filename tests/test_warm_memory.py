@@ -39,10 +39,10 @@ async def test_a_memory_budget_keeps_only_the_most_recent_warm_process(policy: P
     async with Client(build_server(budgeted)) as client:
         first = await remember(client, "one")
         first_pids = claude_pids()
-        await budgeted.warm.fit_memory()  # what the housekeeping does: measure, then trim
-        assert budgeted.warm.live_ids() == {first}
+        await budgeted.pool.warm.fit_memory()  # what the housekeeping does: measure, then trim
+        assert budgeted.pool.warm.live_ids() == {first}
         second = await remember(client, "two")
-        assert budgeted.warm.live_ids() == {second}
+        assert budgeted.pool.warm.live_ids() == {second}
         with anyio.fail_after(10):  # the evicted process exits after the answer, off its path
             while len(claude_pids()) > 1:
                 await anyio.sleep(0.02)

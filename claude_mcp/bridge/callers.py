@@ -27,8 +27,9 @@ from ..config.credentials import CallerCredential
 from ..config.policy import Policy
 from ..errors import Busy
 from ..state.store import Store
-from . import instrument
 from .claude import ClaudeBridge
+from .launcher import Launcher
+from .process import SdkLauncher
 from .slots import RunSlots
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class CallerPool:
         store: Store,
         replica: str,
         shared_slots: RunSlots,
+        launcher: Launcher | None = None,
         namespace_key: bytes,
         state_root: Path,
         max_callers: int,
@@ -68,6 +70,7 @@ class CallerPool:
         self._store = store
         self._replica = replica
         self._shared_slots = shared_slots
+        self._launcher = launcher or SdkLauncher()
         self._key = namespace_key
         self._state_root = state_root
         self._max = max_callers
@@ -146,8 +149,9 @@ class CallerPool:
                 store=self._store,
                 namespace=tenant or hashed,
                 replica=self._replica,
+                label=tenant or "caller",  # a tenant's name is a bounded label; a hash is not
+                launcher=self._launcher,
             )
-            instrument.watch(bridge, tenant=tenant or "caller")  # a tenant's name is a bounded label; a hash is not
             caller = await self._start(bridge, config_dir)
             self._callers[key] = caller
             return caller

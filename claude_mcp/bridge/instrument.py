@@ -1,25 +1,22 @@
 """What the bridge tells the metrics, the spans and the logs (the definitions are in `telemetry`).
 
-`instrumented` wraps `ClaudeBridge._run`: one span, one log line and the run metrics per run,
-its facts (tool, tenant, session, run id) for everything logged inside it, and its place in the
-process's `ACTIVITY`, so that a drain can stop it with a `ShuttingDown` that carries its
-session_id. `RunWatch` sits between the run and its observer: the time to the first text, and a
-span per tool use. `queue_wait`, `cli_start` and `turn` measure those steps where they happen.
+`run` wraps one run: one span, one log line and the run metrics per run, its facts (tool,
+tenant, session, run id) for everything logged inside it, and its place in the server's
+`Activity`, so that a drain can stop it with a `ShuttingDown` that carries its session_id.
+What it knows of the run is handed down to it (`RunFacts`); it reads nothing of the bridge.
+`RunWatch` sits between the run and its observer: the time to the first text, and a span per
+tool use. `queue_wait`, `cli_start` and `turn` measure those steps where they happen.
 Over 300 lines so that the bridge's modules carry one-line hooks rather than telemetry code.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import logging
 import time
 import uuid
-import weakref
-from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from dataclasses import dataclass
 
 import anyio
 from claude_agent_sdk import AssistantMessage, Message, ResultMessage, SystemMessage, ToolUseBlock, UserMessage
@@ -29,15 +26,11 @@ from opentelemetry.trace import Span, StatusCode
 
 from ..errors import APIError, ClaudeMCPError, ShuttingDown
 from ..telemetry import context, metrics, tracing
-from ..telemetry.activity import ACTIVITY
+from ..telemetry.activity import Activity
 from ..telemetry.tracing import TRACER
 from .observer import RunObserver, text_delta
 from .permissions import PermissionAnswer, PermissionRequest
 from .results import AskResult, RunFailed
-
-if TYPE_CHECKING:
-    from .claude import ClaudeBridge
-    from .process import CLIProcess
 
 logger = logging.getLogger("claude_mcp.runs")
 
@@ -60,107 +53,75 @@ def error_kind(exc: BaseException) -> str:
     return "internal"
 
 
-# The bridges of this process, for the live gauges; and the tenant label of those that serve a
-# caller on behalf of a configured tenant.
-_bridges: weakref.WeakSet[ClaudeBridge] = weakref.WeakSet()
-_tenant_labels: weakref.WeakKeyDictionary[ClaudeBridge, str] = weakref.WeakKeyDictionary()
+@dataclass(frozen=True, slots=True)
+class RunFacts:
+    """What telemetry knows of a run, handed down to it (it never reads the bridge): the bridge's
+    tenant label (bounded: a tenant's name, `local`, or `caller`), its namespace (logs only), and
+    the conversation the run continues, if any."""
+
+    tenant: str
+    namespace: str
+    session: str | None
 
 
-def watch(bridge: ClaudeBridge, tenant: str | None = None) -> None:
-    """Count this bridge's live state in the gauges; `tenant`: its label, if not its namespace."""
-    _bridges.add(bridge)
-    if tenant is not None:
-        _tenant_labels[bridge] = tenant
-
-
-def tenant_label(bridge: ClaudeBridge) -> str:
-    """The bridge's tenant as a bounded label: its namespace, unless that is a caller's hash."""
-    if (label := _tenant_labels.get(bridge)) is not None:
-        return label
-    return "caller" if bridge.policy.credentials == "caller" else bridge.namespace
-
-
-def note_bridge(bridge: ClaudeBridge) -> None:
+def note_caller(tenant: str, namespace: str) -> None:
     """Note in the current call's facts who is calling."""
-    context.note(tenant=tenant_label(bridge), namespace=bridge.namespace)
+    context.note(tenant=tenant, namespace=namespace)
 
 
-def _live() -> metrics.Live:
-    live = metrics.Live()
-    slots = {}
-    for bridge in list(_bridges):
-        live.warm += len(bridge.warm.live_ids())
-        live.warm_bytes += bridge.warm.memory_bytes()
-        live.jobs.update(Counter(job.status for job in bridge.jobs.live.values()))
-        for cap in (bridge.slots, bridge.shared_slots):
-            if cap is not None:
-                slots[id(cap)] = cap
-    live.queued = sum(cap.queued for cap in slots.values())
-    return live
-
-
-metrics.add_live_source(_live)
-
-Run = TypeVar("Run", bound=Callable[..., Awaitable[AskResult]])
-
-
-def instrumented(run: Run) -> Run:
-    """Wrap `ClaudeBridge._run` (its arguments `self`, …, `target`, `observer` found by name)."""
-    signature = inspect.signature(run)
-
-    @functools.wraps(run)
-    async def wrapper(*args: Any, **kwargs: Any) -> AskResult:
-        bound = signature.bind(*args, **kwargs)
-        bridge: ClaudeBridge = bound.arguments["self"]
-        watch(bridge)
-        target = bound.arguments["target"]
-        parent = context.current()
-        tool = parent.tool if parent is not None and parent.tool else "none"
-        tenant = tenant_label(bridge)
-        session = target.resume if not target.fork else None
-        started = time.monotonic()
-        outcome, kind = "cancelled", None
-        attributes = {"claude_mcp.tool": tool, "claude_mcp.tenant": tenant}
-        with (
-            context.facts(tool=tool, tenant=tenant, namespace=bridge.namespace, session=session) as facts,
-            TRACER.start_as_current_span(tracing.RUN, attributes=attributes, record_exception=False) as span,
-        ):
-            facts.run_id = uuid.uuid4().hex[:16]
-            span.set_attribute("claude_mcp.run_id", facts.run_id)
-            watcher = RunWatch(bound.arguments["observer"], facts, span, tool, started)
-            bound.arguments["observer"] = watcher
-            metrics.RUNS_IN_FLIGHT.labels(tenant).inc()
-            try:
-                with ACTIVITY.tracking("run") as stopping:
-                    result = await run(*bound.args, **bound.kwargs)
-                if stopping.cancelled_caught:
-                    raise ShuttingDown(session_id=facts.session)
-                outcome = "ok"
-                return result
-            except ShuttingDown:
-                kind = "shutting_down"
+async def run(
+    known: RunFacts,
+    observer: RunObserver | None,
+    body: Callable[[RunObserver], Awaitable[AskResult]],
+    activity: Activity,
+) -> AskResult:
+    """Run `body` as one observed run: its facts for everything logged inside it, a span, the run
+    metrics and one log line, and its place in `activity`, so that a drain can stop it with a
+    `ShuttingDown` that carries its session_id. `body` is given the observer to report to (a
+    `RunWatch` over `observer`)."""
+    parent = context.current()
+    tool = parent.tool if parent is not None and parent.tool else "none"
+    tenant = known.tenant
+    started = time.monotonic()
+    outcome, kind = "cancelled", None
+    attributes = {"claude_mcp.tool": tool, "claude_mcp.tenant": tenant}
+    with (
+        context.facts(tool=tool, tenant=tenant, namespace=known.namespace, session=known.session) as facts,
+        TRACER.start_as_current_span(tracing.RUN, attributes=attributes, record_exception=False) as span,
+    ):
+        facts.run_id = uuid.uuid4().hex[:16]
+        span.set_attribute("claude_mcp.run_id", facts.run_id)
+        watcher = RunWatch(observer, facts, span, tool, started)
+        metrics.RUNS_IN_FLIGHT.labels(tenant).inc()
+        try:
+            with activity.tracking("run") as stopping:
+                result = await body(watcher)
+            if stopping.cancelled_caught:
+                raise ShuttingDown(session_id=facts.session)
+            outcome = "ok"
+            return result
+        except ShuttingDown:
+            kind = "shutting_down"
+            raise
+        except anyio.get_cancelled_exc_class():
+            if not activity.stopped("run"):
                 raise
-            except anyio.get_cancelled_exc_class():
-                if not ACTIVITY.stopped("run"):
-                    raise
-                # Stopped by the drain, then cancelled by the shutdown while its processes were being
-                # stopped: it still ends as stopped by the drain, so a job is left resumable.
-                kind = "shutting_down"
-                raise ShuttingDown(session_id=facts.session) from None
-            except ClaudeMCPError as exc:
-                outcome, kind = "error", error_kind(exc)
-                raise
-            except Exception:
-                outcome, kind = "error", "internal"
-                raise
-            finally:
-                metrics.RUNS_IN_FLIGHT.labels(tenant).dec()
-                watcher.close()
-                if parent is not None and facts.session:
-                    parent.session = facts.session  # the call's log line (and its error, if stopped) name it
-                _finished(facts, span, outcome, kind, time.monotonic() - started)
-
-    return cast(Run, wrapper)
+            # Stopped by the drain, then cancelled by the shutdown while its processes were being
+            # stopped: it still ends as stopped by the drain, so a job is left resumable.
+            kind = "shutting_down"
+            raise ShuttingDown(session_id=facts.session) from None
+        except ClaudeMCPError as exc:
+            outcome, kind = "error", error_kind(exc)
+            raise
+        except Exception:
+            outcome, kind = "error", "internal"
+            raise
+        finally:
+            metrics.RUNS_IN_FLIGHT.labels(tenant).dec()
+            watcher.close()
+            if parent is not None and facts.session:
+                parent.session = facts.session  # the call's log line (and its error, if stopped) name it
+            _finished(facts, span, outcome, kind, time.monotonic() - started)
 
 
 def _finished(facts: context.Facts, span: Span, outcome: str, kind: str | None, duration_s: float) -> None:
@@ -300,26 +261,18 @@ def cli_start() -> Iterator[None]:
     metrics.CLI_START_SECONDS.observe(time.monotonic() - started)
 
 
-# How many turns each live process has run, and the cost it had reported after the last one (the
-# CLI reports a process's cost so far, not a turn's).
-_turns: weakref.WeakKeyDictionary[CLIProcess, int] = weakref.WeakKeyDictionary()
-_costs: weakref.WeakKeyDictionary[CLIProcess, float] = weakref.WeakKeyDictionary()
-
-
 class TurnMeter:
     """One turn on a CLI process: its span, and what its result adds to the cost and tokens."""
 
-    def __init__(self, process: CLIProcess, span: Span) -> None:
-        self._process = process
+    def __init__(self, span: Span) -> None:
         self.span = span
 
-    def finished(self, result: ResultMessage) -> None:
+    def finished(self, result: ResultMessage, cost_usd: float | None) -> None:
+        """`cost_usd`: what this turn added to the process's cost (the CLI reports a running total)."""
         tenant = facts.tenant if (facts := context.current()) is not None and facts.tenant else "none"
-        if result.total_cost_usd is not None:
-            cost = max(0.0, result.total_cost_usd - _costs.get(self._process, 0.0))
-            _costs[self._process] = result.total_cost_usd
-            metrics.COST_USD.labels(tenant).inc(cost)
-            self.span.set_attribute("claude_mcp.cost_usd", cost)
+        if cost_usd is not None:
+            metrics.COST_USD.labels(tenant).inc(cost_usd)
+            self.span.set_attribute("claude_mcp.cost_usd", cost_usd)
         usage = result.usage or {}
         for kind, key in (
             ("input", "input_tokens"),
@@ -335,11 +288,9 @@ class TurnMeter:
 
 
 @contextmanager
-def turn(process: CLIProcess) -> Iterator[TurnMeter]:
-    """Measure one turn: which kind of process it ran on, its span, its cost."""
-    source = "cold" if not process.alive else "spare" if _turns.get(process, 0) == 0 else "warm"
+def turn(source: str, model: str | None) -> Iterator[TurnMeter]:
+    """Measure one turn: which kind of process it ran on (`cold`, `spare`, `warm`), its span, its cost."""
     metrics.RUN_PROCESSES.labels(source).inc()
-    attributes = {"claude_mcp.process": source, "gen_ai.request.model": process.options.model or "default"}
+    attributes = {"claude_mcp.process": source, "gen_ai.request.model": model or "default"}
     with TRACER.start_as_current_span(tracing.TURN, attributes=attributes) as span:
-        yield TurnMeter(process, span)
-    _turns[process] = _turns.get(process, 0) + 1
+        yield TurnMeter(span)

@@ -51,7 +51,7 @@ from .quotas import ACTIVE_S, NEAR, REFRESH_S, Quota, QuotaState, QuotaTotals, m
 if TYPE_CHECKING:
     from claude_agent_sdk import ResultMessage
 
-    from .process import CLIProcess, RunOutcome
+    from .launcher import Process, RunOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class Meter:
         """The clock quotas are counted by (tests move it to the next window)."""
         self.chain = inherited_chain()
         """The key this server was started with by the CLI above (None at the top of a chain)."""
-        self._chained: weakref.WeakSet[CLIProcess] = weakref.WeakSet()
+        self._chained: weakref.WeakSet[Process] = weakref.WeakSet()
         """Processes that ran a turn of a budgeted chain: the servers they started may find its account
         under their key, so every later turn points the key at its own chain."""
         self._totals = QuotaTotals(store, namespace)
@@ -159,7 +159,7 @@ class Meter:
         self._in_flight: dict[str, float] = {}
         self._wake = anyio.Event()
         self._lock = anyio.Lock()
-        self._seen: weakref.WeakKeyDictionary[CLIProcess, dict[str, _Figures]] = weakref.WeakKeyDictionary()
+        self._seen: weakref.WeakKeyDictionary[Process, dict[str, _Figures]] = weakref.WeakKeyDictionary()
 
     @property
     def chain_retention_s(self) -> float:
@@ -276,7 +276,7 @@ class Meter:
         metered.accounted |= self.depth == 0 and metered.budget_usd is not None
         return resolved, metered
 
-    async def begin(self, metered: Metered, process: CLIProcess) -> None:
+    async def begin(self, metered: Metered, process: Process) -> None:
         """Before the run's turn on `process`: point the process's chain key at the run's chain, so the
         servers the process started spend from this turn's account (not an earlier turn's); at the
         top of a budgeted chain, open its account with the run's budget. No store write when
@@ -299,7 +299,7 @@ class Meter:
             budget = metered.budget_usd if opening else None
             await self.store.point_chain(key if repoint else None, metered.chain_id, self.now(), budget_usd=budget)
 
-    def ran(self, metered: Metered, process: CLIProcess, outcome: RunOutcome) -> None:
+    def ran(self, metered: Metered, process: Process, outcome: RunOutcome) -> None:
         """Queue the usage records of a run that gave a result (no I/O: the writer stores them)."""
         self._in_flight.pop(metered.run_id, None)
         if not self.policy.metering:

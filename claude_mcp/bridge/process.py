@@ -13,7 +13,7 @@ import logging
 import uuid
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,24 +44,13 @@ from claude_agent_sdk import (
 
 from ..errors import ClaudeMCPError, CLIFailed, CLINotFound, RunTimeout, SessionNotFound, StreamStalled
 from . import instrument
+from .launcher import EventSink, RunOutcome, StartUps
 from .permissions import Asker, PermissionGate
 from .process_tree import process_tree, terminate_tree
 
 logger = logging.getLogger(__name__)
 
-EventSink = Callable[[Message], Awaitable[None]]
-"""Receives every message of a turn as it arrives (for progress reporting)."""
-
 _UNKNOWN_SESSION = "No conversation found with session ID"
-
-
-@dataclass
-class RunOutcome:
-    """The CLI's result message and the answer text streamed before it."""
-
-    result: ResultMessage
-    text: str
-    api_error_status: int | None
 
 
 @dataclass
@@ -107,47 +96,14 @@ async def _one(message: dict[str, Any]) -> AsyncIterator[dict[str, Any]]:
     yield message
 
 
-class StartUps:
-    """CLI start-ups in flight in this server process, from spawning the CLI until its first turn
-    hears back from the model. A start-up is CPU-bound, so spare processes wait for quiet."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    @contextmanager
-    def starting(self) -> Iterator[Callable[[], None]]:
-        """Count a start-up; the yielded function ends it early (when the model first answers)."""
-        counted = True
-        self.count += 1
-
-        def done() -> None:
-            nonlocal counted
-            if counted:
-                counted = False
-                self.count -= 1
-
-        try:
-            yield done
-        finally:
-            done()
-
-    async def quiet(self, max_wait_s: float) -> bool:
-        """Wait until no start-up is in flight, at most `max_wait_s`; whether it got quiet."""
-        with anyio.move_on_after(max_wait_s):
-            while self.count:
-                await anyio.sleep(0.02)
-            return True
-        return False
-
-
-STARTUPS = StartUps()
-
-
 class CLIProcess:
     """One `claude` process, kept open across turns of one conversation."""
 
-    def __init__(self, options: ClaudeAgentOptions, gate: PermissionGate | None = None) -> None:
+    def __init__(
+        self, options: ClaudeAgentOptions, gate: PermissionGate | None = None, *, startups: StartUps | None = None
+    ) -> None:
         self.options = options
+        self._startups = startups or StartUps()
         self.asker: Asker | None = None
         """Who is asked when a tool use needs approval during the current turn."""
         self._gate = gate
@@ -161,6 +117,20 @@ class CLIProcess:
         self.turns = 0
         """Turns this process has run (0: it has not yet answered a prompt)."""
         self.closed = False
+        self._cost_usd = 0.0
+        """The cost the CLI reported after the last turn (a running total for the process)."""
+
+    def _source(self) -> str:
+        """Which kind of process a turn runs on: started for it, a spare's first turn, or warm."""
+        return "cold" if not self.alive else "spare" if self.turns == 0 else "warm"
+
+    def _cost_delta(self, result: ResultMessage) -> float | None:
+        """What a turn added to the process's cost (the CLI reports the running total)."""
+        if result.total_cost_usd is None:
+            return None
+        delta = max(0.0, result.total_cost_usd - self._cost_usd)
+        self._cost_usd = result.total_cost_usd
+        return delta
 
     def _on_stderr(self, line: str) -> None:
         self._stderr_tail.append(line)
@@ -201,7 +171,7 @@ class CLIProcess:
         otherwise does on the first prompt (it asks the model nothing and writes no transcript)."""
         watch = _Watch()
         try:
-            with STARTUPS.starting(), anyio.fail_after(timeout_s), self._sdk_errors(watch):
+            with self._startups.starting(), anyio.fail_after(timeout_s), self._sdk_errors(watch):
                 await self._connect()
                 if prime:
                     await self._prime()
@@ -234,8 +204,8 @@ class CLIProcess:
             time_limit = anyio.fail_after(timeout_s if time_left_s is None else time_left_s)
             first = self.turns == 0
             with (
-                STARTUPS.starting() if first else nullcontext(lambda: None) as answered,
-                instrument.turn(self) as meter,
+                self._startups.starting() if first else nullcontext(lambda: None) as answered,
+                instrument.turn(self._source(), self.options.model) as meter,
                 time_limit,
                 self._sdk_errors(watch),
             ):
@@ -268,7 +238,7 @@ class CLIProcess:
                         if isinstance(message, ResultMessage) and _answers(message, prompt_uuid):
                             outcome = RunOutcome(message, "".join(watch.text), message.api_error_status)
                             self.turns += 1
-                            meter.finished(message)
+                            meter.finished(message, self._cost_delta(message))
                             self.session_id = message.session_id
                 finally:
                     await messages.aclose()  # type: ignore[attr-defined]  # an async generator
@@ -347,3 +317,13 @@ class CLIProcess:
             return SessionNotFound()
         logger.warning("claude exited abnormally (exit code %s)", exc.exit_code)
         return CLIFailed(self._died_message(f"exit code {exc.exit_code}"), session_id=session_id)
+
+
+class SdkLauncher:
+    """The production launcher: the real `claude` binary, started through claude-agent-sdk."""
+
+    def __init__(self) -> None:
+        self.startups = StartUps()
+
+    def launch(self, options: ClaudeAgentOptions, gate: PermissionGate | None = None) -> CLIProcess:
+        return CLIProcess(options, gate, startups=self.startups)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 
 import anyio
@@ -137,3 +137,37 @@ class RunSlots:
     def _wake_all(self) -> None:
         for waiter in self._queue:
             waiter.wake.set()
+
+
+class BridgeSlots:
+    """A bridge's run slots: its own cap and, for a bridge among others (tenants, callers), its
+    share of the whole server's."""
+
+    def __init__(self, own: RunSlots, shared: RunSlots | None = None) -> None:
+        self.own = own
+        self.shared = shared
+
+    @property
+    def caps(self) -> list[RunSlots]:
+        return [self.own] if self.shared is None else [self.own, self.shared]
+
+    def free(self, spoken_for: int = 0) -> int:
+        """Slots a run could take now without waiting, less `spoken_for` (runs about to queue)."""
+        return max(0, min(cap.free - spoken_for for cap in self.caps))
+
+    @asynccontextmanager
+    async def hold(
+        self, on_queued: OnQueued | None, timeout_s: float, queueing: Callable[[], None] | None = None
+    ) -> AsyncIterator[Keep]:
+        """A slot of each cap, the bridge's own first, within `timeout_s` in all. Yields `keep`,
+        which holds them past the block, until the function it returns is called. `queueing` is
+        called just before the run counts among the slots' holders or waiters."""
+        started = anyio.current_time()
+        async with AsyncExitStack() as stack:
+            if queueing is not None:
+                queueing()  # no checkpoint before `slot` counts the run
+            held = [await stack.enter_async_context(self.own.slot(on_queued, timeout_s=timeout_s))]
+            if self.shared is not None:
+                left = timeout_s - (anyio.current_time() - started)
+                held.append(await stack.enter_async_context(self.shared.slot(on_queued, timeout_s=left)))
+            yield lambda: keep_all(held)

@@ -33,9 +33,9 @@ from claude_agent_sdk import SessionStore
 from ..config.call_settings import CallSettings
 from ..config.policy import Policy, ResolvedSettings
 from ..errors import ClaudeMCPError
+from .launcher import Launcher
 from .options import build_options
 from .permissions import PermissionGate
-from .process import STARTUPS, CLIProcess
 from .warm import WarmSession
 
 logger = logging.getLogger(__name__)
@@ -74,12 +74,14 @@ class SparePool:
     def __init__(
         self,
         policy: Policy,
+        launcher: Launcher,
         permissions: PermissionGate,
         child_depth: int,
         session_store: SessionStore | None = None,
         clock: Callable[[], float] = anyio.current_time,
     ) -> None:
         self._policy = policy
+        self._launcher = launcher
         self._session_store = session_store
         self._permissions = permissions
         self._child_depth = child_depth
@@ -179,7 +181,7 @@ class SparePool:
                 assert entry.session is not None
                 await entry.session.process.close()
         if len(self._entries) < target:
-            if not await STARTUPS.quiet(QUIET_WAIT_S):
+            if not await self._launcher.startups.quiet(QUIET_WAIT_S):
                 logger.debug("starting a spare although other CLI start-ups are still running")
             if self._running and len(self._entries) < self.target(self._clock()):
                 await self._start(preferred)
@@ -195,7 +197,7 @@ class SparePool:
             session_store=self._session_store,
             chain_id=uuid.uuid4().hex,
         )
-        session = WarmSession(CLIProcess(options, self._permissions), settings, self._clock())
+        session = WarmSession(self._launcher.launch(options, self._permissions), settings, self._clock())
         try:
             await session.process.start(prime=True)
         except ClaudeMCPError as exc:

@@ -31,9 +31,11 @@ from ..config.tenants import TenantSpec, token_hash
 from ..errors import ConfigError
 from ..state.open import store_for
 from ..state.store import Store
+from ..telemetry import metrics
 from .callers import CallerPool
 from .claude import ClaudeBridge
 from .identity import replica_id
+from .process import SdkLauncher
 from .slots import RunSlots
 
 logger = logging.getLogger(__name__)
@@ -53,6 +55,7 @@ class Tenancy:
         callers: CallerPool | None = None,
         *,
         accepts_oauth: bool = False,
+        shared_slots: RunSlots | None = None,
     ) -> None:
         """`store`: the store the bridges share, opened while the tenancy is entered. `callers`:
         in caller-credential mode, where each request's bridge comes from (`bridges` is then empty)."""
@@ -61,6 +64,7 @@ class Tenancy:
         self._store = store
         self.callers = callers
         self._accepts_oauth = accepts_oauth
+        self._shared_slots = shared_slots
         self._users = 0
         self._stack: AsyncExitStack | None = None
         self.policy: Policy | None = next(iter(bridges.values())).policy if bridges else None
@@ -102,6 +106,8 @@ class Tenancy:
                 if self._store is not None:
                     await self._store.open()
                     stack.push_async_callback(self._store.close)
+                metrics.add_live_source(self._live)
+                stack.callback(metrics.remove_live_source, self._live)
                 for bridge in self.bridges.values():
                     await stack.enter_async_context(bridge)
                 if self.callers is not None:
@@ -120,6 +126,10 @@ class Tenancy:
         if self._users == 0 and self._stack is not None:
             stack, self._stack = self._stack, None
             await stack.aclose()
+
+    def _live(self) -> metrics.Live:
+        """The server-wide cap's waiters, for the live gauges (each bridge counts its own cap's)."""
+        return metrics.Live(queued=self._shared_slots.queued if self._shared_slots is not None else 0)
 
     @property
     def requires_auth(self) -> bool:
@@ -143,6 +153,7 @@ class Tenancy:
         shared = RunSlots(base.max_concurrent, base.max_queued)  # the whole server's cap
         store = store_for(base.state_url, base.state_dir or state)
         replica = replica_id()
+        launcher = SdkLauncher()  # one start-up count for the whole server
         for name, spec in specs.items():
             config_dir = spec.config_dir or state / "tenants" / name
             fields = {k: v for k, v in base.model_dump().items() if k != "tenants"}
@@ -159,12 +170,14 @@ class Tenancy:
                 raise ConfigError(f"tenant {name!r}: invalid policy: {exc}") from None
             policies[name] = policy
             if not callers_pay:
-                bridges[name] = ClaudeBridge(policy, shared_slots=shared, store=store, namespace=name, replica=replica)
+                bridges[name] = ClaudeBridge(
+                    policy, shared_slots=shared, store=store, namespace=name, replica=replica, launcher=launcher
+                )
             digests[spec.digest(name, environ)] = name
         if len(digests) != len(specs):
             raise ConfigError("two tenants share a token; give each its own")
         if not callers_pay:
-            tenancy = cls(bridges, digests, store)
+            tenancy = cls(bridges, digests, store, shared_slots=shared)
             tenancy.policy = base
             return tenancy
         key = environ.get(base.namespace_key_env, "").encode()
@@ -179,12 +192,13 @@ class Tenancy:
             store=store,
             replica=replica,
             shared_slots=shared,
+            launcher=launcher,
             namespace_key=key or DEFAULT_NAMESPACE_KEY,
             state_root=state,
             max_callers=base.max_callers,
             idle_s=base.caller_idle_s,
         )
-        tenancy = cls({}, digests, store, pool, accepts_oauth=base.caller_oauth_tokens)
+        tenancy = cls({}, digests, store, pool, accepts_oauth=base.caller_oauth_tokens, shared_slots=shared)
         tenancy.policy = base
         return tenancy
 

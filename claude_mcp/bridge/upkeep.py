@@ -10,8 +10,8 @@ import anyio
 
 from .job_book import SYNC_S, JobBook
 from .metering import Meter
+from .pool import ProcessPool
 from .turns import SessionLocks
-from .warm import WarmPool
 
 logger = logging.getLogger(__name__)
 
@@ -20,14 +20,15 @@ FORGET_CHAINS_S = 3600.0
 """How often a bridge forgets old chain accounts (a table every namespace shares)."""
 
 
-async def housekeeping(warm: WarmPool, jobs: JobBook, meter: Meter, *, every_s: float, job_retention_s: float) -> None:
+async def housekeeping(
+    pool: ProcessPool, jobs: JobBook, meter: Meter, *, every_s: float, job_retention_s: float
+) -> None:
     """Run until cancelled: every `every_s`, close expired warm processes, measure the rest and
     trim them to the memory budget, and forget old jobs; every `FORGET_CHAINS_S`, old chain accounts."""
     forgot = anyio.current_time()
     while True:
         await anyio.sleep(every_s)
-        await warm.sweep()
-        await warm.fit_memory()
+        await pool.upkeep()
         try:
             await jobs.expire(time.time() - job_retention_s)
             if anyio.current_time() - forgot >= FORGET_CHAINS_S:

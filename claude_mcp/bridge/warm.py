@@ -17,7 +17,7 @@ import psutil
 from ..config.policy import ResolvedSettings
 from ..state.sticky import PER_CALL_ONLY
 from .client_tools import ToolRelay
-from .process import CLIProcess
+from .launcher import Process
 from .process_tree import process_tree
 
 logger = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def to_close(held: Sequence[tuple[str, int]], budget: int) -> list[str]:
 class WarmSession:
     """A live process for one conversation, and the settings it was started with."""
 
-    process: CLIProcess
+    process: Process
     settings: ResolvedSettings
     last_used: float
     relay: ToolRelay | None = None

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from .._version import __version__
 from ..bridge.claude import ClaudeBridge
-from ..bridge.instrument import error_kind, note_bridge
+from ..bridge.instrument import error_kind, note_caller
 from ..bridge.tenancy import LOCAL, Tenancy
 from ..config.credentials import CREDENTIAL_HEADER, parse_credential
 from ..errors import ClaudeMCPError
@@ -71,7 +71,7 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
             header = headers.get(CREDENTIAL_HEADER) if headers is not None else None
             credential = parse_credential(header, allow_oauth=tenancy.accepts_oauth_tokens)
         async with tenancy.bridge_for(tenant, credential) as bridge:
-            note_bridge(bridge)
+            note_caller(bridge.label, bridge.namespace)
             yield Call(ctx, bridge.namespace, bridge, *answers)
 
     listed = types.ListToolsResult(tools=[spec.describe() for spec in tools.values()])  # schemas cost ~50 ms to build

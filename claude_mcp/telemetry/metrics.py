@@ -183,8 +183,13 @@ REGISTRY.register(_live)
 
 
 def add_live_source(source: Callable[[], Live]) -> None:
-    """Have `source` add to the live gauges at every scrape."""
+    """Have `source` add to the live gauges at every scrape (until `remove_live_source`)."""
     _live.sources.append(source)
+
+
+def remove_live_source(source: Callable[[], Live]) -> None:
+    if source in _live.sources:
+        _live.sources.remove(source)
 
 
 def exposition() -> bytes:
