@@ -18,6 +18,8 @@ from claude_mcp.mcp_surface.server import build_server
 from tests.fake_model import running_fake_model
 from tests.pg_server import postgres_database, postgres_url  # noqa: F401  (fixtures: a throwaway PostgreSQL)
 
+pytest.register_assert_rewrite("claude_mcp.state.conformance")  # its asserts say what they compared
+
 TESTS = Path(__file__).parent
 FAKE_CLI = TESTS / "fake_cli.py"
 

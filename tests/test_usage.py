@@ -374,39 +374,6 @@ def chains_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-async def test_a_process_key_points_at_the_chain_of_its_current_turn(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    store = chains_store(backend, tmp_path, request)
-    async with store:
-        first = await store.current_chain("process")  # a key that points nowhere is its own chain
-        assert (first.chain_id, first.budget_usd, first.spent_usd) == ("process", None, 0.0)
-        await store.point_chain(None, "process", now=1.0, budget_usd=0.5)  # the process's first turn
-        await store.add_usage(
-            [
-                UsageRecord(
-                    run_id="r1",
-                    model="m",
-                    namespace="n",
-                    surface="ask",
-                    started_at=1.0,
-                    cost_usd=0.25,
-                    chain_id="process",
-                )
-            ]
-        )
-        assert (await store.current_chain("process")).spent_usd == 0.25
-        await store.point_chain("process", "turn-2", now=2.0, budget_usd=0.75)  # its next turn
-        second = await store.current_chain("process")
-        assert (second.chain_id, second.budget_usd, second.spent_usd, second.runs) == ("turn-2", 0.75, 0.0, 0)
-        await store.point_chain("process", "turn-3", now=3.0)  # a turn without a budget
-        assert await store.current_chain("process") == ChainAccount(chain_id="turn-3", budget_usd=None)
-        assert (await store.chain_account("process")) == ChainAccount(
-            chain_id="process", budget_usd=0.5, spent_usd=0.25, runs=1
-        )
-
-
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 async def test_chain_accounts_and_heads_are_forgotten_a_day_after_their_turn(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

@@ -18,7 +18,7 @@ import time
 import anyio
 
 from ..errors import InvalidArguments
-from ..state.store import JobRecord, Store
+from ..state.store import JobQueue, JobRecord
 from .jobs import Job, JobNotFound, JobView
 from .observer import RunObserver
 from .permissions import PermissionAnswer
@@ -43,7 +43,7 @@ NOT_PENDING = (
 class JobBook:
     """This replica's view of the jobs: its own live runs first, the store for the rest."""
 
-    def __init__(self, store: Store, replica: str, lease_s: float) -> None:
+    def __init__(self, store: JobQueue, replica: str, lease_s: float) -> None:
         self.store = store
         self.replica = replica
         self.lease_s = lease_s

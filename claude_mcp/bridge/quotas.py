@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from ..config.policy import Policy
-from ..state.store import Store, UsageRecord, UsageTotals
+from ..state.store import UsageLedger, UsageRecord, UsageTotals
 
 REFRESH_S = 1.0
 """How often the figures are read again in the background, while runs ask for them."""
@@ -97,7 +97,7 @@ def quotas_of(policy: Policy, now: float) -> list[Quota]:
 class QuotaTotals:
     """The stored totals of one namespace since each quota window's start (runs, tokens, USD)."""
 
-    def __init__(self, store: Store, namespace: str) -> None:
+    def __init__(self, store: UsageLedger, namespace: str) -> None:
         self._store = store
         self._namespace = namespace
         self._starts: tuple[float, ...] = ()

@@ -19,7 +19,7 @@ from contextlib import asynccontextmanager
 import anyio
 
 from ..errors import RunTimeout
-from ..state.store import Store
+from ..state.store import Leases
 
 OnWait = Callable[[], Awaitable[None]]
 Lift = Callable[[], Awaitable[None]]
@@ -32,7 +32,7 @@ class SessionLocks:
     """One turn at a time per conversation; the others wait (bounded by their timeout)."""
 
     def __init__(
-        self, store: Store | None = None, *, namespace: str = "", holder: str = "", lease_s: float = 15
+        self, store: Leases | None = None, *, namespace: str = "", holder: str = "", lease_s: float = 15
     ) -> None:
         self._locks: dict[str, tuple[anyio.Lock, int]] = {}
         self._store = store

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import anyio
 import claude_agent_sdk as sdk
@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field
 from ..config.call_settings import CallSettings
 from ..config.types import JsonObject
 from ..errors import SessionNotFound
-from .store import SessionRecord, Store
+from .store import SessionIndex, SessionRecord, Transcripts
 
 
 class SessionInfo(BaseModel):
@@ -109,10 +109,14 @@ def _messages(entries: list[SessionStoreEntry], session_id: str, cwd: str | None
     return anyio.run(build)
 
 
+class ConversationStore(SessionIndex, Transcripts, Protocol):
+    """The roles `Conversations` asks of the store: the session index, and the transcripts."""
+
+
 class Conversations:
     """One namespace's conversations in the store."""
 
-    def __init__(self, store: Store, namespace: str) -> None:
+    def __init__(self, store: ConversationStore, namespace: str) -> None:
         self.store = store
         self.namespace = namespace
         self.transcripts = store.transcripts(namespace)

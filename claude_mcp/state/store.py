@@ -5,15 +5,16 @@ for one process) and `PostgresStore` (several replicas share it). Everything is 
 *namespace* (today the tenant, later the caller), and nothing one namespace names reaches
 another's rows. Times are Unix seconds passed in by the caller, so tests can inject a clock.
 
-What lives here:
-- transcripts, through claude-agent-sdk's own `SessionStore` protocol (`transcripts(ns)`);
-- the session index (owner, title, first prompt, cwd, times, fork origin, the replica that
-  holds it warm) with each conversation's sticky settings;
-- jobs (status, result, recent activity, a pending permission question, a lease);
-- Message Batches, whose requests are jobs carrying the batch's id;
-- leases on named locks (turn-taking per conversation across replicas);
-- usage: what each run used, per model (tokens, cost), for quotas and reports;
-- chain accounts: the budget a chain of delegations shares, keyed by the chain's id, and which
+What lives here, one role (a Protocol) each, `Store` being them all:
+- `Transcripts`: claude-agent-sdk's own `SessionStore` protocol, per namespace (`transcripts(ns)`);
+- `SessionIndex`: the conversations (owner, title, first prompt, cwd, times, fork origin, the
+  replica that holds it warm) with each conversation's sticky settings;
+- `JobQueue`: jobs (status, result, recent activity, a pending permission question, a lease);
+- `Batches`: Message Batches, whose requests are jobs carrying the batch's id;
+- `Leases`: leases on named locks (turn-taking per conversation across replicas);
+- `Histories`: which conversation a Messages API history continues;
+- `UsageLedger`: what each run used, per model (tokens, cost), for quotas and reports;
+- `ChainAccounts`: the budget a chain of delegations shares, keyed by the chain's id, and which
   chain each CLI process's current turn belongs to.
 """
 
@@ -172,22 +173,24 @@ class UsageRow(UsageTotals):
     namespace: str | None = None
 
 
-class Store(Protocol):
-    """The state layer's one interface. Every method is safe to call from the event loop:
-    backends do their I/O off it."""
+# The store's roles. A component asks for the role it uses (`SessionLocks` for `Leases`,
+# `QuotaTotals` for a `UsageLedger`, …), so that a test can hand it a small fake; `Store` is them
+# all. `claude_mcp.state.conformance` checks each role's contracts against an implementation. Every
+# method is safe to call from the event loop: backends do their I/O off it.
 
-    async def open(self) -> None:
-        """Connect, and create or migrate the schema (safe when several replicas start at once)."""
-        ...
 
-    async def close(self) -> None: ...
+class Transcripts(Protocol):
+    """Where the CLI's transcripts are mirrored, per namespace."""
 
     def transcripts(self, namespace: str) -> SessionStore:
         """The SDK `SessionStore` for one namespace (append, load, list_sessions,
         list_session_summaries, delete, list_subkeys)."""
         ...
 
-    # The session index.
+
+class SessionIndex(Protocol):
+    """The conversations of each namespace: one row each, with its sticky settings."""
+
     async def put_session(self, record: SessionRecord) -> None:
         """Insert or replace a conversation's index row."""
         ...
@@ -201,16 +204,22 @@ class Store(Protocol):
     async def count_sessions(self, namespace: str) -> int: ...
 
     async def delete_session(self, namespace: str, session_id: str) -> bool:
-        """Remove the index row (the transcript is deleted through `transcripts`)."""
+        """Remove the index row (the transcript is deleted through `transcripts`), and the
+        Messages API histories that name it."""
         ...
 
     async def set_warm(self, namespace: str, session_id: str, replica: str | None) -> None:
         """Record which replica holds the conversation warm (None: none)."""
         ...
 
-    # Jobs.
+
+class JobQueue(Protocol):
+    """Background runs every replica sees: queued, claimed by one replica, leased while it runs,
+    cancelled or answered from any replica. Job ids are unique over every namespace."""
+
     async def save_job(self, record: JobRecord) -> None:
-        """Insert or update a job, leaving `cancel_requested` and any permission answer as they are."""
+        """Insert or update a job, leaving `cancel_requested` and any permission answer as they are
+        (`ValueError` if the id is another namespace's job)."""
         ...
 
     async def get_job(self, namespace: str, job_id: str) -> JobRecord | None: ...
@@ -266,7 +275,10 @@ class Store(Protocol):
         """Cancel a job no replica has claimed yet. False if it is not queued."""
         ...
 
-    # Leases on named locks.
+
+class Leases(Protocol):
+    """Leases on named locks (turn-taking per conversation across replicas)."""
+
     async def try_lock(self, key: str, holder: str, until: float, now: float) -> bool:
         """Take the lock if it is free, expired, or already this holder's (then extend it)."""
         ...
@@ -275,14 +287,20 @@ class Store(Protocol):
         """Release the lock if this holder has it."""
         ...
 
-    # Messages API histories.
+
+class Histories(Protocol):
+    """Which conversation a Messages API history (its digest) continues, per namespace."""
+
     async def put_history(self, namespace: str, digest: str, session_id: str, now: float) -> None:
         """Record that a conversation's history so far (its digest) is this session."""
         ...
 
     async def session_for_history(self, namespace: str, digest: str) -> str | None: ...
 
-    # Message Batches.
+
+class Batches(Protocol):
+    """Message Batches. A batch's requests are jobs of the `JobQueue` carrying its id."""
+
     async def put_batch(self, record: BatchRecord) -> None:
         """Insert or replace a batch (its jobs are saved one by one, with `save_job`)."""
         ...
@@ -332,7 +350,10 @@ class Store(Protocol):
         """Delete the batches (of every namespace) created before this time, with their jobs; how many."""
         ...
 
-    # Usage.
+
+class UsageLedger(Protocol):
+    """What each run used, per model: for quotas and usage reports."""
+
     async def add_usage(self, records: list[UsageRecord]) -> None:
         """Store usage records (one already stored, by run and model, is left as it is)."""
         ...
@@ -353,6 +374,11 @@ class Store(Protocol):
         """Sums of runs started in [since, until), of one namespace (None: all), in buckets of
         whole minutes since the epoch (None: one), per group; by bucket, then largest cost first."""
         ...
+
+
+class ChainAccounts(Protocol):
+    """The budgets chains of delegations share. What a chain spent is the sum of the `UsageLedger`'s
+    records with its `chain_id`, over every namespace."""
 
     async def open_chain(self, chain_id: str, budget_usd: float, now: float) -> None:
         """Open a chain's account with this budget, unless it is already open (its budget stays)."""
@@ -377,3 +403,28 @@ class Store(Protocol):
         """The chain a key points at (the key itself if it points nowhere): its budget (None: no
         account) and the sum of its usage records over every namespace."""
         ...
+
+
+# Roles whose contracts read each other's rows, for a component (and a check) that needs both.
+
+
+class IndexedHistories(Histories, SessionIndex, Protocol):
+    """Histories with the session index whose conversations they name."""
+
+
+class BatchesOfJobs(Batches, JobQueue, Protocol):
+    """Batches with the job queue that holds their requests."""
+
+
+class LedgerAccounts(ChainAccounts, UsageLedger, Protocol):
+    """Chain accounts with the usage ledger whose records they sum."""
+
+
+class Store(Transcripts, SessionIndex, JobQueue, Leases, Histories, Batches, UsageLedger, ChainAccounts, Protocol):
+    """The state layer's one interface: every role, on one database, opened and closed."""
+
+    async def open(self) -> None:
+        """Connect, and create or migrate the schema (safe when several replicas start at once)."""
+        ...
+
+    async def close(self) -> None: ...
