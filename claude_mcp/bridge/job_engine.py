@@ -137,8 +137,10 @@ class JobEngine:
             raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {', '.join(resolved.agents) or '(none)'}.")
 
     async def start(self, owner: str, request: Request, *, agent: str | None, tool: str | None, kept: bool) -> Job:
-        """Start a run here, in the background, and return its job at once. Not `kept`: a call's own
-        run, which joins the job book only if the call lets it go on without it (`keep`)."""
+        """Start a run here, in the background, and return its job at once (continuing a conversation,
+        or a fork of it). Bad settings fail here, not in the job. The run is bounded by its timeout;
+        its job is kept `job_retention_s` after. Not `kept`: a call's own run, which joins the job
+        book only if the call lets it go on without it (`keep`)."""
         await self.admit(owner, request.settings, agent, counted=kept)
         target = request.target
         job = Job(owner=owner, agent=agent, session_id=None if target.fork else target.resume, tool=tool, kept=kept)
@@ -165,8 +167,11 @@ class JobEngine:
         custom_id: str | None = None,
         counted: bool = True,
     ) -> JobRecord:
-        """Queue a run in the store for whichever replica has a free run slot (this one first) and
-        return its record at once. Not `counted`: a request of a Message Batch (its own limit)."""
+        """Queue a run in the store for whichever replica has a free run slot (this one first, if it
+        has), and return its record at once. Bad settings fail here, not in the job. A job whose
+        run needs a secret held only in this replica's memory (the caller's credential, MCP
+        servers' settings) is run here, and fails if this replica stops before it starts. Not
+        `counted`: a request of a Message Batch, which has a limit of its own (not `max_jobs`)."""
         await self.admit(owner, request.settings, agent, counted=counted)
         pinned = self._policy.credentials == "caller" or request.settings.mcp_servers is not None
         now = time.time()

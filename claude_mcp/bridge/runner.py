@@ -35,6 +35,7 @@ from ..state.store import SessionRecord
 from ..telemetry.activity import Activity
 from . import instrument
 from .client_tools import ClientTools, ToolRelay, tools_key
+from .jobs import Job
 from .launcher import RunOutcome
 from .metering import Meter, Metered
 from .observer import RunObserver
@@ -165,7 +166,7 @@ class Runner:
         self._pool = pool
         self._slots = slots
         self._meter = meter
-        self._credential = credential
+        self.credential = credential
 
     async def run(
         self,
@@ -191,6 +192,19 @@ class Runner:
 
         return await instrument.run(facts, observer, body, context.activity)
 
+    async def run_job(
+        self,
+        job: Job,
+        prompt: str,
+        settings: CallSettings,
+        target: RunTarget,
+        *,
+        keep_warm: bool,
+        queueing: Callable[[], None] | None,
+    ) -> AskResult:
+        """Run a job's prompt (the job watches its run, and names its agent)."""
+        return await self.run(prompt, settings, target, job, agent=job.agent, keep_warm=keep_warm, queueing=queueing)
+
     async def _steps(
         self,
         plan: RunPlan,
@@ -213,7 +227,7 @@ class Runner:
                         await warm.apply_in_place(plan.resolved, plan.explicit)
                     outcome = await self._turn(plan, warm, observer, client_tools, metered, started)
                     result, failure = self._judge(outcome)
-                    if self._credential.rejected(failure):
+                    if self.credential.rejected(failure):
                         await self._forget_attempt(plan, warm, result, keep_slot)
                         warm = None
                         raise RunFailed(APIError(CALLER_REJECTED, status=401, session_id=None), result)
