@@ -124,6 +124,21 @@ class Policy(BaseModel):
         description="Most requests in one Message Batch, and in all of a client's batches still processing together "
         "(the API allows 100,000; each request here is a stored job, created while the POST waits).",
     )
+    max_request_mb: float = Field(
+        8,
+        gt=0,
+        description="Most MiB one request body to `/v1/messages`, `/v1/messages/count_tokens` or "
+        "`/v1/chat/completions` may hold; a larger one is refused with 413 before the rest is read. A Claude Code "
+        "run takes far less (its prompt and history go to one CLI), and a body's decoded form takes several times "
+        "its size in memory, so 8 MiB bounds what one request can make the server hold. Server-wide.",
+    )
+    max_batch_mb: float = Field(
+        64,
+        gt=0,
+        description="Most MiB the body of `POST /v1/messages/batches` may hold (the API's own limit is 256 MB); "
+        "a larger one is refused with 413 before the rest is read. 64 MiB is ~6 KiB for each of 10,000 requests, "
+        "and every request is stored. Server-wide.",
+    )
     batch_retention_s: float = Field(
         29 * 86_400,
         ge=86_400,

@@ -21,6 +21,7 @@ from .auth import caller_of
 from .client_tools import ToolRuns
 from .errors import api_error_of
 from .history import Turn
+from .inputs import Bodies, describe, read_capped
 from .serving import SESSION_HEADER, ApiTurn, Begin, Outcome, RunEndpointResponse, RunResponse, ToolCall
 from .shapes import ApiError, MessagesRequest, api_id, message_id, usage_of
 from .stream import Delta, Event, MessageStream
@@ -104,14 +105,6 @@ async def in_api_shape(work: Callable[[str], Awaitable[Response | dict[str, Any]
     return JSONResponse(answer, headers={"request-id": request_id})
 
 
-def describe(exc: ValidationError) -> str:
-    problems = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "body"
-        problems.append(f"{where}: {'unknown field' if error['type'] == 'extra_forbidden' else error['msg']}")
-    return "; ".join(problems)
-
-
 def turn_of(body: MessagesRequest, session_id: str | None = None) -> ApiTurn:
     """What a Messages API request asks of Claude Code (in `/v1/messages` and in a batch);
     `ApiError` for what a run cannot honour."""
@@ -123,6 +116,12 @@ def turn_of(body: MessagesRequest, session_id: str | None = None) -> ApiTurn:
     except ValidationError as exc:
         raise ApiError(400, "invalid_request_error", describe(exc)) from None
     return ApiTurn(turns[-1][1], turns[:-1], settings, session_id)
+
+
+def _messages_request(data: Any, session_id: str | None) -> tuple[MessagesRequest, ApiTurn]:
+    """A decoded `/v1/messages` body and the turn it asks for (all of it slow for a large body)."""
+    body = MessagesRequest.model_validate(data)
+    return body, turn_of(body, session_id)
 
 
 def requested_session(request: Request) -> str | None:
@@ -138,21 +137,21 @@ def requested_session(request: Request) -> str | None:
 class MessagesApi:
     """The Anthropic-shaped endpoints."""
 
-    def __init__(self, tenancy: Tenancy, heartbeat_s: float) -> None:
+    def __init__(self, tenancy: Tenancy, heartbeat_s: float, bodies: Bodies) -> None:
         self.tenancy = tenancy
         self.heartbeat_s = heartbeat_s
+        self.bodies = bodies
         self.tool_runs = ToolRuns(tenancy)
         """Runs waiting for the result of a call of one of the client's tools."""
 
     async def create(self, request: Request) -> Response:
         request_id = api_id("req_")
         try:
-            try:
-                body = MessagesRequest.model_validate_json(await request.body())
-            except ValidationError as exc:
-                raise ApiError(400, "invalid_request_error", describe(exc)) from None
-            turn = turn_of(body, requested_session(request))
-            caller = caller_of(request.headers, self.tenancy)
+            caller = caller_of(request.headers, self.tenancy)  # first: a stranger's body is never read
+            session_id = requested_session(request)
+            body, turn = await self.bodies.read(
+                request, self.bodies.request, functools.partial(_messages_request, session_id=session_id)
+            )
             result, tools = body.messages[-1].tool_result(), body.client_tools()
         except ApiError as error:
             return error_response(error, request_id)
@@ -177,6 +176,7 @@ class MessagesApi:
         request_id = api_id("req_")
         try:
             caller_of(request.headers, self.tenancy)
+            await read_capped(request, self.bodies.request)  # an over-cap body is refused as on /v1/messages
         except ApiError as error:
             return error_response(error, request_id)
         return error_response(ApiError(400, "invalid_request_error", COUNT_TOKENS_REFUSED), request_id)

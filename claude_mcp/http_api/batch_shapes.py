@@ -17,10 +17,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..bridge.results import AskResult, failure_of
 from ..state.store import BATCH_EXPIRED, BatchOutcome, BatchRecord, JobRecord
-from .anthropic import describe, turn_of
+from .anthropic import turn_of
 from .errors import api_error_of, status_and_type
+from .inputs import describe
 from .serving import ApiTurn
-from .shapes import ApiError, MessagesRequest, usage_of
+from .shapes import ApiError, ManyPerRequest, MessagesRequest, usage_of
 from .stream import MessageStream
 
 BATCH_LIFETIME_S = 24 * 3600
@@ -28,7 +29,7 @@ BATCH_LIFETIME_S = 24 * 3600
 MOST_PROBLEMS_NAMED = 20
 
 
-class BatchItem(BaseModel):
+class BatchItem(ManyPerRequest):
     model_config = ConfigDict(extra="forbid")
 
     custom_id: str = Field(..., pattern=r"^[a-zA-Z0-9_-]{1,64}$")
@@ -95,6 +96,20 @@ def checked_requests(body: BatchCreate) -> list[BatchEntry]:
             f"{len(problems)} of the batch's requests cannot be run: {' | '.join(named)}{more}",
         )
     return entries
+
+
+def batch_entries(data: Any, limit: int) -> list[BatchEntry]:
+    """A decoded `POST /v1/messages/batches` body as its entries (`checked_requests`), holding at
+    most `limit` requests (`max_batch_requests`); `ApiError` otherwise."""
+    body = BatchCreate.model_validate(data)
+    if len(body.requests) > limit:
+        raise ApiError(
+            400,
+            "invalid_request_error",
+            f"A batch may hold at most {limit} requests on this server; this one has {len(body.requests)}. "
+            "Split it into several batches.",
+        )
+    return checked_requests(body)
 
 
 def _iso(moment: float | None) -> str | None:

@@ -10,13 +10,13 @@ or that it has expired and its requests still queued with it.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import anyio
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
@@ -24,18 +24,18 @@ from ..bridge.claude import ClaudeBridge
 from ..bridge.job_book import CANCELLED
 from ..bridge.tenancy import Tenancy
 from ..state.store import BatchRecord, Store
-from .anthropic import describe, in_api_shape
+from .anthropic import in_api_shape
 from .auth import caller_of
 from .batch_shapes import (
     BATCH_LIFETIME_S,
-    BatchCreate,
     BatchEntry,
     batch_body,
-    checked_requests,
+    batch_entries,
     request_counts,
     result_line,
 )
 from .history import carried_prompt, digest
+from .inputs import Bodies, query_int, read_capped
 from .shapes import ApiError, api_id
 
 RESULTS_PAGE = 500
@@ -49,8 +49,9 @@ Handler = Callable[[Request, ClaudeBridge], Awaitable[Answer]]
 class BatchesApi:
     """The Message Batches endpoints, for the namespace each request's caller has."""
 
-    def __init__(self, tenancy: Tenancy) -> None:
+    def __init__(self, tenancy: Tenancy, bodies: Bodies) -> None:
         self.tenancy = tenancy
+        self.bodies = bodies
 
     async def _serve(self, request: Request, handler: Handler) -> Response:
         """Run `handler` on the caller's bridge; every failure in the API's error shape."""
@@ -63,7 +64,15 @@ class BatchesApi:
         return await in_api_shape(work, INTERNAL)
 
     async def create(self, request: Request) -> Response:
-        return await self._serve(request, _create)
+        async def work(request_id: str) -> Answer:
+            caller = caller_of(request.headers, self.tenancy)  # first: a stranger's body is never read
+            raw = await read_capped(request, self.bodies.batch)
+            async with self.tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
+                limit = bridge.policy.max_batch_requests
+                entries = await self.bodies.decode(raw, functools.partial(batch_entries, limit=limit))
+                return await _create(bridge, entries)
+
+        return await in_api_shape(work, INTERNAL)
 
     async def list(self, request: Request) -> Response:
         return await self._serve(request, _list)
@@ -127,20 +136,8 @@ async def _submit(bridge: ClaudeBridge, batch: BatchRecord, entry: BatchEntry) -
     )
 
 
-async def _create(request: Request, bridge: ClaudeBridge) -> Answer:
-    try:
-        body = BatchCreate.model_validate_json(await request.body())
-    except ValidationError as exc:
-        raise ApiError(400, "invalid_request_error", describe(exc)) from None
+async def _create(bridge: ClaudeBridge, entries: list[BatchEntry]) -> Answer:
     store, namespace, limit = bridge.store, bridge.namespace, bridge.policy.max_batch_requests
-    if len(body.requests) > limit:
-        raise ApiError(
-            400,
-            "invalid_request_error",
-            f"A batch may hold at most {limit} requests on this server; this one has {len(body.requests)}. "
-            "Split it into several batches.",
-        )
-    entries = checked_requests(body)
     now = time.time()
     await store.expire_batches(now - bridge.policy.batch_retention_s)
     if (pending := await store.count_batch_jobs(namespace)) + len(entries) > limit:
@@ -170,19 +167,8 @@ async def _create(request: Request, bridge: ClaudeBridge) -> Answer:
     return (await _observed(bridge, [batch]))[0]
 
 
-def _limit_of(request: Request) -> int:
-    text = request.query_params.get("limit", "20")
-    try:
-        limit = int(text)
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 1000:
-        raise ApiError(400, "invalid_request_error", f"limit: must be an integer from 1 to 1000, not {text!r}.")
-    return limit
-
-
 async def _list(request: Request, bridge: ClaudeBridge) -> Answer:
-    limit = _limit_of(request)
+    limit = query_int(request.query_params, "limit", default=20, low=1, high=1000)
     before_id, after_id = request.query_params.get("before_id"), request.query_params.get("after_id")
     if before_id is not None and after_id is not None:
         raise ApiError(400, "invalid_request_error", "Send before_id or after_id, not both.")

@@ -4,6 +4,7 @@ the conversation, mapped onto a Claude Code session exactly as for `/v1/messages
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from typing import Any, Literal
@@ -14,24 +15,25 @@ from starlette.responses import JSONResponse, Response
 
 from ..bridge.tenancy import Tenancy
 from ..config.call_settings import CallSettings
-from .anthropic import describe, requested_session
+from .anthropic import requested_session
 from .auth import caller_of
 from .history import Turn
+from .inputs import Bodies, describe
 from .serving import ApiTurn, Outcome, RunEndpointResponse, RunResponse, ToolCall
-from .shapes import ApiError, api_id, usage_of
+from .shapes import ApiError, ManyPerRequest, api_id, usage_of
 from .stream import Delta, MessageStream
 
 EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
 
 
-class ChatContent(BaseModel):
+class ChatContent(ManyPerRequest):
     model_config = ConfigDict(extra="ignore")
 
     type: str
     text: str | None = None
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(ManyPerRequest):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant"]
@@ -176,34 +178,41 @@ def openai_error(error: ApiError) -> Response:
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
+def chat_turn(data: Any, session_id: str | None) -> tuple[ChatRequest, ApiTurn]:
+    """A decoded chat completions body and the turn it asks for (all of it slow for a large body);
+    `ApiError` for what a run cannot honour."""
+    body = ChatRequest.model_validate(data)
+    if refusals := body.refusals():
+        raise ApiError(400, "invalid_request_error", " ".join(refusals))
+    system = "\n\n".join(m.text() for m in body.messages if m.role in ("system", "developer")) or None
+    turns: list[Turn] = [(m.role, m.text()) for m in body.messages if m.role in ("user", "assistant")]
+    if not turns or turns[-1][0] != "user":
+        raise ApiError(400, "invalid_request_error", "the last message must have role 'user'.")
+    fields: dict[str, Any] = {"model": body.model}
+    if system:
+        fields["system_prompt"] = system
+    if body.reasoning_effort:
+        fields["effort"] = EFFORTS[body.reasoning_effort]
+    try:
+        settings = CallSettings(**fields)
+    except ValidationError as exc:
+        raise ApiError(400, "invalid_request_error", describe(exc)) from None
+    return body, ApiTurn(turns[-1][1], turns[:-1], settings, session_id)
+
+
 class ChatCompletionsApi:
-    def __init__(self, tenancy: Tenancy, heartbeat_s: float) -> None:
+    def __init__(self, tenancy: Tenancy, heartbeat_s: float, bodies: Bodies) -> None:
         self.tenancy = tenancy
         self.heartbeat_s = heartbeat_s
+        self.bodies = bodies
 
     async def create(self, request: Request) -> Response:
         try:
-            try:
-                body = ChatRequest.model_validate_json(await request.body())
-            except ValidationError as exc:
-                raise ApiError(400, "invalid_request_error", describe(exc)) from None
-            if refusals := body.refusals():
-                raise ApiError(400, "invalid_request_error", " ".join(refusals))
-            system = "\n\n".join(m.text() for m in body.messages if m.role in ("system", "developer")) or None
-            turns: list[Turn] = [(m.role, m.text()) for m in body.messages if m.role in ("user", "assistant")]
-            if not turns or turns[-1][0] != "user":
-                raise ApiError(400, "invalid_request_error", "the last message must have role 'user'.")
-            fields: dict[str, Any] = {"model": body.model}
-            if system:
-                fields["system_prompt"] = system
-            if body.reasoning_effort:
-                fields["effort"] = EFFORTS[body.reasoning_effort]
-            try:
-                settings = CallSettings(**fields)
-            except ValidationError as exc:
-                raise ApiError(400, "invalid_request_error", describe(exc)) from None
-            turn = ApiTurn(turns[-1][1], turns[:-1], settings, requested_session(request))
-            caller = caller_of(request.headers, self.tenancy)
+            caller = caller_of(request.headers, self.tenancy)  # first: a stranger's body is never read
+            session_id = requested_session(request)
+            body, turn = await self.bodies.read(
+                request, self.bodies.request, functools.partial(chat_turn, session_id=session_id)
+            )
         except ApiError as error:
             return openai_error(error)
         include_usage = bool((body.stream_options or {}).get("include_usage"))

@@ -1,4 +1,5 @@
-"""The HTTP APIs' routes, each behind the same Host/Origin checks as `/mcp`."""
+"""The HTTP APIs' routes, each behind the same Host/Origin checks as `/mcp` (a refusal in the API's error
+shape)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,37 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..bridge.tenancy import Tenancy
-from .anthropic import MessagesApi
+from .anthropic import MessagesApi, error_response
 from .batches import BatchesApi
-from .openai import ChatCompletionsApi
+from .inputs import Bodies
+from .openai import ChatCompletionsApi, openai_error
+from .shapes import ApiError, ErrorType, api_id
 from .usage import UsageApi
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+REFUSALS: dict[int, tuple[ErrorType, str]] = {
+    400: ("invalid_request_error", "Send the body as JSON, with the header Content-Type: application/json."),
+    421: (
+        "invalid_request_error",
+        "This server does not answer to the Host this request names (DNS-rebinding protection): reach it by "
+        "loopback or by a host name in its allowed_hosts setting.",
+    ),
+    403: (
+        "permission_error",
+        "Requests from this Origin are refused (DNS-rebinding protection): the origin's host must be loopback or "
+        "in the server's allowed_hosts setting.",
+    ),
+}
+
+
+def check_refusal(status: int) -> ApiError:
+    """What the Host/Origin/Content-Type checks' refusal (plain text) means, as an API error."""
+    kind, message = REFUSALS.get(status, ("invalid_request_error", "The request was refused; check its headers."))
+    return ApiError(status, kind, message)
+
+
+def anthropic_error(error: ApiError) -> Response:
+    return error_response(error, api_id("req_"))
 
 
 def api_routes(tenancy: Tenancy, *, heartbeat_s: float, security: TransportSecuritySettings) -> list[Route]:
@@ -23,21 +49,22 @@ def api_routes(tenancy: Tenancy, *, heartbeat_s: float, security: TransportSecur
     `/v1/chat/completions`, `/v1/organizations/analytics/usage_report` and `…/cost_report`."""
     checks = TransportSecurityMiddleware(security)
 
-    def guarded(endpoint: Endpoint, *, post: bool) -> Endpoint:
+    def guarded(endpoint: Endpoint, *, post: bool, shape: Callable[[ApiError], Response] = anthropic_error) -> Endpoint:
         async def checked(request: Request) -> Response:
             refused = await checks.validate_request(request, is_post=post)
-            return refused if refused is not None else await endpoint(request)
+            return shape(check_refusal(refused.status_code)) if refused is not None else await endpoint(request)
 
         return checked
 
-    messages = MessagesApi(tenancy, heartbeat_s)
-    chat = ChatCompletionsApi(tenancy, heartbeat_s)
-    batches = BatchesApi(tenancy)
+    bodies = Bodies(tenancy.policy)  # one reader for every body, within the server's caps
+    messages = MessagesApi(tenancy, heartbeat_s, bodies)
+    chat = ChatCompletionsApi(tenancy, heartbeat_s, bodies)
+    batches = BatchesApi(tenancy, bodies)
     batch = "/v1/messages/batches/{batch_id}"
     usage = UsageApi(tenancy)
     reports = "/v1/organizations/analytics"
     return [
-        Route("/v1/chat/completions", guarded(chat.create, post=True), methods=["POST"]),
+        Route("/v1/chat/completions", guarded(chat.create, post=True, shape=openai_error), methods=["POST"]),
         Route("/v1/messages", guarded(messages.create, post=True), methods=["POST"]),
         Route("/v1/messages/count_tokens", guarded(messages.count_tokens, post=True), methods=["POST"]),
         Route("/v1/messages/batches", guarded(batches.create, post=True), methods=["POST"]),

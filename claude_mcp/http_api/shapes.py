@@ -13,7 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..bridge.client_tools import ClientTool
 
@@ -25,6 +25,7 @@ ErrorType = Literal[
     "rate_limit_error",
     "api_error",
     "overloaded_error",
+    "request_too_large",
 ]
 
 
@@ -42,14 +43,26 @@ class ApiError(Exception):
         return {"type": "error", "error": {"type": self.type, "message": self.message}}
 
 
-class TextBlock(BaseModel):
+class ManyPerRequest(BaseModel):
+    """A shape one request may hold by the hundred thousand (messages, content blocks, a batch's
+    requests). Validating each calls one line of Python, where CPython may hand the GIL to the
+    event loop's thread: a large body is validated on a worker thread (`inputs.Bodies`), and
+    pydantic-core would otherwise hold the GIL for the whole of it, stalling every other request."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _switch_point(cls, data: Any) -> Any:
+        return data
+
+
+class TextBlock(ManyPerRequest):
     model_config = ConfigDict(extra="ignore")
 
     type: Literal["text"]
     text: str
 
 
-class OtherBlock(BaseModel):
+class OtherBlock(ManyPerRequest):
     """A content block other than text (images, documents, tool use/results, thinking)."""
 
     model_config = ConfigDict(extra="allow")
@@ -96,7 +109,7 @@ def _block_text(block: OtherBlock) -> str:
     return f"[tool result {_field(block, 'tool_use_id')}{error}: {_result_text(block)}]"
 
 
-class MessageParam(BaseModel):
+class MessageParam(ManyPerRequest):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["user", "assistant"]
@@ -140,7 +153,7 @@ class MessageParam(BaseModel):
         return ToolResult(str(_field(block, "tool_use_id") or ""), _result_text(block), bool(_field(block, "is_error")))
 
 
-class SystemBlock(BaseModel):
+class SystemBlock(ManyPerRequest):
     model_config = ConfigDict(extra="ignore")
 
     type: Literal["text"]

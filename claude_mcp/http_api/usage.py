@@ -13,11 +13,13 @@ does not tell apart is reported in one place: cache writes as 5-minute ones, cos
 from __future__ import annotations
 
 import hmac
+import math
 import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -25,6 +27,7 @@ from ..bridge.tenancy import Tenancy
 from ..state.store import UsageRow
 from .anthropic import in_api_shape
 from .auth import caller_of
+from .inputs import query_int
 from .shapes import ApiError
 
 WIDTHS = {"1d": 1440, "1h": 60, "1m": 1}
@@ -33,6 +36,9 @@ LIMITS = {"1d": (7, 31), "1h": (24, 168), "1m": (60, 256)}
 """Buckets a page: the default and the most, per width (the API's)."""
 GROUPS = ("model",)
 MAX_RANGE = timedelta(days=31)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+"""Times a report may name: a range past LATEST would overflow what a `datetime` can hold."""
 
 
 def _bad(message: str) -> ApiError:
@@ -48,11 +54,32 @@ def _time(text: str | None, name: str) -> datetime | None:
         raise _bad(f"{name} must be an RFC 3339 time, e.g. 2027-01-01T00:00:00Z.") from None
     if moment.tzinfo is None:
         raise _bad(f"{name} must say its time zone, e.g. 2027-01-01T00:00:00Z.")
-    return moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00
+        moment = LATEST
+    if not EARLIEST <= moment < LATEST:
+        raise _bad(f"{name} must be from 1970-01-01T00:00:00Z to before 9999-01-01T00:00:00Z.")
+    return moment
 
 
 def _iso(moment: float) -> str:
     return datetime.fromtimestamp(moment, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def bucket_starts(start: int, step: int, limit: int, end: float) -> list[int]:
+    """The starts of at most `limit` buckets of `step` seconds from `start`, before `end`."""
+    return [at for at in (start + n * step for n in range(limit)) if at < end]
+
+
+def page_start(query: QueryParams, first: int, step: int, end: float) -> int:
+    """Where the page `page` asks for starts: the first bucket's start (`first`) without it; else a
+    later bucket's start before `end` (a `next_page` of an earlier response), or `ApiError` 400."""
+    meaning = "the next_page value of an earlier response (the start of one of the report's buckets, in seconds)"
+    start = query_int(query, "page", default=first, low=first, high=math.ceil(end) - 1, meaning=meaning)
+    if (start - first) % step:
+        raise _bad(f"page must be {meaning}, not {start}.")
+    return start
 
 
 def _usage_row(row: UsageRow) -> dict[str, Any]:
@@ -132,19 +159,14 @@ class UsageApi:
         if query.getlist("models[]") or query.getlist("models"):
             raise _bad("The models[] filter is not supported here; use group_by[]=model.")
         default, most = LIMITS[width]
-        try:
-            limit = int(query.get("limit") or default)
-        except ValueError:
-            raise _bad("limit must be an integer.") from None
-        if not 1 <= limit <= most:
-            raise _bad(f"limit must be between 1 and {most} for bucket_width {width}.")
+        meaning = f"an integer from 1 to {most} for bucket_width {width}"
+        limit = query_int(query, "limit", default=default, low=1, high=most, meaning=meaning)
         step = minutes * 60
-        first = starting_at.timestamp() // step * step
-        try:
-            start = float(query.get("page") or first)
-        except ValueError:
-            raise _bad("page must be a next_page value of an earlier response.") from None
-        end = min(ending_at.timestamp(), start + limit * step)
+        first = int(starting_at.timestamp()) // step * step
+        last = ending_at.timestamp()
+        start = page_start(query, first, step, last)
+        buckets: dict[float, list[dict[str, Any]]] = {at: [] for at in bucket_starts(start, step, limit, last)}
+        end = min(last, start + limit * step)
         rows = await self.tenancy.store.usage_report(
             since=max(start, starting_at.timestamp()),
             until=end,
@@ -152,20 +174,15 @@ class UsageApi:
             bucket_minutes=minutes,
             by=("model",) if groups else (),
         )
-        buckets: dict[float, list[dict[str, Any]]] = {}
-        moment = start
-        while moment < end:
-            buckets[moment] = []
-            moment += step
         for row in rows:
             buckets.setdefault(row.bucket_start or start, []).append(shape(row))
-        more = end < ending_at.timestamp()
+        more = end < last
         return {
             "data": [
-                {"starting_at": _iso(at), "ending_at": _iso(min(at + step, ending_at.timestamp())), "results": results}
+                {"starting_at": _iso(at), "ending_at": _iso(min(at + step, last)), "results": results}
                 for at, results in buckets.items()
             ],
             "has_more": more,
-            "next_page": f"{end:.0f}" if more else None,
+            "next_page": str(start + limit * step) if more else None,
             "data_refreshed_at": _iso(now.timestamp()),
         }

@@ -1,0 +1,174 @@
+"""What an HTTP API request carries, taken within bounds: the one place every endpoint reads a
+number from its query string or its body from the connection.
+
+- `query_int`: a query parameter that is a number is a plain decimal integer within bounds, or
+  the request is refused with a 400 `invalid_request_error` that says what is accepted.
+- `Bodies.read`: a body is read only after the caller is authenticated (the endpoints call it
+  then), at most its cap (`max_request_mb`, `max_batch_mb`): a `Content-Length` over the cap is
+  refused before a byte is read, a body without one as soon as it passes the cap — 413
+  `request_too_large`. A body over `OFF_LOOP_BYTES` is decoded and validated on a worker thread,
+  so other requests keep being served meanwhile (see `ManyPerRequest` in `shapes`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+from pydantic import ValidationError
+from starlette.datastructures import QueryParams
+from starlette.requests import ClientDisconnect, Request
+
+from ..config.policy import Policy
+from .shapes import ApiError
+
+T = TypeVar("T")
+
+MiB = 1024 * 1024
+OFF_LOOP_BYTES = 256 * 1024
+"""Bodies larger than this are decoded on a worker thread (a 256 KiB body takes ~25 ms at most)."""
+DECODERS = 2
+"""Large bodies decoded at once (the work holds the GIL, so more threads would not be faster; the
+rest wait, which also bounds the memory their decoded forms take together)."""
+MOST_PROBLEMS_NAMED = 10
+INTEGER = re.compile(r"-?[0-9]{1,18}")
+"""A plain decimal integer: no sign but minus, no exponent, point, space, underscore or non-ASCII digit."""
+DECLARED_LENGTH = re.compile(r"[0-9]{1,20}")
+
+BodySetting = Literal["max_request_mb", "max_batch_mb"]
+
+
+def _shown(text: str) -> str:
+    """A client's text quoted in an error message, cut short."""
+    return repr(text if len(text) <= 40 else f"{text[:40]}…")
+
+
+def query_int(query: QueryParams, name: str, *, default: int, low: int, high: int, meaning: str | None = None) -> int:
+    """The integer query parameter `name` (`default` when absent), within [low, high]; otherwise
+    `ApiError` 400 saying what is accepted (`meaning`, or the bounds)."""
+    text = query.get(name)
+    if text is None:
+        return default
+    value = int(text) if INTEGER.fullmatch(text) else None
+    if value is None or not low <= value <= high:
+        accepted = meaning or f"an integer from {low} to {high}"
+        raise ApiError(400, "invalid_request_error", f"{name} must be {accepted}, not {_shown(text)}.")
+    return value
+
+
+def describe(exc: ValidationError) -> str:
+    """A validation failure as one line naming each problem's place (the first few of many)."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False)[:MOST_PROBLEMS_NAMED]:
+        where = ".".join(str(part) for part in error["loc"]) or "body"
+        problems.append(f"{where}: {'unknown field' if error['type'] == 'extra_forbidden' else error['msg']}")
+    if (more := exc.error_count() - len(problems)) > 0:
+        problems.append(f"and {more} more problems")
+    return "; ".join(problems)
+
+
+@dataclass(frozen=True, slots=True)
+class BodyCap:
+    """The most bytes one endpoint's request body may hold, and the setting that says so."""
+
+    setting: BodySetting
+    mib: float
+
+    @classmethod
+    def of(cls, policy: Policy | None, setting: BodySetting) -> BodyCap:
+        mib = getattr(policy, setting) if policy is not None else Policy.model_fields[setting].default
+        return cls(setting, float(mib))
+
+    @property
+    def bytes(self) -> int:
+        return int(self.mib * MiB)
+
+    def refusal(self) -> ApiError:
+        return ApiError(
+            413,
+            "request_too_large",
+            f"The request body is larger than this server accepts here: {self.mib:g} MiB (its `{self.setting}` "
+            "setting). Send less — a shorter prompt or history, or a batch split into several.",
+        )
+
+
+def declared_length(request: Request) -> int | None:
+    """The body's size as its `Content-Length` declares it, if it does."""
+    text = request.headers.get("content-length")
+    return int(text) if text is not None and DECLARED_LENGTH.fullmatch(text.strip()) else None
+
+
+async def read_capped(request: Request, cap: BodyCap) -> bytes:
+    """The whole body, or `ApiError` 413 as soon as it is known to be over `cap` — before it is
+    read when `Content-Length` says so, else once what has arrived passes it."""
+    declared = declared_length(request)
+    if declared is not None and declared > cap.bytes:
+        raise cap.refusal()
+    chunks, size = [], 0
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap.bytes:
+                raise cap.refusal()
+            chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, "invalid_request_error", "The connection closed before the request body ended.") from None
+    return b"".join(chunks)
+
+
+def _switch_point(value: dict[str, Any]) -> dict[str, Any]:
+    """Called for each JSON object decoded: one line of Python, where CPython may hand the GIL to
+    the event loop's thread (the C decoder holds it otherwise, however large the body)."""
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def decoded(raw: bytes, parse: Callable[[Any], T]) -> T:
+    """`parse` (a model's `model_validate`, and whatever else is slow for a large body) applied to
+    the JSON in `raw`; `ApiError` 400 naming what is wrong."""
+    try:
+        data = json.loads(raw, object_hook=_switch_point, parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise ApiError(400, "invalid_request_error", "The request body is not UTF-8 JSON.") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_request_error", "The request body's JSON is nested too deeply.") from None
+    except ValueError as exc:
+        raise ApiError(400, "invalid_request_error", f"The request body is not valid JSON: {exc}.") from None
+    try:
+        return parse(data)
+    except ValidationError as exc:
+        problems = describe(exc)
+    del data  # freed here, not by whoever handles the error (for a large body, on the event loop)
+    raise ApiError(400, "invalid_request_error", problems)
+
+
+class Bodies:
+    """Reads and decodes the HTTP APIs' request bodies within the policy's caps; shared by the
+    endpoints, so that at most `DECODERS` large bodies are decoded at once."""
+
+    def __init__(self, policy: Policy | None) -> None:
+        self.request = BodyCap.of(policy, "max_request_mb")
+        """`/v1/messages`, `/v1/messages/count_tokens`, `/v1/chat/completions`."""
+        self.batch = BodyCap.of(policy, "max_batch_mb")
+        """`POST /v1/messages/batches`."""
+        self._decoders = anyio.CapacityLimiter(DECODERS)
+
+    async def read(self, request: Request, cap: BodyCap, parse: Callable[[Any], T]) -> T:
+        """The body, read within `cap` (call it once the caller is authenticated), then `decode`d."""
+        return await self.decode(await read_capped(request, cap), parse)
+
+    async def decode(self, raw: bytes, parse: Callable[[Any], T]) -> T:
+        """`decoded(raw, parse)`: on a worker thread when the body is over `OFF_LOOP_BYTES`."""
+        work = functools.partial(decoded, raw, parse)
+        if len(raw) <= OFF_LOOP_BYTES:
+            return work()
+        return await anyio.to_thread.run_sync(work, limiter=self._decoders)
