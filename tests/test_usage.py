@@ -442,7 +442,7 @@ async def test_a_three_hop_chain_stops_when_its_total_reaches_the_top_calls_budg
 async def test_a_warm_follow_ups_delegations_spend_from_its_own_turns_account(
     policy: Policy, tmp_path: Path, workdir: Path, cli_env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="claude_mcp.bridge.claude")
+    caplog.set_level(logging.INFO, logger="claude_mcp.bridge.pool")
     servers = chain_servers(tmp_path, workdir, cli_env)
     chained: dict[str, Any] = {"mcp_servers": servers, "allowed_tools": ["mcp__claude__ask"], "model": "haiku"}
     async with ClaudeBridge(policy, depth=0) as bridge:
@@ -450,7 +450,7 @@ async def test_a_warm_follow_ups_delegations_spend_from_its_own_turns_account(
         budget = round(1.5 * (await records(bridge))[0].cost_usd, 6)
         spend = delegation("[[say:spend]]", model="opus")
         first = await bridge.ask(spend + spend, max_budget_usd=budget, **chained)  # spends its whole account
-        assert first.session_id in bridge.warm.live_ids()
+        assert first.session_id in bridge.pool.warm.live_ids()
         second = await bridge.ask(spend, session_id=first.session_id, max_budget_usd=budget, **chained)
         assert not [r for r in caplog.records if "restarting the warm process" in r.getMessage()]
         found = await records(bridge)
