@@ -1,4 +1,30 @@
-"""Errors with messages a person can act on. Each maps to one `isError` tool result."""
+"""Errors with messages a person can act on. Each maps to one `isError` tool result.
+
+The tree (`kind` in brackets: the tool result's, the job record's and the HTTP mapping's key)::
+
+    ClaudeMCPError [error]
+    ├── ConfigError [config]                    the server's own configuration
+    ├── InvalidArguments [invalid_arguments]    the call's arguments
+    ├── PolicyViolation [policy]                a setting outside the server policy
+    ├── DepthExceeded [depth_exceeded]          too deep a chain of delegations
+    ├── QuotaExceeded [quota_exceeded]          a tenant's or caller's quota is used up
+    ├── ChainBudgetExceeded [chain_budget_exceeded]
+    ├── Busy [busy]                             no slot for the run
+    ├── RunTimeout [timeout]
+    ├── ShuttingDown [shutting_down]            stopped by the server's drain
+    ├── CLINotFound [cli_not_found]
+    ├── CLIFailed [cli_failed]                  the CLI died, gave no result, or an error result
+    │   └── StreamStalled [stalled]
+    ├── SessionNotFound [session_not_found]
+    ├── APIError [api_error]                    the model's API refused the run (`status`)
+    ├── config.credentials.CredentialRefused [credential]
+    ├── bridge.jobs.JobNotFound [job_not_found]
+    └── bridge.results.RunFailed [its cause's]  a run whose result is an error: `cause` is one of
+                                                SessionNotFound, APIError, CLIFailed; `end`, the
+                                                `bridge.run_end.RunEnd` they were classified from
+
+An error result of the CLI is classified once, in `bridge.run_end`.
+"""
 
 from __future__ import annotations
 

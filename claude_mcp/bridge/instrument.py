@@ -31,23 +31,17 @@ from ..telemetry.tracing import TRACER
 from .observer import RunObserver, text_delta
 from .permissions import PermissionAnswer, PermissionRequest
 from .results import AskResult, RunFailed
+from .run_end import api_label
 
 logger = logging.getLogger("claude_mcp.runs")
 
-_API_STATUSES = frozenset({400, 401, 403, 404, 413, 429, 500, 502, 503, 529})
-_SUBTYPE_KINDS = {
-    "error_max_turns": "max_turns",
-    "error_max_budget_usd": "max_budget",
-    "error_max_structured_output_retries": "structured_output",
-}
-
 
 def error_kind(exc: BaseException) -> str:
-    """A bounded name for what went wrong, for metric labels and logs."""
+    """A bounded name for what went wrong, for metric labels and logs (a run's end: `RunEnd.metric_kind`)."""
     if isinstance(exc, RunFailed):
-        return _SUBTYPE_KINDS.get(exc.result.subtype) or error_kind(exc.cause)
+        return exc.end.metric_kind
     if isinstance(exc, APIError):
-        return f"api_{exc.status}" if exc.status in _API_STATUSES else "api_other"
+        return api_label(exc.status)
     if isinstance(exc, ClaudeMCPError):
         return exc.kind
     return "internal"

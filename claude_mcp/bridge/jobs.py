@@ -25,7 +25,7 @@ from ..state.store import JobRecord
 from ..telemetry import metrics
 from .observer import RunObserver, activity_of, text_delta
 from .permissions import PermissionAnswer, PermissionRequest
-from .results import AskResult
+from .results import AskResult, RunFailed
 
 JobState = Literal["running", "completed", "failed", "cancelled"]
 """What clients see: a job still queued in the store reads `running` (with a progress line saying so)."""
@@ -139,7 +139,7 @@ class Job:
     def record(self, replica: str, lease_until: float | None) -> JobRecord:
         """What the store keeps of this job."""
         view = self.view()
-        cause = getattr(self.failure, "cause", self.failure)  # a run that ended with an error result: why
+        cause = self.failure.cause if isinstance(self.failure, RunFailed) else self.failure  # an error result: why
         return JobRecord(
             namespace=self.owner,
             job_id=self.job_id,

@@ -47,6 +47,7 @@ from .jobs import Job
 from .observer import RunObserver
 from .options import CHAIN_ENV, starts_servers
 from .quotas import ACTIVE_S, NEAR, REFRESH_S, Quota, QuotaState, QuotaTotals, measured, quotas_of
+from .run_end import classify
 
 if TYPE_CHECKING:
     from claude_agent_sdk import ResultMessage
@@ -122,12 +123,8 @@ def figures_of(result: ResultMessage) -> dict[str, _Figures]:
 
 
 def outcome_of(result: ResultMessage) -> str:
-    """`ok`, `api_<status>`, or the CLI's error subtype."""
-    if not result.is_error:
-        return "ok"
-    if result.api_error_status is not None or result.terminal_reason == "api_error":
-        return f"api_{result.api_error_status or 'error'}"
-    return result.subtype if result.subtype != "success" else "error"
+    """`ok`, `api_<status>`, or the CLI's error subtype (`RunEnd.usage_outcome`)."""
+    return classify(result).usage_outcome
 
 
 CHAIN_RETENTION_S = 86_400.0

@@ -47,10 +47,9 @@ from . import instrument
 from .launcher import EventSink, RunOutcome, StartUps
 from .permissions import Asker, PermissionGate
 from .process_tree import process_tree, terminate_tree
+from .run_end import classify_exit
 
 logger = logging.getLogger(__name__)
-
-_UNKNOWN_SESSION = "No conversation found with session ID"
 
 
 @dataclass
@@ -312,8 +311,7 @@ class CLIProcess:
         return text + ". Details are in the server log."
 
     def _process_failure(self, exc: ProcessError, session_id: str | None) -> ClaudeMCPError:
-        detail = "\n".join([str(exc), *self._stderr_tail])
-        if _UNKNOWN_SESSION in detail:
+        if classify_exit(exc, self._stderr_tail).kind == "session_not_found":
             return SessionNotFound()
         logger.warning("claude exited abnormally (exit code %s)", exc.exit_code)
         return CLIFailed(self._died_message(f"exit code {exc.exit_code}"), session_id=session_id)

@@ -1,7 +1,8 @@
 """The structured result of a run, and the judgement of a CLI result as success or failure.
 
 Pure: `AskResult.from_message` shapes the SDK's `ResultMessage`; `failure_of` turns an
-error result into the `ClaudeMCPError` whose message tells the caller what to do.
+error result into the `ClaudeMCPError` whose message tells the caller what to do (the
+classification is `run_end`'s); `RunFailed` carries both, and the run's end, up the stack.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from claude_agent_sdk import ResultMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..config.types import JsonObject, JsonValue
-from ..errors import APIError, ClaudeMCPError, CLIFailed, SessionNotFound
+from ..errors import APIError, ClaudeMCPError
+from .run_end import RunEnd, classify
 
 
 class AskResult(BaseModel):
@@ -64,49 +66,23 @@ class AskResult(BaseModel):
         )
 
 
-_API_ADVICE = {
-    401: "Claude rejected the credentials (HTTP 401). Check ANTHROPIC_API_KEY, or log in with "
-    "`claude /login` (or set CLAUDE_CODE_OAUTH_TOKEN) for the account the server runs as.",
-    403: "Claude refused the request (HTTP 403): the credential lacks permission for this model or feature.",
-    429: "Claude's rate limit was hit (HTTP 429). Wait a minute and retry, or lower concurrency.",
-    529: "Claude's API is overloaded (HTTP 529). Retry in a little while, or pass `fallback_model`.",
-}
-
-_SUBTYPE_ADVICE = {
-    "error_max_turns": "The run stopped at its turn limit (max_turns); continue the session or raise max_turns.",
-    "error_max_budget_usd": "The run stopped at its budget limit (max_budget_usd).",
-    "error_max_structured_output_retries": "Claude did not produce output matching json_schema.",
-}
-
-
 def failure_of(result: AskResult, api_error_status: int | None) -> ClaudeMCPError | None:
-    """The error an error result means, or None for a successful run."""
-    if not result.is_error:
-        return None
-    detail = "; ".join(result.errors or []) or result.result
-    if "No conversation found with session ID" in detail:
-        return SessionNotFound()
-    if api_error_status is not None or result.terminal_reason == "api_error":
-        status = api_error_status
-        advice = _API_ADVICE.get(status or 0)
-        if advice is None:
-            advice = f"The Claude API failed (HTTP {status}). Retry shortly." if status else "The Claude API failed."
-        return APIError(f"{advice} Detail: {detail}" if detail else advice, status=status, session_id=result.session_id)
-    if result.subtype in _SUBTYPE_ADVICE:
-        return CLIFailed(_SUBTYPE_ADVICE[result.subtype], session_id=result.session_id)
-    if "Not logged in" in detail or "Invalid API key" in detail:
-        return APIError(_API_ADVICE[401] + f" Detail: {detail}", status=401, session_id=result.session_id)
-    return CLIFailed(
-        f"Claude ended with an error ({result.subtype}): {detail or 'no detail'}", session_id=result.session_id
-    )
+    """The error an error result means, or None for a successful run (`RunEnd.error`)."""
+    return classify(result, api_error_status).error()
 
 
 class RunFailed(ClaudeMCPError):
-    """The CLI gave a result, but an error one; `result` holds it for the caller."""
+    """The CLI gave a result, but an error one. `cause` is the error it means (its message is
+    this error's, and a job keeps its kind); `end`, how the run ended (what the metrics and the
+    HTTP APIs read); `result`, the result, for the caller. Without an `end`, the result is
+    classified (with the API's status that an `APIError` cause carries)."""
 
-    def __init__(self, error: ClaudeMCPError, result: AskResult) -> None:
+    def __init__(self, error: ClaudeMCPError, result: AskResult, end: RunEnd | None = None) -> None:
         super().__init__(error.message, session_id=error.session_id)
         self.kind = error.kind
-        self.cause = error
+        self.cause: ClaudeMCPError = error
+        self.end: RunEnd = (
+            end if end is not None else classify(result, error.status if isinstance(error, APIError) else None)
+        )
         self.result = result
         self.structured = result
