@@ -60,7 +60,7 @@ async def bridge(policy: Policy) -> AsyncIterator[ClaudeBridge]:
 
 async def records(bridge: ClaudeBridge) -> list[UsageRecord]:
     """Every usage record of the bridge's namespace, once its writer has stored them."""
-    await bridge.meter.flush()
+    await bridge.usage.meter.flush()
     rows = await bridge.store._fetch("SELECT * FROM usage ORDER BY started_at")  # type: ignore[attr-defined]
     return [UsageRecord.model_validate({k: v for k, v in row.items() if k != "started_minute"}) for row in rows]
 
@@ -104,7 +104,7 @@ async def test_records_survive_a_restart(policy: Policy) -> None:
 def clocked(bridges: list[ClaudeBridge], clock: Clock) -> list[ClaudeBridge]:
     """The bridges, counting quotas by the test's clock."""
     for bridge in bridges:
-        bridge.meter.now = clock
+        bridge.usage.meter.now = clock
     return bridges
 
 
@@ -143,7 +143,7 @@ async def test_a_namespace_over_its_daily_usd_is_refused_as_a_typed_tool_error_u
         async with Client(build_server(a)) as client:
             await call(client, "ask", prompt="[[say:1]]")  # 0.000188 of 0.0003
             clipped = await client.call_tool("ask", {"prompt": "[[say:2]]"})  # admitted, its budget clipped
-            spent = (await a.meter.status())[0]
+            spent = (await a.usage.meter.status())[0]
             assert spent.quota == "quota_usd_per_day" and spent.used > 0.0003 and spent.left == 0
             refused = await client.call_tool("ask", {"prompt": "[[say:3]]"})
             assert refused.is_error and "Quota exceeded: quota_usd_per_day is 0.0003" in text_of(refused)
@@ -154,24 +154,24 @@ async def test_a_namespace_over_its_daily_usd_is_refused_as_a_typed_tool_error_u
         await b.ask("[[say:other namespace]]")
         clock.now += DAY
         await a.ask("[[say:next day]]")
-        month = (await a.meter.status())[1]
+        month = (await a.usage.meter.status())[1]
         assert month.quota == "quota_usd_per_month" and month.used == pytest.approx(spent.used + 0.000188, rel=0.05)
 
 
 async def test_a_run_below_a_usd_quota_gets_its_budget_clipped_to_what_is_left(policy: Policy, tmp_path: Path) -> None:
     clock = Clock()
     async for a, _ in quota_bridges(policy, tmp_path, clock, quota_usd_per_day=0.05, max_budget_usd=1.0):
-        resolved, _ = await a.meter.admit(a.policy.resolve(a.policy.defaults), None)
+        resolved, _ = await a.usage.meter.admit(a.policy.resolve(a.policy.defaults), None)
         assert resolved.max_budget_usd == 0.05
         await a.ask("[[say:spend]]")
-        resolved, _ = await a.meter.admit(a.policy.resolve(a.policy.defaults), None)
+        resolved, _ = await a.usage.meter.admit(a.policy.resolve(a.policy.defaults), None)
         assert resolved.max_budget_usd == pytest.approx(0.05 - 0.000188, rel=0.01)
 
 
 async def test_the_usage_tool_and_resource_show_the_callers_own_totals_and_quotas(policy: Policy) -> None:
     capped = policy.model_copy(update={"quota_runs_per_minute": 50})
     async with ClaudeBridge(capped, depth=0) as bridge, Client(build_server(bridge)) as client:
-        bridge.meter.now = Clock()  # both runs in one clock minute and one UTC day, however slow
+        bridge.usage.meter.now = Clock()  # both runs in one clock minute and one UTC day, however slow
         await call(client, "ask", prompt="[[say:1]]")
         await call(client, "ask", prompt="[[say:2]]")
         report = await call(client, "usage", days=7)
@@ -246,8 +246,8 @@ async def test_two_replicas_on_one_postgresql_enforce_one_quota_between_them(
         async with replicas[0] as a, replicas[1] as b:
             await a.ask("[[say:1 on a]]")
             await b.ask("[[say:2 on b]]")
-            await a.meter.flush()
-            await b.meter.flush()
+            await a.usage.meter.flush()
+            await b.usage.meter.flush()
             for replica in (a, b):
                 with pytest.raises(QuotaExceeded, match="quota_runs_per_minute is 2 and 2 is used"):
                     await replica.ask("[[say:3]]")
@@ -270,7 +270,7 @@ async def test_a_quota_check_reads_the_store_only_when_the_figures_in_memory_are
 ) -> None:
     capped = policy.model_copy(update={"quota_runs_per_minute": 4, "quota_usd_per_day": 100.0})
     async with CountingStore(tmp_path / "counted.db") as store:
-        meter = ClaudeBridge(capped, depth=0, store=store).meter
+        meter = ClaudeBridge(capped, depth=0, store=store).usage.meter
         meter.now = Clock()  # one clock minute throughout
         settings = capped.resolve(capped.defaults)
         await meter.admit(settings, None)  # nothing in memory yet
@@ -298,15 +298,15 @@ async def test_the_figures_in_memory_are_read_again_off_the_request_path_and_cou
         async with replicas[0] as a, replicas[1] as b:
             await a.ask("[[say:a]]")
             await b.ask("[[say:b]]")
-            await b.meter.flush()
-            assert (await a.meter.status())[0].used == 2  # exact: a's own run (in memory) and b's
+            await b.usage.meter.flush()
+            assert (await a.usage.meter.status())[0].used == 2  # exact: a's own run (in memory) and b's
             await a.ask("[[say:a again]]")  # from memory: b's run is counted, a's is in flight then queued
-            await a.meter.flush()
+            await a.usage.meter.flush()
             await b.ask("[[say:b again]]")
-            await b.meter.flush()
+            await b.usage.meter.flush()
             minute = [window("minute", clock.now)[0]]
             with anyio.fail_after(10 * REFRESH_S):  # a asks nothing more: b's second run comes in by itself
-                while (a.meter._totals.cached(minute) or [UsageTotals()])[0].runs < 4:
+                while (a.usage.meter._totals.cached(minute) or [UsageTotals()])[0].runs < 4:
                     await anyio.sleep(0.05)
 
 
@@ -325,11 +325,11 @@ async def test_runs_below_the_top_of_a_chain_spend_from_one_account_and_are_refu
         deep = policy.model_copy(update={"max_depth": 3})
         hops = [ClaudeBridge(deep, depth=depth, store=store) for depth in (1, 2)]
         async with hops[0] as child, hops[1] as grandchild:
-            resolved, metered = await child.meter.admit(child.policy.resolve(child.policy.defaults), None)
+            resolved, metered = await child.usage.meter.admit(child.policy.resolve(child.policy.defaults), None)
             assert resolved.max_budget_usd == budget and metered.chain_id == "top-run"
             await child.ask("[[say:one]]")
             await grandchild.ask("[[say:two]]")  # stored before it answers: the chain counts it at once
-            resolved, _ = await child.meter.admit(child.policy.resolve(child.policy.defaults), None)
+            resolved, _ = await child.usage.meter.admit(child.policy.resolve(child.policy.defaults), None)
             assert resolved.max_budget_usd == pytest.approx(budget - 2 * per_request, rel=0.01)
             await store.add_usage(
                 [

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
-from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, Self
 
@@ -36,6 +35,7 @@ from .launcher import Launcher
 from .observer import RunObserver
 from .options import RunTarget, build_options
 from .parts import Where, assemble
+from .records import BatchBook, HistoryBook, UsageBook
 from .results import AskResult
 from .slots import RunSlots
 
@@ -61,12 +61,10 @@ class ClaudeBridge:
         launcher: Launcher | None = None,
         activity: Activity = ACTIVITY,
     ) -> None:
-        """`shared_slots`: a cap shared with other bridges (tenants); this bridge's own
-        `max_concurrent` is then its share of it. `store`: a store shared with other bridges,
-        opened and closed by its owner, in which this bridge keeps `namespace`'s state; without
-        one the bridge opens its own (the policy's `state_url`, or SQLite in its state dir).
-        `label`: the bridge's tenant in metrics (default: its namespace, or `caller`).
-        `launcher`: how CLI processes are started (shared by a server's bridges)."""
+        """`shared_slots`: the server's cap, of which `max_concurrent` is this bridge's share. `store`:
+        one shared with other bridges (its owner opens it), else the bridge's own (`state_url`, or
+        SQLite in the state dir). `label`: the tenant in metrics (default: the namespace, or
+        `caller`). `launcher`: how CLI processes are started (shared by a server's bridges)."""
         self.policy = policy = _clipped(policy or Policy())
         self.namespace = namespace
         """Whose state this bridge keeps: the tenant, or the caller."""
@@ -80,27 +78,25 @@ class ClaudeBridge:
             launcher=launcher,
             activity=activity,
         )
-        self.store, self.jobs, self.meter, self.pool = parts.store, parts.jobs, parts.meter, parts.pool
-        self._users = 0
-        self._running: AsyncExitStack | None = None
+        self.jobs, self.pool = parts.jobs, parts.pool
+        self.histories, self.batches = HistoryBook(parts.store, namespace), BatchBook(parts.store, namespace)
+        self.usage = UsageBook(parts.store, parts.meter, namespace)
 
     async def __aenter__(self) -> Self:
         """Open the store (if it is the bridge's own), import conversations an earlier version left
         on disk, and start the housekeeping, the pool and the job engine."""
-        self._users += 1
-        if self._running is None:
-            async with AsyncExitStack() as stack:
-                await stack.enter_async_context(self._parts.running())
-                self._running = stack.pop_all()
+        await self._parts.enter()
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._users -= 1
-        if self._users == 0 and self._running is not None:
-            running, self._running = self._running, None
-            await running.aclose()
+        await self._parts.exit()
+
+    @property
+    def store(self) -> Store:
+        """The store this bridge keeps its namespace's state in (the surfaces read it through the books)."""
+        return self._parts.store
 
     @property
     def label(self) -> str:

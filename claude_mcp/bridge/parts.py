@@ -56,6 +56,22 @@ class Parts:
     engine: JobEngine
     tasks: anyio.abc.TaskGroup | None = None
     models: list[dict[str, Any]] | None = field(default=None)
+    users: int = 0
+    """How many have entered the bridge (each connection of a server does): it runs while any has."""
+    _running: AsyncExitStack | None = None
+
+    async def enter(self) -> None:
+        self.users += 1
+        if self._running is None:
+            async with AsyncExitStack() as stack:
+                await stack.enter_async_context(self.running())
+                self._running = stack.pop_all()
+
+    async def exit(self) -> None:
+        self.users -= 1
+        if self.users == 0 and self._running is not None:
+            running, self._running = self._running, None
+            await running.aclose()
 
     @property
     def policy(self) -> Policy:

@@ -27,7 +27,7 @@ import anyio
 from ..config.call_settings import CallSettings
 from ..config.credentials import CALLER_REJECTED
 from ..config.policy import Policy, ResolvedSettings
-from ..errors import APIError, Busy, ClaudeMCPError, DepthExceeded, InvalidArguments, SessionNotFound
+from ..errors import APIError, Busy, DepthExceeded, InvalidArguments, SessionNotFound
 from ..state import legacy
 from ..state.conversations import Conversations, sticky_settings
 from ..state.sticky import config_dir, sticky
@@ -41,7 +41,8 @@ from .metering import Meter, Metered
 from .observer import RunObserver
 from .options import RunTarget, build_options
 from .pool import ProcessPool
-from .results import AskResult, RunFailed, failure_of
+from .results import AskResult, RunFailed
+from .run_end import RunEnd, classify
 from .slots import BridgeSlots, Keep
 from .turns import SessionLocks
 from .warm import WarmSession
@@ -226,8 +227,8 @@ class Runner:
                     else:
                         await warm.apply_in_place(plan.resolved, plan.explicit)
                     outcome = await self._turn(plan, warm, observer, client_tools, metered, started)
-                    result, failure = self._judge(outcome)
-                    if self.credential.rejected(failure):
+                    result, end = self._judge(outcome)
+                    if self.credential.rejected(end):
                         await self._forget_attempt(plan, warm, result, keep_slot)
                         warm = None
                         raise RunFailed(APIError(CALLER_REJECTED, status=401, session_id=None), result)
@@ -238,9 +239,9 @@ class Runner:
                 await self._pool.discard(warm)
                 raise
         result.chain_cost_usd = await self._meter.settle(metered)
-        if failure is not None:
+        if (failure := end.error()) is not None:
             logger.info("run ended with an error: %s", failure.kind)
-            raise RunFailed(failure, result)
+            raise RunFailed(failure, result, end)
         return result
 
     @asynccontextmanager
@@ -314,10 +315,10 @@ class Runner:
         return outcome
 
     @staticmethod
-    def _judge(outcome: RunOutcome) -> tuple[AskResult, ClaudeMCPError | None]:
-        """The run's answer, and the failure it means (None for a success)."""
+    def _judge(outcome: RunOutcome) -> tuple[AskResult, RunEnd]:
+        """The run's answer, and how it ended (classified once: `run_end`)."""
         result = AskResult.from_message(outcome.result, outcome.text)
-        return result, failure_of(result, outcome.api_error_status)
+        return result, classify(result, outcome.api_error_status)
 
     async def _forget_attempt(self, plan: RunPlan, warm: WarmSession, result: AskResult, keep_slot: Keep) -> None:
         """Keep nothing of an attempt on a credential the API rejected: no warm process, and for
@@ -353,11 +354,11 @@ class CredentialCheck:
         self.refused = False
         """The model API rejected the credential, which it had never accepted."""
 
-    def rejected(self, failure: ClaudeMCPError | None) -> bool:
-        """Whether a run's failure is the model API rejecting the caller's credential."""
+    def rejected(self, end: RunEnd) -> bool:
+        """Whether a run ended with the model API rejecting the caller's credential."""
         if not self._applies:
             return False
-        if isinstance(failure, APIError) and failure.status == 401:
+        if end.kind in ("api_401", "not_logged_in"):
             self.refused = not self.accepted.is_set()
             return True
         self.refused = False

@@ -22,8 +22,9 @@ from starlette.responses import Response, StreamingResponse
 
 from ..bridge.claude import ClaudeBridge
 from ..bridge.job_book import CANCELLED
+from ..bridge.records import BatchBook
 from ..bridge.tenancy import Tenancy
-from ..state.store import BatchRecord, Store
+from ..state.store import BatchRecord
 from .anthropic import in_api_shape
 from .auth import caller_of
 from .batch_shapes import (
@@ -93,15 +94,15 @@ class BatchesApi:
 async def _observed(bridge: ClaudeBridge, batches: list[BatchRecord]) -> list[dict[str, Any]]:
     """The batches as the API shows them, after recording what has happened to them: requests
     still queued past the batch's expiry expire; a batch with none left to run has ended."""
-    store, namespace, now = bridge.store, bridge.namespace, time.time()
+    book, now = bridge.batches, time.time()
     for batch in batches:
         if batch.ended_at is None and now >= batch.expires_at:
-            await store.expire_batch(namespace, batch.batch_id, now)
-    counts = await store.batch_counts(namespace, [batch.batch_id for batch in batches])
+            await book.expire(batch.batch_id, now)
+    counts = await book.counts([batch.batch_id for batch in batches])
     shown = []
     for batch in batches:
         if batch.ended_at is None and request_counts(batch, counts[batch.batch_id])["processing"] == 0:
-            batch = await store.end_batch(namespace, batch.batch_id, now) or batch
+            batch = await book.end(batch.batch_id, now) or batch
         shown.append(batch_body(batch, counts[batch.batch_id]))
     return shown
 
@@ -109,7 +110,7 @@ async def _observed(bridge: ClaudeBridge, batches: list[BatchRecord]) -> list[di
 async def _found(bridge: ClaudeBridge, request: Request) -> dict[str, Any]:
     """The batch a path names, observed; `not_found_error` if the caller has none by that id."""
     batch_id = request.path_params["batch_id"]
-    batch = await bridge.store.get_batch(bridge.namespace, batch_id)
+    batch = await bridge.batches.get(batch_id)
     if batch is None:
         raise ApiError(404, "not_found_error", f"message_batch: no batch {batch_id!r} exists for you.")
     return (await _observed(bridge, [batch]))[0]
@@ -121,7 +122,7 @@ async def _submit(bridge: ClaudeBridge, batch: BatchRecord, entry: BatchEntry) -
     in the first prompt of a new conversation, as `/v1/messages` does."""
     turn, session_id = entry.turn, None
     if turn.history:
-        session_id = await bridge.store.session_for_history(bridge.namespace, digest(turn.history))
+        session_id = await bridge.histories.session_for(digest(turn.history))
     prompt = turn.prompt if session_id is not None or not turn.history else carried_prompt(turn.history, turn.prompt)
     await bridge.submit_job(
         bridge.namespace,
@@ -137,10 +138,10 @@ async def _submit(bridge: ClaudeBridge, batch: BatchRecord, entry: BatchEntry) -
 
 
 async def _create(bridge: ClaudeBridge, entries: list[BatchEntry]) -> Answer:
-    store, namespace, limit = bridge.store, bridge.namespace, bridge.policy.max_batch_requests
+    book, limit = bridge.batches, bridge.policy.max_batch_requests
     now = time.time()
-    await store.expire_batches(now - bridge.policy.batch_retention_s)
-    if (pending := await store.count_batch_jobs(namespace)) + len(entries) > limit:
+    await book.forget_older_than(now - bridge.policy.batch_retention_s)
+    if (pending := await book.requests_pending()) + len(entries) > limit:
         raise ApiError(
             429,
             "rate_limit_error",
@@ -149,20 +150,20 @@ async def _create(bridge: ClaudeBridge, entries: list[BatchEntry]) -> Answer:
             retry_after_s=60,
         )
     batch = BatchRecord(
-        namespace=namespace,
+        namespace=bridge.namespace,
         batch_id=api_id("msgbatch_"),
         created_at=now,
         expires_at=now + BATCH_LIFETIME_S,
         request_count=len(entries),
     )
-    await store.put_batch(batch)
+    await book.put(batch)
     try:
         for entry in entries:
             await _submit(bridge, batch, entry)
     except BaseException:  # a batch is created whole or not at all
         with anyio.CancelScope(shield=True):
-            await store.cancel_batch(namespace, batch.batch_id, time.time(), CANCELLED)
-            await store.delete_batch(namespace, batch.batch_id)
+            await book.cancel(batch.batch_id, CANCELLED)
+            await book.delete(batch.batch_id)
         raise
     return (await _observed(bridge, [batch]))[0]
 
@@ -172,8 +173,8 @@ async def _list(request: Request, bridge: ClaudeBridge) -> Answer:
     before_id, after_id = request.query_params.get("before_id"), request.query_params.get("after_id")
     if before_id is not None and after_id is not None:
         raise ApiError(400, "invalid_request_error", "Send before_id or after_id, not both.")
-    await bridge.store.expire_batches(time.time() - bridge.policy.batch_retention_s)
-    found = await bridge.store.list_batches(bridge.namespace, limit=limit + 1, before_id=before_id, after_id=after_id)
+    await bridge.batches.forget_older_than(time.time() - bridge.policy.batch_retention_s)
+    found = await bridge.batches.page(limit=limit + 1, before_id=before_id, after_id=after_id)
     # One more than the page tells whether there are more: the one past the page's far end.
     page = found[-limit:] if before_id is not None else found[:limit]
     data = await _observed(bridge, page)
@@ -193,7 +194,7 @@ async def _cancel(request: Request, bridge: ClaudeBridge) -> Answer:
     shown = await _found(bridge, request)
     if shown["processing_status"] != "in_progress":  # canceling already, or ended: nothing more to stop
         return shown
-    await bridge.store.cancel_batch(bridge.namespace, shown["id"], time.time(), CANCELLED)
+    await bridge.batches.cancel(shown["id"], CANCELLED)
     return await _found(bridge, request)
 
 
@@ -205,7 +206,7 @@ async def _delete(request: Request, bridge: ClaudeBridge) -> Answer:
             "invalid_request_error",
             f"Batch {shown['id']} is still processing: cancel it first, and delete it once it has ended.",
         )
-    await bridge.store.delete_batch(bridge.namespace, shown["id"])
+    await bridge.batches.delete(shown["id"])
     return {"id": shown["id"], "type": "message_batch_deleted"}
 
 
@@ -217,12 +218,12 @@ async def _results(request: Request, bridge: ClaudeBridge) -> Answer:
             "invalid_request_error",
             f"Batch {shown['id']} has not ended yet: its results can be read once its processing_status is 'ended'.",
         )
-    return StreamingResponse(_lines(bridge.store, bridge.namespace, shown["id"]), media_type="application/x-jsonl")
+    return StreamingResponse(_lines(bridge.batches, shown["id"]), media_type="application/x-jsonl")
 
 
-async def _lines(store: Store, namespace: str, batch_id: str) -> AsyncIterator[bytes]:
+async def _lines(book: BatchBook, batch_id: str) -> AsyncIterator[bytes]:
     """The batch's results as JSON Lines, read from the store a page at a time."""
     after: str | None = None
-    while page := await store.batch_jobs(namespace, batch_id, limit=RESULTS_PAGE, after_custom_id=after):
+    while page := await book.results(batch_id, limit=RESULTS_PAGE, after_custom_id=after):
         yield "".join(json.dumps(result_line(job), ensure_ascii=False) + "\n" for job in page).encode()
         after = page[-1].custom_id

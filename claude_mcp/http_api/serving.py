@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -151,7 +150,7 @@ async def run_turn(tenancy: Tenancy, caller: ApiCaller, observer: TurnObserver) 
             async with tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
                 session_id = turn.session_id
                 if session_id is None and turn.history:
-                    session_id = await bridge.store.session_for_history(bridge.namespace, digest(turn.history))
+                    session_id = await bridge.histories.session_for(digest(turn.history))
                 prompt = (
                     turn.prompt
                     if session_id is not None or not turn.history
@@ -168,7 +167,7 @@ async def run_turn(tenancy: Tenancy, caller: ApiCaller, observer: TurnObserver) 
                 turn = observer.turn  # with client tools, the request that continued the run last
                 answer = observer.answer.text() or result.result
                 so_far = [*turn.history, ("user", turn.prompt), ("assistant", answer)]
-                await bridge.store.put_history(bridge.namespace, digest(so_far), result.session_id, time.time())
+                await bridge.histories.remember(digest(so_far), result.session_id)
             await out.send(("done", Outcome(result)))
         except ClaudeMCPError as exc:
             await out.send(("failed", api_error_of(exc)))

@@ -117,11 +117,11 @@ class UsageApi:
             presented = presented or bearer.strip()
         if (token := self._admin_token()) is not None and hmac.compare_digest(presented.encode(), token.encode()):
             for bridge in self.tenancy.bridges.values():
-                await bridge.meter.flush()
+                await bridge.usage.flush()
             return None
         caller = caller_of(request.headers, self.tenancy)
         async with self.tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
-            await bridge.meter.flush()  # its own latest runs included
+            await bridge.usage.flush()  # its own latest runs included
             return bridge.namespace
 
     async def usage_report(self, request: Request) -> Response:

@@ -48,14 +48,11 @@ def _iso(moment: float) -> str:
 
 async def report(bridge: ClaudeBridge, days: int = 30) -> UsageReport:
     """The bridge's namespace's usage over the last `days` UTC days, and its quotas."""
-    await bridge.meter.flush()  # this bridge's own latest runs included
-    now = bridge.meter.now()
+    book = bridge.usage  # this bridge's own latest runs included
+    now = book.now()
     since = window("day", now)[0] - (days - 1) * 86_400
-    store, namespace = bridge.store, bridge.namespace
-    lines = await store.usage_report(
-        since=since, until=now + 1, namespace=namespace, bucket_minutes=1440, by=("model",)
-    )
-    totals = await store.usage_report(since=since, until=now + 1, namespace=namespace)
+    lines = await book.report(since=since, until=now + 1, bucket_minutes=1440, by=("model",))
+    totals = await book.report(since=since, until=now + 1)
     sums = ("runs", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd")
     return UsageReport(
         since=_iso(since),
@@ -66,7 +63,7 @@ async def report(bridge: ClaudeBridge, days: int = 30) -> UsageReport:
             )
             for line in lines
         ],
-        quotas=await bridge.meter.status(),
+        quotas=await book.quotas(),
     )
 
 
