@@ -62,32 +62,8 @@ def build_options(
     (so a conversation continues on any replica). With `client_tools`, the caller's own tools are
     given as an in-process MCP server, allowed without asking (their calls go to the caller). `chain_id`:
     the process's chain key (told to a claude-mcp it starts): its first turn's chain."""
-    system_prompt: SystemPromptCustom | SystemPromptPreset
-    extra_args: dict[str, str | None] = {}
-    if settings.system_prompt is not None:
-        system_prompt = {"type": "custom", "prompt": settings.system_prompt}
-        if settings.append_system_prompt:
-            extra_args["append-system-prompt"] = settings.append_system_prompt
-    elif settings.append_system_prompt:
-        system_prompt = {"type": "preset", "preset": "claude_code", "append": settings.append_system_prompt}
-    else:
-        system_prompt = {"type": "preset", "preset": "claude_code"}
-    if target.override_system_prompt:
-        # The CLI re-sends the system prompt recorded on a conversation's first turn unless
-        # told not to snapshot; the SDK reads `snapshot` from presets too.
-        system_prompt["snapshot"] = False
-
-    env = {
-        **policy.cli_env,
-        # The CLI retries 401/429/5xx ten times over ~3 minutes by default; an MCP caller
-        # needs the answer in seconds.
-        "CLAUDE_CODE_MAX_RETRIES": str(policy.api_retries),
-        DEPTH_ENV: str(child_depth),
-    }
-    if settings.max_budget_usd is not None:
-        env[BUDGET_ENV] = str(settings.max_budget_usd)
-    if chain_id is not None:
-        env[CHAIN_ENV] = chain_id
+    system_prompt, extra_args = _system_prompt(settings, target)
+    env = _env(settings, policy, child_depth, chain_id)
     if settings.agents:
         # The CLI's own flag (not the SDK's initialize request) so that `--agent` can pick one.
         extra_args["agents"] = json.dumps({name: agent.cli_definition() for name, agent in settings.agents.items()})
@@ -126,3 +102,41 @@ def build_options(
         stderr=stderr,
         session_store=session_store,
     )
+
+
+def _system_prompt(
+    settings: ResolvedSettings, target: RunTarget
+) -> tuple[SystemPromptCustom | SystemPromptPreset, dict[str, str | None]]:
+    """The system prompt option, and the CLI flags it needs beside it."""
+    system_prompt: SystemPromptCustom | SystemPromptPreset
+    extra_args: dict[str, str | None] = {}
+    if settings.system_prompt is not None:
+        system_prompt = {"type": "custom", "prompt": settings.system_prompt}
+        if settings.append_system_prompt:
+            extra_args["append-system-prompt"] = settings.append_system_prompt
+    elif settings.append_system_prompt:
+        system_prompt = {"type": "preset", "preset": "claude_code", "append": settings.append_system_prompt}
+    else:
+        system_prompt = {"type": "preset", "preset": "claude_code"}
+    if target.override_system_prompt:
+        # The CLI re-sends the system prompt recorded on a conversation's first turn unless
+        # told not to snapshot; the SDK reads `snapshot` from presets too.
+        system_prompt["snapshot"] = False
+    return system_prompt, extra_args
+
+
+def _env(settings: ResolvedSettings, policy: Policy, child_depth: int, chain_id: str | None) -> dict[str, str]:
+    """What the CLI's environment gets from us: the policy's `cli_env`, and what a claude-mcp
+    started below it needs to know (its depth, its budget, its chain)."""
+    env = {
+        **policy.cli_env,
+        # The CLI retries 401/429/5xx ten times over ~3 minutes by default; an MCP caller
+        # needs the answer in seconds.
+        "CLAUDE_CODE_MAX_RETRIES": str(policy.api_retries),
+        DEPTH_ENV: str(child_depth),
+    }
+    if settings.max_budget_usd is not None:
+        env[BUDGET_ENV] = str(settings.max_budget_usd)
+    if chain_id is not None:
+        env[CHAIN_ENV] = chain_id
+    return env

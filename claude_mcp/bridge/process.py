@@ -13,7 +13,7 @@ import logging
 import uuid
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
@@ -217,30 +217,8 @@ class CLIProcess:
                     "session_id": self.session_id or "default",
                 }
                 await self._client.query(_one(message_in))
-                messages = self._client.receive_messages()
-                try:
-                    while outcome is None:
-                        with anyio.move_on_after(stall_timeout_s if watch.waiting_on_model else None) as idle:
-                            message = await anext(messages)
-                        if idle.cancelled_caught:
-                            raise StreamStalled(
-                                f"The model stream stalled: nothing arrived for {stall_timeout_s:g} s, so the run "
-                                "was stopped. Retry; if it keeps happening, check the network or the API status.",
-                                session_id=watch.session_id,
-                            )
-                        watch.observe(message)
-                        if not isinstance(message, SystemMessage):
-                            answered()
-                        self.session_id = watch.session_id or self.session_id
-                        if on_message is not None:
-                            await on_message(message)
-                        if isinstance(message, ResultMessage) and _answers(message, prompt_uuid):
-                            outcome = RunOutcome(message, "".join(watch.text), message.api_error_status)
-                            self.turns += 1
-                            meter.finished(message, self._cost_delta(message))
-                            self.session_id = message.session_id
-                finally:
-                    await messages.aclose()  # type: ignore[attr-defined]  # an async generator
+                outcome = await self._until_result(watch, prompt_uuid, stall_timeout_s, answered, on_message)
+                meter.finished(outcome.result, self._cost_delta(outcome.result))
         except TimeoutError:
             raise RunTimeout(
                 f"The run took longer than its timeout ({timeout_s:g} s) and was stopped. Continue it with the "
@@ -251,6 +229,40 @@ class CLIProcess:
             if outcome is None:
                 await self.close(graceful=False)
         return outcome
+
+    async def _until_result(
+        self,
+        watch: _Watch,
+        prompt_uuid: str,
+        stall_timeout_s: float,
+        answered: Callable[[], None],
+        on_message: EventSink | None,
+    ) -> RunOutcome:
+        """Read the CLI's messages until the result that answers our prompt, passing each on;
+        `StreamStalled` if the model says nothing for `stall_timeout_s` while it has the turn."""
+        messages = self._client.receive_messages()
+        try:
+            while True:
+                with anyio.move_on_after(stall_timeout_s if watch.waiting_on_model else None) as idle:
+                    message = await anext(messages)
+                if idle.cancelled_caught:
+                    raise StreamStalled(
+                        f"The model stream stalled: nothing arrived for {stall_timeout_s:g} s, so the run "
+                        "was stopped. Retry; if it keeps happening, check the network or the API status.",
+                        session_id=watch.session_id,
+                    )
+                watch.observe(message)
+                if not isinstance(message, SystemMessage):
+                    answered()
+                self.session_id = watch.session_id or self.session_id
+                if on_message is not None:
+                    await on_message(message)
+                if isinstance(message, ResultMessage) and _answers(message, prompt_uuid):
+                    self.turns += 1
+                    self.session_id = message.session_id
+                    return RunOutcome(message, "".join(watch.text), message.api_error_status)
+        finally:
+            await messages.aclose()  # type: ignore[attr-defined]  # an async generator
 
     @contextmanager
     def _sdk_errors(self, watch: _Watch) -> Iterator[None]:
