@@ -17,16 +17,19 @@ import anyio
 
 from ._version import __version__
 from .bridge.claude import ClaudeBridge
+from .bridge.launcher import Launcher
 from .bridge.tenancy import Tenancy
+from .bridge.walls import choose_isolation, walls_for
 from .config.policy import Policy
 from .config.tenants import token_hash
 from .errors import ConfigError
 from .setup import usage
 from .setup.clients import CLIENTS, registration, write
 from .setup.doctor import diagnose
+from .state.sticky import default_state_dir
 from .telemetry import logs, tracing
 from .telemetry.logs import LOG_FORMATS
-from .web.app import TRANSPORTS, check_binding
+from .web.app import LOOPBACK, TRANSPORTS, check_binding
 from .web.serve import serve
 
 logger = logging.getLogger("claude_mcp")
@@ -157,10 +160,11 @@ def main(argv: list[str] | None = None) -> None:
                 'credentials = "caller" needs an HTTP transport (--transport http or sse): callers send their '
                 "credential in the X-Claude-Credential header. Over stdio the server uses your own login."
             )
+        hidden = (args.config.resolve(),) if args.config else ()
         if args.transport != "stdio" and (policy.tenants or policy.credentials == "caller"):
-            tenancy = Tenancy.from_policy(policy, policy.tenants)
+            tenancy = Tenancy.from_policy(policy, policy.tenants, hidden=hidden)
         else:  # stdio is the local user, with their own Claude login
-            tenancy = Tenancy.single(ClaudeBridge(policy))
+            tenancy = Tenancy.single(ClaudeBridge(policy, launcher=_own_launcher(policy, args, hidden)))
         if args.transport != "stdio":
             check_binding(args.host, tenancy)
         metrics_token = _metrics_token(policy) if args.transport != "stdio" else None
@@ -196,6 +200,18 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if stop_tracing is not None:
             stop_tracing()
+
+
+def _own_launcher(policy: Policy, args: argparse.Namespace, hidden: tuple[Path, ...]) -> Launcher:
+    """The launcher of a server for one person (stdio, or HTTP without tenants): no sandbox by
+    default on loopback (their Claude works on their projects, with their environment's usual
+    variables); a sandbox where it listens beyond loopback, or where they ask for one."""
+    beyond = args.transport != "stdio" and args.host not in LOOPBACK
+    isolation = choose_isolation(policy, several_users=beyond)
+    state = policy.state_dir or default_state_dir(policy.cli_env)
+    walls = walls_for(policy, state, isolation=isolation, person=not beyond, hidden=hidden)
+    config = Path(policy.cli_env.get("CLAUDE_CONFIG_DIR") or Path.home() / ".claude")
+    return walls.launcher((*policy.roots, config) if isolation == "sandbox" else ())
 
 
 def _usage(args: argparse.Namespace) -> None:

@@ -29,6 +29,7 @@ from claude_mcp import Busy, ConfigError, Policy
 from claude_mcp.bridge.callers import CallerPool
 from claude_mcp.bridge.slots import RunSlots
 from claude_mcp.bridge.tenancy import Tenancy
+from claude_mcp.bridge.walls import Walls, write_wrapper
 from claude_mcp.config.credentials import CallerCredential
 from claude_mcp.state.sqlite import SqliteStore
 from claude_mcp.web.app import check_binding
@@ -288,6 +289,8 @@ async def test_the_caller_pool_is_bounded_and_forgets_idle_callers(tmp_path: Pat
         store=store,
         replica="r1",
         shared_slots=RunSlots(4, 4),
+        walls=Walls("none", write_wrapper(tmp_path / "state" / "walls")),
+        workspaces=tmp_path / "workspaces",
         namespace_key=b"key",
         state_root=tmp_path / "state",
         max_callers=1,

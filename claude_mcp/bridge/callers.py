@@ -28,9 +28,8 @@ from ..config.policy import Policy
 from ..errors import Busy
 from ..state.store import Store
 from .claude import ClaudeBridge
-from .launcher import Launcher
-from .process import SdkLauncher
 from .slots import RunSlots
+from .walls import Walls, namespace_dirs
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +40,8 @@ class _Caller:
     last_used: float
     stop: anyio.Event
     stopped: anyio.Event
-    config_dir: Path
+    dirs: tuple[Path, ...]
+    """Its own directories: its Claude config dir and its workspace."""
     in_use: int = 0
 
     @property
@@ -59,7 +59,8 @@ class CallerPool:
         store: Store,
         replica: str,
         shared_slots: RunSlots,
-        launcher: Launcher | None = None,
+        walls: Walls,
+        workspaces: Path,
         namespace_key: bytes,
         state_root: Path,
         max_callers: int,
@@ -70,7 +71,8 @@ class CallerPool:
         self._store = store
         self._replica = replica
         self._shared_slots = shared_slots
-        self._launcher = launcher or SdkLauncher()
+        self._walls = walls
+        self._workspaces = workspaces
         self._key = namespace_key
         self._state_root = state_root
         self._max = max_callers
@@ -123,7 +125,8 @@ class CallerPool:
                 self._dropping[key] = gone
                 try:
                     await self._close(caller)
-                    await anyio.to_thread.run_sync(functools.partial(shutil.rmtree, caller.config_dir, True))
+                    for path in caller.dirs:
+                        await anyio.to_thread.run_sync(functools.partial(shutil.rmtree, path, True))
                 finally:
                     del self._dropping[key]
                     gone.set()
@@ -141,22 +144,22 @@ class CallerPool:
             if len(self._callers) >= self._max:
                 await self._displace()
             policy = self._policies[tenant]
-            config_dir = self._state_root / "callers" / (f"{tenant}-{hashed}" if tenant else hashed)
-            cli_env = {**policy.cli_env, **credential.cli_env(), "CLAUDE_CONFIG_DIR": str(config_dir)}
+            name = f"{tenant}-{hashed}" if tenant else hashed
+            dirs = namespace_dirs(self._state_root / "callers" / name, self._workspaces, name, None)
             bridge = ClaudeBridge(
-                policy.model_copy(update={"cli_env": cli_env}),
+                dirs.policy(policy, {**policy.cli_env, **credential.cli_env()}),
                 shared_slots=self._shared_slots,
                 store=self._store,
                 namespace=tenant or hashed,
                 replica=self._replica,
                 label=tenant or "caller",  # a tenant's name is a bounded label; a hash is not
-                launcher=self._launcher,
+                launcher=self._walls.launcher(dirs.writable),
             )
-            caller = await self._start(bridge, config_dir)
+            caller = await self._start(bridge, dirs.writable)
             self._callers[key] = caller
             return caller
 
-    async def _start(self, bridge: ClaudeBridge, config_dir: Path) -> _Caller:
+    async def _start(self, bridge: ClaudeBridge, dirs: tuple[Path, ...]) -> _Caller:
         """Enter the bridge in a task of the pool's own, which holds it until told to stop."""
         if self._tasks is None:
             raise Busy("The server is shutting down; retry on another replica or in a little while.")
@@ -179,7 +182,7 @@ class CallerPool:
         await ready.wait()
         if failure:
             raise Busy("The server could not start serving you (its store may be unreachable); retry shortly.")
-        return _Caller(bridge, anyio.current_time(), stop, stopped, config_dir)
+        return _Caller(bridge, anyio.current_time(), stop, stopped, dirs)
 
     async def _displace(self) -> None:
         for key, caller in self._callers.items():

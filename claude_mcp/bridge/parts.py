@@ -31,10 +31,10 @@ from .launcher import Launcher
 from .metering import Meter
 from .permissions import PermissionGate
 from .pool import ProcessPool
-from .process import SdkLauncher
 from .runner import CredentialCheck, Planner, RunContext, Runner
 from .slots import BridgeSlots, RunSlots
 from .turns import SessionLocks
+from .walls import WALL_DIR, Walls, write_wrapper
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def assemble(
     engine_of: list[JobEngine] = []
     pool = ProcessPool(
         policy,
-        launcher or SdkLauncher(),
+        launcher or Walls("none", write_wrapper(state_dir / WALL_DIR), person=True).launcher(),
         _gate(policy),
         locks,
         child_depth=where.depth + 1,

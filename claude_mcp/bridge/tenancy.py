@@ -35,8 +35,8 @@ from ..telemetry import metrics
 from .callers import CallerPool
 from .claude import ClaudeBridge
 from .identity import replica_id
-from .process import SdkLauncher
 from .slots import RunSlots
+from .walls import choose_isolation, namespace_dirs, walls_for
 
 logger = logging.getLogger(__name__)
 
@@ -142,27 +142,34 @@ class Tenancy:
 
     @classmethod
     def from_policy(
-        cls, base: Policy, specs: Mapping[str, TenantSpec], environ: Mapping[str, str] | None = None
+        cls,
+        base: Policy,
+        specs: Mapping[str, TenantSpec],
+        environ: Mapping[str, str] | None = None,
+        *,
+        hidden: tuple[Path, ...] = (),
     ) -> Tenancy:
         """The tenants of the config, each with its bridge; or, in caller-credential mode, the pool
-        that makes a bridge for each caller (per tenant, if tenants are configured)."""
+        that makes a bridge for each caller (per tenant, if tenants are configured). Each namespace
+        runs behind its own wall (`walls`), in a workspace of its own unless its policy names roots;
+        `hidden`: more private paths no sandbox may see (the server's config file)."""
         environ = os.environ if environ is None else environ
         state = Path(environ.get("CLAUDE_MCP_STATE", Path.home() / ".claude-mcp"))
+        workspaces = base.workspace_root or state / "workspaces"
+        isolation = choose_isolation(base, several_users=True)
+        walls = walls_for(base, state, isolation=isolation, person=False, hidden=(workspaces, *hidden))
         callers_pay = base.credentials == "caller"
         bridges, digests, policies = {}, {}, {}
         shared = RunSlots(base.max_concurrent, base.max_queued)  # the whole server's cap
         store = store_for(base.state_url, base.state_dir or state)
         replica = replica_id()
-        launcher = SdkLauncher()  # one start-up count for the whole server
         for name, spec in specs.items():
-            config_dir = spec.config_dir or state / "tenants" / name
             fields = {k: v for k, v in base.model_dump().items() if k != "tenants"}
             fields.update(spec.policy)
             fields["cli_env"] = {
                 **base.cli_env,
                 **spec.policy.get("cli_env", {}),
                 **spec.credentials(name, environ, required=not callers_pay),
-                "CLAUDE_CONFIG_DIR": str(config_dir),
             }
             try:
                 policy = Policy.model_validate(fields)
@@ -170,8 +177,15 @@ class Tenancy:
                 raise ConfigError(f"tenant {name!r}: invalid policy: {exc}") from None
             policies[name] = policy
             if not callers_pay:
+                own_roots = policy.roots if "roots" in spec.policy else None
+                dirs = namespace_dirs(spec.config_dir or state / "tenants" / name, workspaces, name, own_roots)
                 bridges[name] = ClaudeBridge(
-                    policy, shared_slots=shared, store=store, namespace=name, replica=replica, launcher=launcher
+                    dirs.policy(policy, policy.cli_env),
+                    shared_slots=shared,
+                    store=store,
+                    namespace=name,
+                    replica=replica,
+                    launcher=walls.launcher(dirs.writable),
                 )
             digests[spec.digest(name, environ)] = name
         if len(digests) != len(specs):
@@ -192,7 +206,8 @@ class Tenancy:
             store=store,
             replica=replica,
             shared_slots=shared,
-            launcher=launcher,
+            walls=walls,
+            workspaces=workspaces,
             namespace_key=key or DEFAULT_NAMESPACE_KEY,
             state_root=state,
             max_callers=base.max_callers,

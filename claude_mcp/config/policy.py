@@ -237,6 +237,36 @@ class Policy(BaseModel):
     cli_env: dict[str, str] = Field(
         default_factory=dict, description="Extra environment for the CLI process (never logged)."
     )
+    isolation: Literal["sandbox", "none"] | None = Field(
+        None,
+        description="Walls around each namespace's CLI processes: `sandbox` (bubblewrap: own PID, user and IPC "
+        "namespaces, a read-only system, only the namespace's own config dir, home and workspace writable and "
+        "nothing else of the server in view) or `none`. Unset: `sandbox` with tenants, with `credentials = "
+        '"caller"` and when listening beyond loopback; `none` for one person\'s local server. In every mode a CLI '
+        "gets an environment built from an allowlist, never the server's whole environment.",
+    )
+    isolation_none_acknowledged: bool = Field(
+        False,
+        description="Run a server for several users (tenants, callers, or beyond loopback) with `isolation = "
+        "\"none\"`: each user's Claude then runs as the server's OS user and can read other users' files and "
+        "processes. Refused unless this is set.",
+    )
+    workspace_root: Path | None = Field(
+        None,
+        description="Where each namespace (tenant or caller) gets its own workspace, created on first use, when "
+        "its policy names no roots of its own; default: `workspaces` in the state directory.",
+    )
+    bwrap_path: str = Field("bwrap", description="The bubblewrap executable the sandbox uses.")
+    sandbox_readable: tuple[Path, ...] = Field(
+        (),
+        description="More directories every sandbox may read (besides the system, the server's Python and the CLI).",
+    )
+    cli_env_passthrough: tuple[str, ...] = Field(
+        (),
+        description="Names of the server's environment variables passed to every CLI process besides the "
+        "allowlist (PATH, locale, proxies and CA certificates; for one person's server also HOME, their login and "
+        "Claude Code's own variables).",
+    )
 
     @field_validator("roots")
     @classmethod
