@@ -62,6 +62,23 @@ def test_doctor_checks_the_config_and_its_paths(clean_env: dict[str, str], tmp_p
     assert bad.returncode == 1 and "max_turns" in bad.stdout
 
 
+def test_doctor_says_whether_the_walls_between_users_can_be_built(clean_env: dict[str, str], tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'credentials = "caller"\nroots = ["{tmp_path}"]\n')
+    assert (
+        "[ok ] isolation: sandbox (bubblewrap works here"
+        in run("doctor", "--config", str(config), env=clean_env).stdout
+    )
+    config.write_text(f'credentials = "caller"\nroots = ["{tmp_path}"]\nbwrap_path = "/nowhere/bwrap"\n')
+    missing = run("doctor", "--config", str(config), env=clean_env)
+    assert missing.returncode == 1 and "isolation: sandbox, but bubblewrap (`/nowhere/bwrap`) is not installed" in (
+        missing.stdout
+    )
+    config.write_text(f'credentials = "caller"\nroots = ["{tmp_path}"]\nisolation = "none"\n')
+    bare = run("doctor", "--config", str(config), env=clean_env)
+    assert bare.returncode == 1 and "isolation_none_acknowledged" in bare.stdout
+
+
 @pytest.mark.parametrize("client", CLIENTS)
 def test_config_prints_a_registration_with_the_absolute_path(
     clean_env: dict[str, str], tmp_path: Path, client: str

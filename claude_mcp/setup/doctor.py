@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..bridge.walls import choose_isolation, sandbox_problem
 from ..config.policy import Policy
 from ..errors import ConfigError
 from ..state.sticky import default_state_dir
@@ -129,6 +130,26 @@ def check_paths(policy: Policy) -> list[Finding]:
     return findings
 
 
+def check_isolation(policy: Policy) -> Finding:
+    """Whether the walls this configuration asks for can be built here (a server for several users
+    never runs unsandboxed by accident)."""
+    several = bool(policy.tenants) or policy.credentials == "caller"
+    try:
+        isolation = choose_isolation(policy, several_users=several)
+    except ConfigError as exc:
+        return Finding(False, str(exc), "Remove `isolation`, or acknowledge it as the message says.")
+    if isolation == "none":
+        return Finding(
+            True,
+            "isolation: none (one person's server): each CLI gets an environment from an allowlist; "
+            "a server for several users (or beyond loopback) runs each user's Claude in a bubblewrap sandbox",
+        )
+    problem = sandbox_problem(policy.bwrap_path)
+    if problem is not None:
+        return Finding(False, f"isolation: sandbox, but {problem}", "The server refuses to start until it can.")
+    return Finding(True, "isolation: sandbox (bubblewrap works here: user and PID namespaces allowed)")
+
+
 def diagnose(config: Path | None) -> list[Finding]:
     findings = []
     try:
@@ -142,4 +163,4 @@ def diagnose(config: Path | None) -> list[Finding]:
     findings += cli_findings
     if cli is not None:
         findings.append(check_credential(cli, env))
-    return findings + check_paths(policy)
+    return [*findings, *check_paths(policy), check_isolation(policy)]
