@@ -180,6 +180,8 @@ async def test_a_warm_process_that_exited_meanwhile_is_replaced(tmp_path: Path) 
         first = await bridge.ask("one")
         launcher.processes[0].die()
         await bridge.ask("two", session_id=first.session_id)
+        dead = launcher.processes[0]
+        assert dead.closed and dead.graceful is False  # what it started is stopped, not left behind
     assert len(launcher.processes) == 2 and launcher.processes[1].options.resume == first.session_id
 
 
@@ -229,7 +231,7 @@ async def test_the_memory_budget_closes_the_least_recently_used(tmp_path: Path) 
     await pool.put("a", a)
     await pool.put("b", b)
     assert pool.memory_bytes() == 400 * MB and not a.process.closed
-    assert pool.take("a") is a
+    assert await pool.take("a") is a
     await pool.put("a", a)  # a is now the most recently used
     b.held_bytes = 350 * MB  # as measured
     await pool.fit_memory()  # nothing to measure (no pids): it trims by the figures it has

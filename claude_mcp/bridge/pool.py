@@ -107,7 +107,7 @@ class ProcessPool:
         conversation) a spare started with these settings; None if the run needs a new one. A
         taken process that can't take the settings the call names is closed (`learn`: see
         `SparePool.take`)."""
-        warm = self.warm.take(conversation) if conversation else None
+        warm = await self.warm.take(conversation) if conversation else None
         if spare:
             warm = await self.spares.take(wanted, learn=learn)
         if warm is not None and (conflicts := warm.conflicts(wanted, explicit, tools_key)):

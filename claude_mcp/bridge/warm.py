@@ -168,10 +168,13 @@ class WarmPool:
     def live_ids(self) -> set[str]:
         return set(self._idle)
 
-    def take(self, session_id: str) -> WarmSession | None:
+    async def take(self, session_id: str) -> WarmSession | None:
+        """The conversation's idle process, taken out of the pool; one that exited meanwhile is
+        closed (its SDK client and whatever it started) and None returned."""
         warm = self._idle.pop(session_id, None)
         if warm is not None and not warm.process.alive:
             logger.info("warm process for %s had exited; starting a new one", session_id)
+            await warm.process.close(graceful=False)
             return None
         return warm
 
