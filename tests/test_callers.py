@@ -245,6 +245,21 @@ def test_binding_beyond_loopback_needs_tokens_unless_callers_pay(tmp_path: Path,
     check_binding("0.0.0.0", callers_pay)
 
 
+def test_without_walls_a_caller_may_not_start_stdio_mcp_servers_unless_the_operator_says_so(
+    tmp_path: Path, workdir: Path
+) -> None:
+    environ = {"CLAUDE_MCP_STATE": str(tmp_path / "state")}
+    bare = Policy(roots=(workdir,), credentials="caller", isolation="none", isolation_none_acknowledged=True)
+    pool = Tenancy.from_policy(bare, {}, environ).callers
+    assert pool is not None and pool.policies[""].mcp_server_types == ("http", "sse")
+    stdio = ("stdio",)
+    chosen = bare.model_copy(update={"mcp_server_types": stdio})
+    pool = Tenancy.from_policy(chosen, {}, environ).callers
+    assert pool is not None and pool.policies[""].mcp_server_types == stdio
+    walled = Tenancy.from_policy(Policy(roots=(workdir,), credentials="caller"), {}, environ).callers
+    assert walled is not None and "stdio" in walled.policies[""].mcp_server_types  # inside the sandbox
+
+
 @STORM
 async def test_many_callers_at_once_stay_apart_and_leave_no_process(
     tmp_path: Path, workdir: Path, cli_env: dict[str, str], fake_model: FakeModel

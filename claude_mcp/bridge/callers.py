@@ -67,7 +67,7 @@ class CallerPool:
         idle_s: float,
     ) -> None:
         """`policies`: each tenant's policy (the key `""` when there are no tenants)."""
-        self._policies = policies
+        self.policies = policies
         self._store = store
         self._replica = replica
         self._shared_slots = shared_slots
@@ -143,7 +143,7 @@ class CallerPool:
                 return caller
             if len(self._callers) >= self._max:
                 await self._displace()
-            policy = self._policies[tenant]
+            policy = self.policies[tenant]
             name = f"{tenant}-{hashed}" if tenant else hashed
             dirs = namespace_dirs(self._state_root / "callers" / name, self._workspaces, name, None)
             bridge = ClaudeBridge(
