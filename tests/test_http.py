@@ -24,7 +24,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from claude_mcp.config.tenants import token_hash
 from tests.conftest import STORM, call, text_of, tool_prompt
-from tests.test_streaming_and_cancellation import cmdline
+from tests.test_stdio import write_config
+from tests.test_streaming_and_cancellation import cmdline, wait_for_sleep, wait_until_gone
 
 pytestmark = pytest.mark.anyio
 
@@ -277,3 +278,33 @@ async def test_a_call_in_progress_stops_when_the_server_is_terminated(server: Ru
                 while any(cmdline(p) for p in tree):
                     await anyio.sleep(0.05)
             raise RuntimeError("server stopped")
+
+
+@pytest.mark.parametrize("isolation", ["none", "sandbox"])
+async def test_a_killed_servers_cli_and_its_tools_die_with_it(
+    tmp_path: Path, workdir: Path, cli_env: dict[str, str], isolation: str
+) -> None:
+    """SIGKILL leaves the server no chance to stop anything: the kernel tells the CLI
+    (`PR_SET_PDEATHSIG`; in the sandbox, bubblewrap's `--die-with-parent`), and nothing of the run
+    goes on running, or writing, after — over HTTP, with the call's job running on."""
+    config = write_config(tmp_path / "c.toml", workdir, cli_env, f'isolation = "{isolation}"')
+    marker = workdir / "marker"
+    late = tool_prompt("Bash", command=f"echo started && sleep 37; touch {marker}")
+    allowed = ["Bash(echo *)", "Bash(sleep *)", "Bash(touch *)"]
+    agents = {"e": {"description": "E", "prompt": "E"}}
+    job = {"agent": "e", "agents": agents, "prompt": late, "allowed_tools": allowed, "wait_s": 0}
+    with serving(tmp_path, config, "http") as server:
+        root = psutil.Process(server.process.pid)
+        with pytest.raises(Exception):  # noqa: B017 - the connection ends under the client
+            async with (
+                httpx2.AsyncClient(timeout=60) as http,
+                Client(streamable_http_client(server.url, http_client=http)) as client,
+            ):
+                started = await client.call_tool("run_agent", job)
+                assert not started.is_error, text_of(started)
+                tree = await wait_for_sleep(root)
+                server.process.kill()
+                await wait_until_gone(tree)
+                raise RuntimeError("server gone")
+    await anyio.sleep(0.5)  # what a surviving shell would do next, it would have done by now
+    assert tree and not marker.exists()

@@ -7,7 +7,8 @@ options' own; this program runs first (as `cli_path`), reads its wall from `CLAU
 execs — `bwrap <the wall's arguments> -- <the CLI> <its arguments>`, or the CLI itself. Values
 travel only in the environment, never in argv (a sandbox sees its `bwrap` command line as its
 process 1). Where it can (Linux), the CLI is also told to die with the server
-(`PR_SET_PDEATHSIG`), so no CLI outlives a killed server. Standard library only: it runs as
+(`PR_SET_PDEATHSIG` with SIGTERM, on which the CLI stops its own tools too), so no CLI outlives
+a killed server. Standard library only: it runs as
 `python -I -S`, before anything of the server is imported.
 """
 
@@ -23,7 +24,7 @@ WALL_ENV = "CLAUDE_MCP_WALL"
 """The variable that carries the wall (JSON: `cli`, `keep`, `keep_prefixes`, `bwrap`, `bind_env`)."""
 
 PR_SET_PDEATHSIG = 1
-SIGKILL = 9
+SIGTERM = 15
 
 
 def kept_environment(environ: dict[str, str], keep: list[str], prefixes: list[str]) -> dict[str, str]:
@@ -58,7 +59,7 @@ def _die_with_parent() -> None:
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0)
     except (OSError, AttributeError):
         pass
 
