@@ -166,18 +166,21 @@ async def test_subscription_tokens_are_refused_unless_the_operator_allows_them(
     assert requests and all(r["authorization"] == f"Bearer {token}" and r["api_key"] is None for r in requests)
 
 
+@pytest.mark.parametrize("transport", ["http", "sse"])
 async def test_credentials_never_reach_the_disk_or_the_logs(
-    tmp_path: Path, config: Path, fake_model: FakeModel
+    tmp_path: Path, config: Path, fake_model: FakeModel, transport: str
 ) -> None:
     key = api_key("secret")
     word = f"disk{uuid.uuid4().hex[:8]}"
-    with caller_server(tmp_path, config, "http", "--log-level", "DEBUG") as server:
+    with caller_server(tmp_path, config, transport, "--log-level", "DEBUG") as server:
         async with connect_as(server, key) as client:
             session = (await call(client, "ask", prompt=f"remember {word}"))["session_id"]
             await call(client, "ask", prompt=RECALL, session_id=session)
             await call(client, "fork_session", session_id=session, prompt=RECALL)
             await call(client, "run_agent", agent="e", agents={"e": {"description": "E", "prompt": "E"}}, prompt="x")
     assert keys_seen(fake_model, word) == {key}
+    log = (tmp_path / f"server-callers-{transport}.log").read_text()
+    assert "DEBUG" in log and word not in log  # no prompt or answer in the logs, even at DEBUG
     written, leaks = files_holding(tmp_path, key)
     assert any(path.name == "state.sqlite3" for path in written)
     assert any(path.suffix == ".jsonl" for path in written)  # transcripts were written, under the callers' dirs

@@ -28,7 +28,16 @@ LOG_FORMATS: tuple[LogFormat, ...] = ("text", "json")
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 # Loggers that dump whole request and response bodies at DEBUG.
-_PAYLOAD_LOGGERS = ("mcp.server.sse", "mcp.server.streamable_http", "httpx", "httpcore", "httpx2", "httpcore2")
+_PAYLOAD_LOGGERS = (
+    "mcp.server.sse",
+    "mcp.server.streamable_http",
+    "sse_starlette",  # its DEBUG "chunk:" lines are the answers streamed
+    "claude_agent_sdk",
+    "httpx",
+    "httpcore",
+    "httpx2",
+    "httpcore2",
+)
 _SECRETS = [
     (re.compile(r"sk-ant-[A-Za-z0-9_\-]+"), "sk-ant-…[redacted]"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]{8,}"), r"\1 [redacted]"),
