@@ -189,6 +189,7 @@ def main(argv: list[str] | None = None) -> None:
         api_heartbeat_s=policy.heartbeat_s if policy.api else None,
         drain_grace_s=policy.drain_grace_s,
         metrics_token=metrics_token,
+        max_connections=policy.max_connections,
     )
     # What start-up made (modules, models, the policy) lives as long as the server: keep it out of
     # the garbage collector's full passes, which otherwise stall the event loop for tens of ms.

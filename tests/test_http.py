@@ -186,6 +186,12 @@ async def test_dns_rebinding_is_rejected(server: RunningServer) -> None:
         else:
             response = await http.post(server.url, headers=origin, json={"jsonrpc": "2.0", "id": 1, "method": "ping"})
         assert response.status_code == 403, response.text
+        for path in ("/healthz", "/readyz", "/metrics"):  # a rebound page reads none of them either
+            rebound = await http.get(server.base + path, headers={"Host": "evil.example"})
+            assert rebound.status_code == 421 and rebound.json()["error"] == "forbidden", (path, rebound.text)
+            foreign = await http.get(server.base + path, headers={"Origin": "http://evil.example"})
+            assert foreign.status_code == 403, (path, foreign.text)
+        assert (await http.get(server.base + "/healthz")).status_code == 200
 
 
 def test_listening_beyond_loopback_without_tokens_is_refused(tmp_path: Path) -> None:

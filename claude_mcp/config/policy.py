@@ -202,6 +202,12 @@ class Policy(BaseModel):
     allowed_hosts: tuple[str, ...] = Field(
         (), description="Host names (with port, `*` allowed) the HTTP transports answer to besides loopback."
     )
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Over HTTP, most connections (and requests in progress) at once; past it requests get a 503. "
+        "A connection must send each request's headers within 10 s.",
+    )
     drain_grace_s: float = Field(
         10,
         ge=0,

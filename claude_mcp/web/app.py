@@ -14,7 +14,7 @@ from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAut
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel.server import Server
 from mcp.server.sse import SseServerTransport
-from mcp.server.transport_security import TransportSecuritySettings
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.middleware import Middleware
@@ -22,7 +22,7 @@ from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..bridge.tenancy import Tenancy
 from ..config.credentials import CREDENTIAL_HEADER, CredentialRefused, parse_credential
@@ -163,3 +163,26 @@ class _AsgiEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
+
+
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+"""Answered in front of the transports (which check Host and Origin themselves)."""
+
+
+def with_host_checks(app: ASGIApp, security: TransportSecuritySettings) -> ASGIApp:
+    """`app`, whose open paths answer only to the allowed Host and Origin too: a page that rebinds
+    its DNS name to this loopback server must not read `/metrics` (a JSON 421 or 403 otherwise)."""
+    checks = TransportSecurityMiddleware(security)
+
+    async def checked(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("path") in OPEN_PATHS:
+            refused = await checks.validate_request(Request(scope), is_post=False)
+            if refused is not None:
+                reason = bytes(refused.body).decode(errors="replace")
+                await JSONResponse({"error": "forbidden", "error_description": reason}, refused.status_code)(
+                    scope, receive, send
+                )
+                return
+        await app(scope, receive, send)
+
+    return checked

@@ -18,8 +18,9 @@ from mcp.server.stdio import stdio_server
 from ..bridge.tenancy import Tenancy
 from ..mcp_surface.server import build_server
 from ..telemetry import logs
-from .app import Transport, check_binding, http_app
+from .app import Transport, check_binding, http_app, security_settings, with_host_checks
 from .drain import Drain
+from .limits import BoundedH11
 from .metrics import MetricsAccess, with_metrics
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ async def serve(
     api_heartbeat_s: float | None = None,
     drain_grace_s: float = 10,
     metrics_token: str | None = None,
+    max_connections: int = 1000,
 ) -> None:
     """Serve MCP (and over HTTP, unless `api_heartbeat_s` is None, the Anthropic and OpenAI APIs)
     until the client goes away (stdio) or a signal arrives.
@@ -85,11 +87,21 @@ async def serve(
     check_binding(host, tenancy)
     app = http_app(server, tenancy, transport, host, allowed_hosts, api_heartbeat_s=api_heartbeat_s)
     drain = Drain(drain_grace_s)
-    served = with_metrics(drain.guard(app), MetricsAccess(tenancy, host=host, operator_token=metrics_token))
+    served = with_host_checks(
+        with_metrics(drain.guard(app), MetricsAccess(tenancy, host=host, operator_token=metrics_token)),
+        security_settings(host, allowed_hosts),
+    )
     # Once drained only idle streams are left open: uvicorn need not wait long for them. Its log
     # lines go through our handlers (text or JSON), not a format of its own.
     config = uvicorn.Config(
-        served, host=host, port=port, log_level="warning", log_config=None, timeout_graceful_shutdown=1
+        served,
+        host=host,
+        port=port,
+        log_level="warning",
+        log_config=None,
+        timeout_graceful_shutdown=1,
+        http=BoundedH11,
+        limit_concurrency=max_connections,
     )
     web = _WebServer(config)
     async with tenancy, anyio.create_task_group() as tasks:  # the store and warm processes live as long as the server
