@@ -203,9 +203,36 @@ async def test_past_max_jobs_a_job_is_refused_but_a_batch_request_is_not(tmp_pat
             await engine.start(OWNER, request("three"), agent=None, tool="run_agent", kept=True)
         with pytest.raises(Busy):
             await engine.submit(OWNER, request("three"), agent=None, tool="run_agent")
-        await engine.start(OWNER, request("uncounted"), agent=None, tool="ask", kept=False)
+        with pytest.raises(Busy):  # a call's own run may become a job: it counts too
+            await engine.start(OWNER, request("own"), agent=None, tool="ask", kept=False)
         await engine.submit(OWNER, request("batched"), agent=None, tool="batch", counted=False)
         assert sorted(r.status for r in await store.list_jobs(OWNER)) == ["queued", "queued", "running"]
+
+
+async def test_calls_detaching_at_once_never_pass_max_jobs_together(tmp_path: Path) -> None:
+    stub = StubRun()
+    async with (
+        SqliteStore(tmp_path / "jobs.db") as store,
+        engine_of(store, scripted_policy(tmp_path, max_jobs=3), stub) as engine,
+    ):
+        admitted: list[Job] = []
+        refused = 0
+
+        async def detach(n: int) -> None:
+            nonlocal refused
+            try:
+                job = await engine.start(OWNER, request(f"own {n}"), agent=None, tool="ask", kept=False)
+            except Busy:
+                refused += 1
+                return
+            admitted.append(job)
+            await engine.keep(job)  # the call lets its run go on without it: a job like any other
+
+        async with anyio.create_task_group() as tasks:
+            for n in range(10):
+                tasks.start_soon(detach, n)
+        assert (len(admitted), refused) == (3, 7)
+        assert len(await store.list_jobs(OWNER)) == 3
 
 
 async def test_an_unknown_agent_is_refused_at_submit(tmp_path: Path) -> None:

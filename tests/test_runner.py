@@ -119,3 +119,33 @@ async def test_a_run_streams_the_cli_messages_to_its_observer(tmp_path: Path) ->
     kinds = [type(message).__name__ for message in watcher.messages]
     assert kinds == ["SystemMessage", "AssistantMessage", "ResultMessage"]
     assert result.result == "hello" and result.total_cost_usd == pytest.approx(0.001)
+
+
+async def test_new_conversations_started_at_once_never_pass_max_conversations_together(tmp_path: Path) -> None:
+    launcher = ScriptedLauncher(Reply(wait=anyio.Event()))
+    held = launcher.default
+    async with scripted_bridge(scripted_policy(tmp_path, max_conversations=3, max_concurrent=20), launcher) as (
+        bridge,
+        _,
+    ):
+        outcomes: list[str] = []
+
+        async def start(n: int) -> None:
+            try:
+                await bridge.ask(f"new {n}")
+                outcomes.append("ok")
+            except Busy:
+                outcomes.append("busy")
+
+        async with anyio.create_task_group() as tasks:
+            for n in range(20):
+                tasks.start_soon(start, n)
+            with anyio.fail_after(5):
+                while outcomes.count("busy") < 17:
+                    await anyio.sleep(0.01)
+            assert held.wait is not None
+            held.wait.set()
+        assert outcomes.count("ok") == 3
+        assert len(await bridge.list_sessions()) == 3
+        with pytest.raises(Busy):  # and the three kept now count from the store
+            await bridge.ask("one more")

@@ -23,8 +23,8 @@ from ..config.call_settings import CallSettings
 from ..config.policy import Policy
 from ..errors import ClaudeMCPError, InvalidArguments
 from ..state import legacy
-from ..state.conversations import SessionInfo, SessionTranscript, sticky_settings
-from ..state.sticky import config_dir, sticky
+from ..state.conversations import SessionInfo, SessionTranscript
+from ..state.sticky import config_dir
 from ..state.store import JobRecord, Store
 from ..telemetry.activity import ACTIVITY, Activity
 from .client_tools import ClientTools
@@ -150,10 +150,7 @@ class ClaudeBridge:
         without one, return the new session id. The original is untouched either way."""
         settings = _settings(settings, setting_values)
         if prompt is None:
-            planner = self._parts.runner.planner
-            origin = await planner.find(session_id)
-            await planner.room_for_a_conversation()
-            return await self._parts.conversations.fork(origin, sticky(settings).over(sticky_settings(origin)))
+            return await self._parts.runner.branch(session_id, settings)
         return await self._parts.runner.run(prompt, settings, RunTarget(resume=session_id, fork=True), observer)
 
     async def models(self) -> list[dict[str, Any]]:

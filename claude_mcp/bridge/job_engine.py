@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
@@ -98,6 +99,11 @@ class JobEngine:
         self._unqueued = 0
         """Jobs claimed here not yet queued for a run slot: their slots are spoken for."""
         self._claiming = anyio.Lock()
+        self._reserved: Counter[str] = Counter()
+        """Per owner: jobs admitted but not yet in the store (kept, queued, or a call's own run that may
+        become a job), so that calls admitted at once cannot pass `max_jobs` together."""
+        self._reservations: dict[str, Callable[[], None]] = {}
+        """A call's own runs' reservations, by job, until the run ends or is kept."""
         self._tasks: anyio.abc.TaskGroup | None = None
 
     async def __aenter__(self) -> Self:
@@ -122,30 +128,53 @@ class JobEngine:
         """A run slot may be free: look for queued jobs now."""
         self._wanted.set()
 
-    async def admit(self, owner: str, settings: CallSettings, agent: str | None, *, counted: bool) -> None:
+    async def admit(
+        self, owner: str, settings: CallSettings, agent: str | None, *, counted: bool
+    ) -> Callable[[], None]:
         """Refuse a job this bridge cannot take: not running, over `max_jobs` (if `counted`), or with
-        bad settings or an unknown agent (so that they fail now, not in the job)."""
+        bad settings or an unknown agent (so that they fail now, not in the job). A counted job is
+        reserved until the returned function says it is in the store (or gone)."""
         if self._tasks is None:
             raise ClaudeMCPError("Background jobs need a running bridge: use `async with ClaudeBridge(...)`.")
-        if counted and await self.book.count(owner) >= self._policy.max_jobs:
+        resolved = self._policy.resolve(settings)
+        if agent is not None and agent not in resolved.agents:
+            raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {', '.join(resolved.agents) or '(none)'}.")
+        if not counted:
+            return lambda: None
+        stored = await self.book.count(owner)
+        if stored + self._reserved[owner] >= self._policy.max_jobs:  # no checkpoint from here to the reservation
             raise Busy(
                 f"You have {self._policy.max_jobs} jobs (running or kept), the limit; cancel some or wait for "
                 "finished ones to expire."
             )
-        resolved = self._policy.resolve(settings)
-        if agent is not None and agent not in resolved.agents:
-            raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {', '.join(resolved.agents) or '(none)'}.")
+        self._reserved[owner] += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if not released:
+                released = True
+                self._reserved[owner] -= 1
+                if self._reserved[owner] <= 0:
+                    del self._reserved[owner]
+
+        return release
 
     async def start(self, owner: str, request: Request, *, agent: str | None, tool: str | None, kept: bool) -> Job:
         """Start a run here, in the background, and return its job at once (continuing a conversation,
         or a fork of it). Bad settings fail here, not in the job. The run is bounded by its timeout;
         its job is kept `job_retention_s` after. Not `kept`: a call's own run, which joins the job
         book only if the call lets it go on without it (`keep`)."""
-        await self.admit(owner, request.settings, agent, counted=kept)
+        release = await self.admit(owner, request.settings, agent, counted=True)  # a call's own run may be kept
         target = request.target
         job = Job(owner=owner, agent=agent, session_id=None if target.fork else target.resume, tool=tool, kept=kept)
         if kept:
-            await self.book.add(job)
+            try:
+                await self.book.add(job)
+            finally:
+                release()
+        else:
+            self._reservations[job.job_id] = release
         assert self._tasks is not None
         self._tasks.start_soon(self._run_job, job, request, None)
         return job
@@ -154,7 +183,10 @@ class JobEngine:
         """A call's own run goes on without the call: it becomes a job like any other."""
         if not job.kept:
             job.kept = True
-            await self.book.add(job)
+            try:
+                await self.book.add(job)
+            finally:
+                self._reservations.pop(job.job_id, lambda: None)()
 
     async def submit(
         self,
@@ -172,7 +204,7 @@ class JobEngine:
         run needs a secret held only in this replica's memory (the caller's credential, MCP
         servers' settings) is run here, and fails if this replica stops before it starts. Not
         `counted`: a request of a Message Batch, which has a limit of its own (not `max_jobs`)."""
-        await self.admit(owner, request.settings, agent, counted=counted)
+        release = await self.admit(owner, request.settings, agent, counted=counted)
         pinned = self._policy.credentials == "caller" or request.settings.mcp_servers is not None
         now = time.time()
         record = JobRecord(
@@ -190,7 +222,10 @@ class JobEngine:
         )
         if pinned:
             self._held[record.job_id] = request.settings
-        await self.book.submit(record, pinned=pinned)
+        try:
+            await self.book.submit(record, pinned=pinned)
+        finally:
+            release()
         await self._claim(record.job_id)
         self.wake()
         return record
@@ -286,6 +321,7 @@ class JobEngine:
                     queued()
         if not job.done.is_set():
             job.finish("cancelled", error=CANCELLED)
+        self._reservations.pop(job.job_id, lambda: None)()
         if job.kept:
             with anyio.CancelScope(shield=True):
                 await self.book.save(job)

@@ -64,6 +64,8 @@ class RunPlan:
     target: RunTarget
     record: SessionRecord | None
     """The conversation continued or forked, if any."""
+    done: Callable[[], None] = lambda: None
+    """Called once the run has ended: gives back its place among new conversations (if it took one)."""
 
     @property
     def continuing(self) -> str | None:
@@ -79,18 +81,35 @@ class Planner:
         self._conversations = conversations
         self._depth = depth
         self._state_dir = state_dir
+        self._starting = 0
+        """New conversations planned here and not yet recorded (or failed): they count toward the limit."""
 
     async def plan(self, prompt: str, call: CallSettings, target: RunTarget, agent: str | None) -> RunPlan:
         self._check_depth()
         record = await self.find(target.resume) if target.resume is not None else None
-        if record is None or target.fork:
-            await self.room_for_a_conversation()
+        done = await self.room_for_a_conversation() if record is None or target.fork else _nothing
         if record is not None:
             call = call.over(sticky_settings(record))
         explicit = frozenset(call.model_fields_set)
         if record is not None and record.cwd is not None and "cwd" not in explicit:
             # A conversation is resumed where it ran: the CLI keys transcripts by directory.
             call = call.model_copy(update={"cwd": record.cwd})
+        try:
+            return self._resolved(prompt, call, explicit, target, agent, record, done)
+        except BaseException:
+            done()
+            raise
+
+    def _resolved(
+        self,
+        prompt: str,
+        call: CallSettings,
+        explicit: frozenset[str],
+        target: RunTarget,
+        agent: str | None,
+        record: SessionRecord | None,
+        done: Callable[[], None],
+    ) -> RunPlan:
         resolved = self._policy.resolve(call)
         if agent is not None:
             if agent not in resolved.agents:
@@ -100,7 +119,7 @@ class Planner:
             explicit |= {"agent"}
         if target.resume is not None:
             target = replace(target, override_system_prompt=bool(explicit & {"system_prompt", "append_system_prompt"}))
-        return RunPlan(prompt, call, resolved, explicit, target, record)
+        return RunPlan(prompt, call, resolved, explicit, target, record, done)
 
     def _check_depth(self) -> None:
         if self._depth >= self._policy.max_depth:
@@ -120,15 +139,29 @@ class Planner:
                 return await self._conversations.find(session_id)
             raise
 
-    async def room_for_a_conversation(self) -> None:
-        """Refuse a new conversation when this namespace already keeps `max_conversations`."""
+    async def room_for_a_conversation(self) -> Callable[[], None]:
+        """Refuse a new conversation when this namespace already keeps `max_conversations` (those
+        being started here included); else hold its place until the returned function is called."""
         limit = self._policy.max_conversations
+        if limit is None:
+            return _nothing
         conversations = self._conversations
-        if limit is not None and await conversations.store.count_sessions(conversations.namespace) >= limit:
+        kept = await conversations.store.count_sessions(conversations.namespace)
+        if kept + self._starting >= limit:  # no checkpoint from here to taking the place
             raise Busy(
                 f"You keep {limit} conversations, the limit on this server; delete some (delete_session) before "
                 "starting another, or continue an existing one."
             )
+        self._starting += 1
+        given_back = False
+
+        def give_back() -> None:
+            nonlocal given_back
+            if not given_back:
+                given_back = True
+                self._starting -= 1
+
+        return give_back
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,9 +222,22 @@ class Runner:
 
         async def body(watcher: RunObserver) -> AskResult:
             plan = await self.planner.plan(prompt, call, target, agent)
-            return await self._steps(plan, watcher, client_tools, keep_warm, queueing)
+            try:
+                return await self._steps(plan, watcher, client_tools, keep_warm, queueing)
+            finally:
+                plan.done()
 
         return await instrument.run(facts, observer, body, context.activity)
+
+    async def branch(self, session_id: str, call: CallSettings) -> str:
+        """Copy a conversation into a new one (no run); the new one's session id. `call`'s explicit
+        settings stick to the branch, over the origin's."""
+        origin = await self.planner.find(session_id)
+        done = await self.planner.room_for_a_conversation()
+        try:
+            return await self._conversations.fork(origin, sticky(call).over(sticky_settings(origin)))
+        finally:
+            done()
 
     async def run_job(
         self,
@@ -364,3 +410,7 @@ class CredentialCheck:
         self.refused = False
         self.accepted.set()
         return False
+
+
+def _nothing() -> None:
+    """Nothing to give back."""
