@@ -29,7 +29,7 @@ from .setup.doctor import diagnose
 from .state.sticky import default_state_dir
 from .telemetry import logs, tracing
 from .telemetry.logs import LOG_FORMATS
-from .web.app import LOOPBACK, TRANSPORTS, check_binding
+from .web.app import LOOPBACK, TRANSPORTS, McpSessions, check_binding
 from .web.serve import serve
 
 logger = logging.getLogger("claude_mcp")
@@ -190,6 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         drain_grace_s=policy.drain_grace_s,
         metrics_token=metrics_token,
         max_connections=policy.max_connections,
+        sessions=McpSessions(policy.max_mcp_sessions, policy.mcp_session_idle_s),
     )
     # What start-up made (modules, models, the policy) lives as long as the server: keep it out of
     # the garbage collector's full passes, which otherwise stall the event loop for tens of ms.

@@ -314,3 +314,19 @@ async def test_a_killed_servers_cli_and_its_tools_die_with_it(
                 raise RuntimeError("server gone")
     await anyio.sleep(0.5)  # what a surviving shell would do next, it would have done by now
     assert tree and not marker.exists()
+
+
+async def test_mcp_sessions_are_bounded_and_a_refusal_is_clear(tmp_path: Path, workdir: Path) -> None:
+    config = write_config(tmp_path / "c.toml", workdir, {}, "max_mcp_sessions = 2")
+    opening = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip
+    headers = {"Accept": "application/json, text/event-stream"}
+    with serving(tmp_path, config, "http") as server:
+        async with httpx2.AsyncClient(timeout=30) as http:
+            opened = [await http.post(server.url, json=opening, headers=headers) for _ in range(2)]
+            assert all(r.status_code == 200 and r.headers.get("mcp-session-id") for r in opened)
+            refused = await http.post(server.url, json=opening, headers=headers)
+            assert refused.status_code == 503 and "Too many open sessions" in refused.text
+            ended = await http.delete(server.url, headers={"mcp-session-id": opened[0].headers["mcp-session-id"]})
+            assert ended.status_code == 200
+            assert (await http.post(server.url, json=opening, headers=headers)).status_code == 200

@@ -208,6 +208,14 @@ class Policy(BaseModel):
         description="Over HTTP, most connections (and requests in progress) at once; past it requests get a 503. "
         "A connection must send each request's headers within 10 s.",
     )
+    max_mcp_sessions: int = Field(
+        1000,
+        ge=1,
+        description="Over Streamable HTTP, most MCP sessions open at once; past it a new one is refused (503).",
+    )
+    mcp_session_idle_s: float = Field(
+        1800, gt=0, description="Over Streamable HTTP, end an MCP session unused this long (its client starts anew)."
+    )
     drain_grace_s: float = Field(
         10,
         ge=0,

@@ -7,6 +7,7 @@ against DNS rebinding are always on. `/healthz` says only that the server is up.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
@@ -80,6 +81,14 @@ class RequireCallerCredential:
         await self.app(scope, receive, send)
 
 
+@dataclass(frozen=True, slots=True)
+class McpSessions:
+    """How many Streamable HTTP sessions may be open at once, and how long an unused one lives."""
+
+    most: int = 1000
+    idle_s: float = 1800
+
+
 def http_app(
     server: Server[Any],
     tenancy: Tenancy,
@@ -88,6 +97,7 @@ def http_app(
     allowed_hosts: tuple[str, ...],
     *,
     api_heartbeat_s: float | None = None,
+    sessions: McpSessions | None = None,
 ) -> Starlette:
     """The ASGI app for `http` (Streamable HTTP at /mcp) or `sse` (GET /sse, POST /messages/), with
     the Anthropic and OpenAI APIs under `/v1/` unless `api_heartbeat_s` is None (the API is off)."""
@@ -97,7 +107,7 @@ def http_app(
         routes += api_routes(tenancy, heartbeat_s=api_heartbeat_s, security=security)
     auth = AuthSettings(issuer_url="http://localhost", resource_server_url=None) if tenancy.requires_auth else None
     verifier = tenancy if tenancy.requires_auth else None
-    app = _mcp_app(server, transport, security, host, routes, auth, verifier)
+    app = _mcp_app(server, transport, security, host, routes, auth, verifier, sessions or McpSessions())
     if tenancy.takes_caller_credentials:
         app.add_middleware(RequireCallerCredential, allow_oauth=tenancy.accepts_oauth_tokens)
     return app
@@ -111,10 +121,13 @@ def _mcp_app(
     routes: list[Route],
     auth: AuthSettings | None,
     verifier: Tenancy | None,
+    sessions: McpSessions,
 ) -> Starlette:
     if transport == "http":
         return server.streamable_http_app(
             streamable_http_path="/mcp",
+            max_sessions=sessions.most,
+            session_idle_timeout=sessions.idle_s,
             transport_security=security,
             host=host,
             auth=auth,

@@ -18,7 +18,7 @@ from mcp.server.stdio import stdio_server
 from ..bridge.tenancy import Tenancy
 from ..mcp_surface.server import build_server
 from ..telemetry import logs
-from .app import Transport, check_binding, http_app, security_settings, with_host_checks
+from .app import McpSessions, Transport, check_binding, http_app, security_settings, with_host_checks
 from .drain import Drain
 from .limits import BoundedH11
 from .metrics import MetricsAccess, with_metrics
@@ -68,6 +68,7 @@ async def serve(
     drain_grace_s: float = 10,
     metrics_token: str | None = None,
     max_connections: int = 1000,
+    sessions: McpSessions | None = None,
 ) -> None:
     """Serve MCP (and over HTTP, unless `api_heartbeat_s` is None, the Anthropic and OpenAI APIs)
     until the client goes away (stdio) or a signal arrives.
@@ -85,7 +86,7 @@ async def serve(
             tasks.cancel_scope.cancel()
         return
     check_binding(host, tenancy)
-    app = http_app(server, tenancy, transport, host, allowed_hosts, api_heartbeat_s=api_heartbeat_s)
+    app = http_app(server, tenancy, transport, host, allowed_hosts, api_heartbeat_s=api_heartbeat_s, sessions=sessions)
     drain = Drain(drain_grace_s)
     served = with_host_checks(
         with_metrics(drain.guard(app), MetricsAccess(tenancy, host=host, operator_token=metrics_token)),
