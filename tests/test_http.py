@@ -330,3 +330,27 @@ async def test_mcp_sessions_are_bounded_and_a_refusal_is_clear(tmp_path: Path, w
             ended = await http.delete(server.url, headers={"mcp-session-id": opened[0].headers["mcp-session-id"]})
             assert ended.status_code == 200
             assert (await http.post(server.url, json=opening, headers=headers)).status_code == 200
+
+
+async def test_a_streamable_http_client_that_goes_away_mid_call_stops_its_run(
+    tmp_path: Path, workdir: Path, cli_env: dict[str, str]
+) -> None:
+    config = write_config(tmp_path / "c.toml", workdir, cli_env)
+    headers = {"Accept": "application/json, text/event-stream"}
+    opening = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}  # fmt: skip
+    sleep = tool_prompt("Bash", command="echo started && sleep 37")
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {
+        "name": "ask", "arguments": {"prompt": sleep, "allowed_tools": ["Bash(echo *)", "Bash(sleep *)"]}}}  # fmt: skip
+    with serving(tmp_path, config, "http") as server:
+        root = psutil.Process(server.process.pid)
+        async with httpx2.AsyncClient(timeout=60) as http:
+            opened = await http.post(server.url, json=opening, headers=headers)
+            session = {**headers, "mcp-session-id": opened.headers["mcp-session-id"]}
+            await http.post(server.url, json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+            async with http.stream("POST", server.url, json=call, headers=session) as streaming:
+                assert streaming.status_code == 200
+                tree = await wait_for_sleep(root)
+            # the client has dropped the connection, with no notifications/cancelled of its own
+        await wait_until_gone(tree, within_s=10)
+        assert server.process.poll() is None  # the server goes on serving

@@ -19,6 +19,7 @@ from ..bridge.tenancy import Tenancy
 from ..mcp_surface.server import build_server
 from ..telemetry import logs
 from .app import McpSessions, Transport, check_binding, http_app, security_settings, with_host_checks
+from .disconnects import with_cancel_on_disconnect
 from .drain import Drain
 from .limits import BoundedH11
 from .metrics import MetricsAccess, with_metrics
@@ -89,7 +90,10 @@ async def serve(
     app = http_app(server, tenancy, transport, host, allowed_hosts, api_heartbeat_s=api_heartbeat_s, sessions=sessions)
     drain = Drain(drain_grace_s)
     served = with_host_checks(
-        with_metrics(drain.guard(app), MetricsAccess(tenancy, host=host, operator_token=metrics_token)),
+        with_metrics(
+            drain.guard(with_cancel_on_disconnect(app)),
+            MetricsAccess(tenancy, host=host, operator_token=metrics_token),
+        ),
         security_settings(host, allowed_hosts),
     )
     # Once drained only idle streams are left open: uvicorn need not wait long for them. Its log
