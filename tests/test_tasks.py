@@ -153,9 +153,9 @@ async def test_a_task_is_cancelled_mid_run_and_leaves_no_process(server: Running
 
 
 async def test_a_permission_prompt_puts_the_task_in_input_required_until_tasks_update(
-    server: RunningServer, workdir: Path
+    server: RunningServer, tmp_path: Path
 ) -> None:
-    target = workdir / "task.txt"
+    target = tmp_path / "state" / "workspaces" / "alice" / "task.txt"  # a tenant's Claude works in its workspace
     person = Person()
     async with tasks_client(server, ALICE, person) as client:
         task = await call_tool_task(
