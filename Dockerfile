@@ -4,7 +4,9 @@
 #
 #   docker build -t claude-mcp .
 #   docker run -p 8765:8765 -v "$PWD/deploy/config.toml:/etc/claude-mcp/config.toml:ro" \
-#       -e CLAUDE_MCP_TOKEN=… -e ANTHROPIC_API_KEY=… -v claude-mcp-state:/var/lib/claude-mcp claude-mcp
+#       -e CLAUDE_MCP_TOKEN=… -e ANTHROPIC_API_KEY=… -v claude-mcp-state:/var/lib/claude-mcp \
+#       --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
+#       --security-opt systempaths=unconfined claude-mcp
 #
 # The server refuses to bind 0.0.0.0 without tenant tokens, so the default command reads its
 # config (with at least one [tenants.NAME]) from /etc/claude-mcp/config.toml: mount one there.
@@ -38,14 +40,17 @@ RUN --mount=type=secret,id=build_ca \
 FROM ${BASE_IMAGE} AS runtime
 # tini (as PID 1, or with -s as a subreaper where it is not) reaps the processes Claude's tools
 # leave behind: the server stops whole process trees, but whatever is re-parented to PID 1 must
-# still be waited for, which Python does not do. git is what Claude Code expects
-# to find in a repository. EXTRA_PACKAGES adds more (e.g. "ripgrep openssh-client").
+# still be waited for, which Python does not do. bubblewrap is the sandbox each user's CLI runs
+# in (isolation = "sandbox", the default with tenants or callers); it needs the container to
+# allow unprivileged user namespaces and a fresh /proc (README, "The image"). git is what
+# Claude Code expects to find in a repository. EXTRA_PACKAGES adds more (e.g. "ripgrep
+# openssh-client").
 ARG EXTRA_PACKAGES=""
 # hadolint ignore=DL3008
 RUN set -eu; \
     apt-get update; \
     DEBIAN_FRONTEND=noninteractive apt-get install --yes --no-install-recommends \
-        ca-certificates git tini ${EXTRA_PACKAGES}; \
+        bubblewrap ca-certificates git tini ${EXTRA_PACKAGES}; \
     apt-get clean; \
     rm -rf /var/lib/apt/lists/*; \
     groupadd --gid 10001 claude; \

@@ -66,6 +66,7 @@ from pathlib import Path
 import yaml
 
 from claude_mcp import Policy
+from claude_mcp.bridge.walls import choose_isolation
 
 files = {"deploy/config.toml": Path("deploy/config.toml").read_text()}
 configmap = yaml.safe_load(Path("deploy/kubernetes/configmap.yaml").read_text())
@@ -75,7 +76,11 @@ for name, text in files.items():
         path = Path(tmp) / "config.toml"
         path.write_text(text)
         policy = Policy.load(path)
-    print(f"{name}: valid; tenants {sorted(policy.tenants)}; roots {[str(r) for r in policy.roots]}")
+    isolation = choose_isolation(policy, several_users=True)  # the image binds 0.0.0.0
+    print(
+        f"{name}: valid; tenants {sorted(policy.tenants)}; roots {[str(r) for r in policy.roots]}; "
+        f"workspace_root {policy.workspace_root}; isolation {isolation}"
+    )
 EOF
 
 if ((${#failed[@]})); then
