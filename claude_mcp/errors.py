@@ -19,6 +19,7 @@ The tree (`kind` in brackets: the tool result's, the job record's and the HTTP m
     ├── APIError [api_error]                    the model's API refused the run (`status`)
     ├── config.credentials.CredentialRefused [credential]
     ├── bridge.jobs.JobNotFound [job_not_found]
+    ├── state.remote_chains.ChannelRefused [chain_channel_refused]  a hop's request outside its capability
     └── bridge.results.RunFailed [its cause's]  a run whose result is an error: `cause` is one of
                                                 SessionNotFound, APIError, CLIFailed; `end`, the
                                                 `bridge.run_end.RunEnd` they were classified from

@@ -28,7 +28,7 @@ from ..state.sticky import config_dir
 from ..state.store import JobRecord, Store
 from ..telemetry.activity import ACTIVITY, Activity
 from .client_tools import ClientTools
-from .identity import current_depth, inherited_budget, replica_id
+from .identity import current_depth, inherited_budget, inherited_channel, replica_id
 from .job_engine import Request
 from .jobs import Job, JobView
 from .launcher import Launcher
@@ -65,11 +65,13 @@ class ClaudeBridge:
         one shared with other bridges (its owner opens it), else the bridge's own (`state_url`, or
         SQLite in the state dir). `label`: the tenant in metrics (default: the namespace, or
         `caller`). `launcher`: how CLI processes are started (shared by a server's bridges)."""
-        self.policy = policy = _clipped(policy or Policy())
+        depth = current_depth() if depth is None else depth
+        above = inherited_channel() if depth > 0 else {}
+        self.policy = policy = _carrying(_clipped(policy or Policy()), above)
         self.namespace = namespace
         """Whose state this bridge keeps: the tenant, or the caller."""
         tenant = label or ("caller" if policy.credentials == "caller" else namespace)
-        where = Where(namespace, tenant, replica or replica_id(), current_depth() if depth is None else depth)
+        where = Where(namespace, tenant, replica or replica_id(), depth)
         self._parts = parts = assemble(
             policy,
             where,
@@ -77,6 +79,7 @@ class ClaudeBridge:
             shared_slots=shared_slots,
             launcher=launcher,
             activity=activity,
+            above=above,
         )
         self.jobs, self.pool = parts.jobs, parts.pool
         self.histories, self.batches = HistoryBook(parts.store, namespace), BatchBook(parts.store, namespace)
@@ -241,6 +244,13 @@ def _clipped(policy: Policy) -> Policy:
     if (budget := inherited_budget()) is not None and (policy.max_budget_usd or budget) >= budget:
         return policy.model_copy(update={"max_budget_usd": budget})
     return policy
+
+
+def _carrying(policy: Policy, channel: dict[str, str]) -> Policy:
+    """Below a sandboxed run, every CLI this server starts carries the chain channel on to the hops below."""
+    if not channel:
+        return policy
+    return policy.model_copy(update={"cli_env": {**policy.cli_env, **channel}})
 
 
 def _settings(settings: CallSettings | None, values: dict[str, Any]) -> CallSettings:

@@ -7,6 +7,7 @@ import os
 import socket
 import uuid
 
+from ..state.remote_chains import SOCKET_ENV, TOKEN_ENV
 from .options import BUDGET_ENV, CHAIN_ENV, DEPTH_ENV
 
 
@@ -36,3 +37,10 @@ def inherited_chain() -> str | None:
     """If Claude started this server: the chain key of the CLI process that started it, which the
     store points at the chain of that process's current turn (see `metering`)."""
     return os.environ.get(CHAIN_ENV) or None
+
+
+def inherited_channel() -> dict[str, str]:
+    """If a sandboxed CLI started this server: the chain channel of the server above it (the socket
+    inside the sandbox and the capability), as the variables that name it; else nothing."""
+    channel = {name: os.environ.get(name, "") for name in (SOCKET_ENV, TOKEN_ENV)}
+    return channel if all(channel.values()) else {}

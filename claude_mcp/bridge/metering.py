@@ -40,7 +40,7 @@ import anyio
 
 from ..config.policy import Policy, ResolvedSettings
 from ..errors import ChainBudgetExceeded, QuotaExceeded
-from ..state.store import Store, UsageRecord, UsageTotals
+from ..state.store import LedgerAccounts, UsageRecord, UsageTotals
 from ..telemetry import context
 from .identity import inherited_chain
 from .jobs import Job
@@ -135,8 +135,10 @@ class Meter:
     """One namespace's metering on one bridge: quota checks, and the queue of usage records."""
 
     def __init__(
-        self, store: Store, namespace: str, policy: Policy, *, depth: int, now: Callable[[], float] = time.time
+        self, store: LedgerAccounts, namespace: str, policy: Policy, *, depth: int, now: Callable[[], float] = time.time
     ) -> None:
+        """`store`: where the usage records and the chain accounts are (below a sandboxed CLI, the chains
+        are over the channel of the server above: `remote_chains.HopLedger`)."""
         self.store = store
         self.namespace = namespace
         self.policy = policy

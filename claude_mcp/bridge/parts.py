@@ -8,7 +8,7 @@ its block ends.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +20,13 @@ from ..config.policy import Policy
 from ..state import legacy
 from ..state.conversations import Conversations
 from ..state.open import store_for
+from ..state.remote_chains import SOCKET_ENV, TOKEN_ENV, HopLedger, RemoteChains
 from ..state.sticky import config_dir, default_state_dir
-from ..state.store import Store
+from ..state.store import LedgerAccounts, Store
 from ..telemetry import metrics
 from ..telemetry.activity import Activity
 from . import upkeep
+from .chain_channel import ChainChannel
 from .job_book import JobBook
 from .job_engine import JobEngine
 from .launcher import Launcher
@@ -34,7 +36,7 @@ from .pool import ProcessPool
 from .runner import CredentialCheck, Planner, RunContext, Runner
 from .slots import BridgeSlots, RunSlots
 from .turns import SessionLocks
-from .walls import WALL_DIR, Walls, write_wrapper
+from .walls import WALL_DIR, WalledLauncher, Walls, write_wrapper
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class Parts:
     runner: Runner
     engine: JobEngine
     tasks: anyio.abc.TaskGroup | None = None
+    channel: ChainChannel | None = None
+    """The namespace's chain channel, where its CLI processes run in a sandbox (`chain_channel`)."""
     models: list[dict[str, Any]] | None = field(default=None)
     users: int = 0
     """How many have entered the bridge (each connection of a server does): it runs while any has."""
@@ -84,8 +88,12 @@ class Parts:
             if self.own_store:
                 await self.store.open()
                 stack.push_async_callback(_shielded(self.store.close))
+            if isinstance(self.meter.store, HopLedger):  # after the writer's last records
+                stack.push_async_callback(_shielded(self.meter.store.remote.aclose))
             stack.callback(metrics.remove_live_source, self._live)
             metrics.add_live_source(self._live)
+            if self.channel is not None:
+                await stack.enter_async_context(self._serving(self.channel))
             await stack.enter_async_context(self.pool)
             await stack.enter_async_context(self.engine)
             async with anyio.create_task_group() as tasks:
@@ -96,6 +104,19 @@ class Parts:
                 finally:
                     self.tasks = None
                     tasks.cancel_scope.cancel()
+
+    @asynccontextmanager
+    async def _serving(self, channel: ChainChannel) -> AsyncIterator[None]:
+        """The chain channel serves, and the launcher offers it to each CLI process, for the block."""
+        launcher = self.pool.launcher
+        async with channel.running():
+            if isinstance(launcher, WalledLauncher) and launcher.chains is None:
+                launcher.chains = channel
+            try:
+                yield
+            finally:
+                if isinstance(launcher, WalledLauncher) and launcher.chains is channel:
+                    launcher.chains = None
 
     def _start_upkeep(self, tasks: anyio.abc.TaskGroup) -> None:
         policy = self.policy
@@ -147,20 +168,23 @@ def assemble(
     shared_slots: RunSlots | None,
     launcher: Launcher | None,
     activity: Activity,
+    above: Mapping[str, str] | None = None,
 ) -> Parts:
-    """Build a bridge's parts (no I/O). `store`: a shared store its owner opens, else the bridge's own."""
+    """Build a bridge's parts (no I/O). `store`: a shared store its owner opens, else the bridge's own.
+    `above`: the chain channel of the server above (a hop below a sandboxed CLI: `identity.inherited_channel`)."""
     state_dir = policy.state_dir or default_state_dir(policy.cli_env)
     own = store if store is not None else store_for(policy.state_url, state_dir)
     conversations = Conversations(own, where.namespace)
     locks = SessionLocks(own, namespace=where.namespace, holder=where.replica, lease_s=policy.job_lease_s)
     slots = BridgeSlots(RunSlots(policy.max_concurrent, policy.max_queued), shared_slots)
     credential = CredentialCheck(policy)
-    meter = Meter(own, where.namespace, policy, depth=where.depth)
+    meter = Meter(_chains_of(own, above), where.namespace, policy, depth=where.depth)
     jobs = JobBook(own, where.replica, policy.job_lease_s)
     engine_of: list[JobEngine] = []
+    launcher = launcher or Walls("none", write_wrapper(state_dir / WALL_DIR), person=True).launcher()
     pool = ProcessPool(
         policy,
-        launcher or Walls("none", write_wrapper(state_dir / WALL_DIR), person=True).launcher(),
+        launcher,
         _gate(policy),
         locks,
         child_depth=where.depth + 1,
@@ -190,7 +214,24 @@ def assemble(
     )
     engine_of.append(engine)
     parts = Parts(own, store is None, state_dir, conversations, jobs, meter, locks, slots, pool, runner, engine)
+    parts.channel = _channel_for(launcher, own, where.namespace)
     return parts
+
+
+def _chains_of(own: Store, above: Mapping[str, str] | None) -> LedgerAccounts:
+    """The ledger a bridge's meter keeps chains in: its own store, or, below a sandboxed CLI, the
+    chain channel of the server above for the chains (`remote_chains.HopLedger`)."""
+    if not above:
+        return own
+    return HopLedger(own, RemoteChains(above[SOCKET_ENV], above[TOKEN_ENV]))
+
+
+def _channel_for(launcher: Launcher, own: Store, namespace: str) -> ChainChannel | None:
+    """A chain channel for the namespace, where its CLI processes run in a sandbox (the hops below
+    them cannot see the store)."""
+    if not isinstance(launcher, WalledLauncher) or launcher.walls.isolation != "sandbox":
+        return None
+    return ChainChannel(own, namespace)
 
 
 def _gate(policy: Policy) -> PermissionGate:

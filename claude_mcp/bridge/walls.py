@@ -21,6 +21,7 @@ namespace key ever reaches a CLI unless it is that CLI's own — and, with `isol
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import claude_agent_sdk
 from claude_agent_sdk import ClaudeAgentOptions
@@ -40,6 +41,9 @@ from . import wall_exec
 from .launcher import StartUps
 from .permissions import PermissionGate
 from .process import CLIProcess
+
+if TYPE_CHECKING:
+    from .chain_channel import ChainChannel
 
 Isolation = Literal["sandbox", "none"]
 
@@ -119,6 +123,9 @@ class Wall:
     """Private paths masked where they fall inside a readable directory (the state dir, the config)."""
     bwrap: str = "bwrap"
     uid: int = 1000
+    channels: tuple[tuple[Path, Path], ...] = ()
+    """Directories bound read-only at a fixed path inside, over everything else (host, inside): the
+    namespace's chain channel (`chain_channel`)."""
 
     def bwrap_args(self) -> list[str]:
         """The sandbox, as bubblewrap's arguments (paths and names only: nothing secret)."""
@@ -142,6 +149,8 @@ class Wall:
                 args += ["--tmpfs", str(path)] if path.is_dir() else ["--ro-bind", "/dev/null", str(path)]
         for path in self.writable:
             args += ["--bind", str(path), str(path)]
+        for host_dir, inside_dir in self.channels:
+            args += ["--ro-bind", str(host_dir), str(inside_dir)]
         return args
 
     def spec(self, cli: str, own_env: Iterable[str]) -> str:
@@ -236,13 +245,23 @@ class WalledLauncher:
         self.walls = walls
         self.writable = writable
         self.startups = walls.startups
+        self.chains: ChainChannel | None = None
+        """The namespace's chain channel, set by the bridge while it serves one (sandbox only)."""
 
     def launch(self, options: ClaudeAgentOptions, gate: PermissionGate | None = None) -> CLIProcess:
         cli = str(options.cli_path) if options.cli_path is not None else bundled_cli()
         wall = self.walls.wall(self.writable, cli)
+        # The chain channel: a capability in the CLI's environment, its socket's directory bound in.
+        offer = self.chains.offer(options.env) if self.chains is not None and wall.isolation == "sandbox" else None
+        if offer is not None:
+            options.env = {**options.env, **offer.env}
+            wall = dataclasses.replace(wall, channels=(offer.bind,))
         options.env = {**options.env, wall_exec.WALL_ENV: wall.spec(cli, options.env)}
         options.cli_path = str(self.walls.wrapper)
-        return CLIProcess(options, gate, startups=self.startups)
+        process = CLIProcess(options, gate, startups=self.startups)
+        if offer is not None:
+            offer.hold(process)
+        return process
 
 
 def sandbox_problem(bwrap: str = "bwrap") -> str | None:
