@@ -261,8 +261,8 @@ async def test_many_concurrent_clients_lose_nothing_and_leave_no_process(server:
             for i in range(16):
                 tasks.start_soon(one, i)
     assert answers == {i: f"Echo: load {i}" for i in range(16)}
-    server.process.terminate()
     tree = psutil.Process(server.process.pid).children(recursive=True)
+    server.process.terminate()
     server.process.wait(timeout=20)
     with anyio.fail_after(10):
         while any(cmdline(p) for p in tree):

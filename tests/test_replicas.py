@@ -30,7 +30,9 @@ SLEEPER = {"sleeper": {"description": "Waits", "prompt": "You wait.", "tools": [
 @pytest.fixture
 def config(tmp_path: Path, workdir: Path, cli_env: dict[str, str]) -> Path:
     path = tenants_config(tmp_path / "replicas.toml", workdir, cli_env)
-    path.write_text("job_lease_s = 3\n" + path.read_text())
+    # Replicas share their tenants' workspaces, as they share the store: a conversation resumes where it ran.
+    shared = f'workspace_root = "{tmp_path / "workspaces"}"\n'
+    path.write_text("job_lease_s = 3\n" + shared + path.read_text())
     return path
 
 
@@ -126,9 +128,7 @@ async def test_the_jobs_of_a_replica_that_dies_end_failed_with_their_session(
             a.process.send_signal(signal.SIGKILL)  # no goodbye: its lease simply stops being renewed
             a.process.wait(timeout=10)
             killed = time.monotonic()
-            for orphan in tree:  # what a dead container would take with it
-                if orphan.pid != a.process.pid:
-                    orphan.kill()
+            await wait_until_gone([p for p in tree if p.pid != a.process.pid])  # its CLIs die with it
         async with connect(b, ALICE) as alice_b:
             outcome: dict[str, Any] = {}
             with anyio.fail_after(3 + 5 + 5):  # the lease, one housekeeping round, slack

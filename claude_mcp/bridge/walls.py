@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -44,6 +45,8 @@ from .process import CLIProcess
 
 if TYPE_CHECKING:
     from .chain_channel import ChainChannel
+
+logger = logging.getLogger(__name__)
 
 Isolation = Literal["sandbox", "none"]
 
@@ -249,8 +252,12 @@ class WalledLauncher:
         """The namespace's chain channel, set by the bridge while it serves one (sandbox only)."""
 
     def launch(self, options: ClaudeAgentOptions, gate: PermissionGate | None = None) -> CLIProcess:
-        cli = str(options.cli_path) if options.cli_path is not None else bundled_cli()
+        named = str(options.cli_path) if options.cli_path is not None else bundled_cli()
+        cli = shutil.which(named)
+        if cli is None:  # no such CLI: the SDK says so, clearly, when the process is started
+            return CLIProcess(options, gate, startups=self.startups)
         wall = self.walls.wall(self.writable, cli)
+        logger.debug("starting a CLI process (isolation %s)", wall.isolation)
         # The chain channel: a capability in the CLI's environment, its socket's directory bound in.
         offer = self.chains.offer(options.env) if self.chains is not None and wall.isolation == "sandbox" else None
         if offer is not None:
