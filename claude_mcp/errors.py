@@ -10,6 +10,7 @@ The tree (`kind` in brackets: the tool result's, the job record's and the HTTP m
     ├── QuotaExceeded [quota_exceeded]          a tenant's or caller's quota is used up
     ├── ChainBudgetExceeded [chain_budget_exceeded]
     ├── Busy [busy]                             no slot for the run
+    ├── StoreUnavailable [store_unavailable]    the shared store cannot be reached
     ├── RunTimeout [timeout]
     ├── ShuttingDown [shutting_down]            stopped by the server's drain
     ├── CLINotFound [cli_not_found]
@@ -121,6 +122,17 @@ class RunTimeout(ClaudeMCPError):
 
 class Busy(ClaudeMCPError):
     kind = "busy"
+
+
+class StoreUnavailable(ClaudeMCPError):
+    """The store (PostgreSQL) cannot be reached: refused within seconds, never waited on for minutes."""
+
+    kind = "store_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The server's store cannot be reached right now, so nothing was started; retry in a little while."
+        )
 
 
 class QuotaRefusal(BaseModel):

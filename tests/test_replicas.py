@@ -14,10 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import httpx2
 import psutil
+import psycopg
 import pytest
+from psycopg import sql
 
 from tests.conftest import call, text_of
+from tests.pg_server import fresh_database
 from tests.test_http import ALICE, BOB, RunningServer, connect, serving, tenants_config
 from tests.test_sessions import RECALL, recall, remember
 from tests.test_streaming_and_cancellation import ALLOW_SLEEP, SLEEP, cmdline, wait_until_gone
@@ -157,3 +161,23 @@ async def test_conversations_and_finished_jobs_survive_a_restart_of_every_replic
             assert await recall(alice_b, session_id) == "You asked me to remember fig"
             kept = await call(alice_b, "get_job", job_id=job["job_id"])
             assert kept["status"] == "completed" and kept["result"]["result"] == job["result"]["result"]
+
+
+async def test_with_the_store_gone_a_call_is_refused_in_seconds_and_readyz_says_so(
+    tmp_path: Path, config: Path, postgres_url: str
+) -> None:
+    with fresh_database(postgres_url) as url, replica(tmp_path, config, url, "a") as a:
+        async with connect(a, ALICE) as alice, httpx2.AsyncClient(timeout=30) as http:
+            await remember(alice, "plum")
+            assert (await http.get(a.base + "/readyz")).json() == {"status": "ready"}
+            with psycopg.connect(postgres_url, autocommit=True) as admin:  # the database goes away
+                admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(url.rsplit("/", 1)[1])))
+            started = time.monotonic()
+            ready = await http.get(a.base + "/readyz")
+            assert ready.status_code == 503 and ready.json() == {"status": "store unavailable"}
+            refused = await alice.call_tool("ask", {"prompt": "remember fig"})
+            assert refused.is_error and "store cannot be reached" in text_of(refused)
+            assert time.monotonic() - started < 15
+            assert (await http.get(a.base + "/healthz")).status_code == 200  # alive: not ready
+            with psycopg.connect(postgres_url, autocommit=True) as admin:  # as the fixture expects to drop it
+                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.rsplit("/", 1)[1])))

@@ -55,7 +55,7 @@ def test_the_roles_split_the_store_without_overlap() -> None:
     roles = [methods(role) for role in ROLES]
     assert sum(map(len, roles)) == len(set().union(*roles)) == 43  # no method in two roles
     assert set(store.Store.__bases__) == {*ROLES, Protocol}
-    assert methods(store.Store) == {"open", "close"}
+    assert methods(store.Store) == {"open", "close", "ping"}
 
 
 class Recording:

@@ -15,6 +15,7 @@ _BY_KIND: dict[str, tuple[int, ErrorType]] = {
     "session_not_found": (404, "not_found_error"),
     "job_not_found": (404, "not_found_error"),
     "busy": (529, "overloaded_error"),
+    "store_unavailable": (503, "api_error"),
     "timeout": (504, "api_error"),
     "quota_exceeded": (429, "rate_limit_error"),
 }

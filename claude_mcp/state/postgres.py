@@ -8,20 +8,27 @@ first (its upsert) and reads the summary `FOR UPDATE`, so appends to one session
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from claude_agent_sdk import SessionKey, SessionStoreEntry
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, OperationalError
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Json, Jsonb
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from ..errors import StoreUnavailable
 from . import _sql
 from ._sql import Params, SqlStore, Statement
 
+logger = logging.getLogger(__name__)
+
+WAIT_S = 5.0
+"""How long a query waits for a connection (and a new connection to open) before the store is
+unavailable: a caller is refused in seconds, not minutes."""
 _MIGRATION_LOCK = 0x636C617564655F6D  # b"claude_m": the advisory lock id that guards migrations
 
 Connection = AsyncConnection[DictRow]
@@ -35,9 +42,10 @@ def _pg(sql: str) -> str:
 class PostgresStore(SqlStore):
     """The shared store: a PostgreSQL database (`url`: a libpq connection URI or string)."""
 
-    def __init__(self, url: str, *, max_connections: int = 10) -> None:
+    def __init__(self, url: str, *, max_connections: int = 10, wait_s: float = WAIT_S) -> None:
         self._url = url
         self._max_connections = max_connections
+        self._wait_s = wait_s
         self._pool: AsyncConnectionPool[Connection] | None = None
 
     async def open(self) -> None:
@@ -47,7 +55,8 @@ class PostgresStore(SqlStore):
             min_size=1,
             max_size=self._max_connections,
             connection_class=Connection,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": max(2, int(self._wait_s))},
+            timeout=self._wait_s,
         )
         await pool.open(wait=True)
         try:
@@ -74,8 +83,15 @@ class PostgresStore(SqlStore):
     async def _connection(self) -> AsyncIterator[Connection]:
         if self._pool is None:
             raise RuntimeError("the store is not open")
-        async with self._pool.connection() as conn:
-            yield conn
+        try:
+            async with self._pool.connection() as conn:
+                yield conn
+        except (PoolTimeout, OperationalError) as exc:
+            logger.warning("the store cannot be reached: %s", type(exc).__name__)
+            raise StoreUnavailable() from None
+
+    async def ping(self) -> None:
+        await self._fetch("SELECT 1")
 
     async def _fetch(self, sql: str, params: Params = ()) -> list[dict[str, Any]]:
         async with self._connection() as conn:

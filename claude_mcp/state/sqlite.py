@@ -82,6 +82,9 @@ class SqliteStore(SqlStore):
         self._limiter = anyio.CapacityLimiter(1)
         self._conn = await anyio.to_thread.run_sync(_connect, self._path, limiter=self._limiter)
 
+    async def ping(self) -> None:
+        await self._run(lambda conn: conn.execute("SELECT 1").fetchone())
+
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:

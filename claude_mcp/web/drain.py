@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_S = 1
 """What a refused client is told: retry at once, and another replica will take the call."""
+READY_WAIT_S = 2.0
+"""How long `/readyz` waits for the store to answer."""
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 MAX_INSPECTED = 1 << 20
 """A body larger than this during a drain is taken for a new call."""
@@ -49,8 +51,12 @@ def _reserve(grace_s: float) -> float:
 class Drain:
     """The server's drain: its state, the guard that refuses new requests, and the sequence."""
 
-    def __init__(self, grace_s: float, activity: Activity = ACTIVITY) -> None:
+    def __init__(
+        self, grace_s: float, activity: Activity = ACTIVITY, ready: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """`ready`: returns once what the server needs answers (the store), or raises; `/readyz` asks it."""
         self.grace_s = grace_s
+        self.ready = ready
         self.draining = False
         self.activity = activity
         self._waiting: anyio.CancelScope | None = None
@@ -128,9 +134,22 @@ class _Guarded:
         else:
             await self.app(scope, receive, send)
 
+    async def _store_answers(self) -> bool:
+        if self.drain.ready is None:
+            return True
+        try:
+            with anyio.fail_after(READY_WAIT_S):
+                await self.drain.ready()
+        except Exception:
+            return False
+        return True
+
     async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
+        retry = {"Retry-After": str(RETRY_AFTER_S)}
         if self.drain.draining:
-            response = JSONResponse({"status": "draining"}, 503, headers={"Retry-After": str(RETRY_AFTER_S)})
+            response = JSONResponse({"status": "draining"}, 503, headers=retry)
+        elif not await self._store_answers():
+            response = JSONResponse({"status": "store unavailable"}, 503, headers=retry)
         else:
             response = JSONResponse({"status": "ready"})
         await response(scope, receive, send)

@@ -88,7 +88,7 @@ async def serve(
         return
     check_binding(host, tenancy)
     app = http_app(server, tenancy, transport, host, allowed_hosts, api_heartbeat_s=api_heartbeat_s, sessions=sessions)
-    drain = Drain(drain_grace_s)
+    drain = Drain(drain_grace_s, ready=tenancy.store.ping)
     served = with_host_checks(
         with_metrics(
             drain.guard(with_cancel_on_disconnect(app)),
