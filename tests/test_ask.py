@@ -235,6 +235,9 @@ async def test_a_timeout_stops_the_run_and_names_the_session(client: Client) -> 
     assert "timeout (5 s)" in text_of(result)
     assert "session_id:" in text_of(result)
     assert not (await ask(client, prompt="after timeout")).is_error
+    named = text_of(result).rsplit("session_id: ", 1)[1].rstrip(")")
+    again = await ask(client, prompt="[[say:picked up]]", session_id=named)  # the stopped first turn is kept
+    assert not again.is_error and text_of(again) == "picked up"
 
 
 async def test_a_stalled_model_stream_is_stopped_by_the_watchdog(policy: Policy) -> None:

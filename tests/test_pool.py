@@ -138,15 +138,18 @@ async def test_a_turn_that_crashes_discards_its_process(tmp_path: Path) -> None:
     assert launcher.processes[1].options.resume == first.session_id and again.session_id == first.session_id
 
 
-async def test_a_new_conversation_whose_first_turn_crashes_is_not_recorded(tmp_path: Path) -> None:
+async def test_a_new_conversation_whose_first_turn_crashes_is_kept_to_be_continued(tmp_path: Path) -> None:
     launcher = ScriptedLauncher()
     launcher.script("boom", Reply(crash=True))
     async with scripted_bridge(scripted_policy(tmp_path), launcher) as (bridge, _):
-        with pytest.raises(CLIFailed):
+        with pytest.raises(CLIFailed) as crashed:
             await bridge.ask("boom")
-        assert await bridge.list_sessions() == []
-    [process] = launcher.processes
-    assert process.closed and process.graceful is False
+        named = crashed.value.session_id
+        assert named is not None and [s.session_id for s in await bridge.list_sessions()] == [named]
+        await bridge.ask("again", session_id=named)  # the error named it: it can be continued
+    first, second = launcher.processes
+    assert first.closed and first.graceful is False
+    assert second.options.resume == named
 
 
 async def test_a_turn_that_times_out_discards_its_process(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import anyio
+from claude_agent_sdk import Message, SystemMessage
 
 from ..config.call_settings import CallSettings
 from ..config.credentials import CALLER_REJECTED
@@ -36,7 +37,7 @@ from ..telemetry.activity import Activity
 from . import instrument
 from .client_tools import ClientTools, ToolRelay, tools_key
 from .jobs import Job
-from .launcher import RunOutcome
+from .launcher import EventSink, RunOutcome
 from .metering import Meter, Metered
 from .observer import RunObserver
 from .options import RunTarget, build_options
@@ -352,13 +353,32 @@ class Runner:
             timeout_s=timeout_s,
             time_left_s=timeout_s - (anyio.current_time() - started),
             stall_timeout_s=self._policy.stall_timeout_s,
-            on_message=observer.message,
+            on_message=self._indexing(plan, observer),
         )
         self._meter.ran(metered, warm.process, outcome)
         warm.process.asker = None
         if warm.relay is not None:
             warm.relay.caller = None
         return outcome
+
+    def _indexing(self, plan: RunPlan, observer: RunObserver) -> EventSink:
+        """The observer's message hook, which first indexes a new conversation as soon as the CLI
+        names it: a first turn stopped midway (a timeout, a drain, a killed server) leaves a
+        conversation that can be continued (its transcript is mirrored to the store as it is written)."""
+        if plan.continuing is not None:
+            return observer.message
+        indexed = False
+
+        async def message(message: Message) -> None:
+            nonlocal indexed
+            if not indexed and isinstance(message, SystemMessage) and message.subtype == "init":
+                indexed = True
+                if session_id := message.data.get("session_id"):
+                    await self._record(plan, str(session_id), kept=False)
+                    plan.done()  # it counts among the stored conversations now
+            await observer.message(message)
+
+        return message
 
     @staticmethod
     def _judge(outcome: RunOutcome) -> tuple[AskResult, RunEnd]:

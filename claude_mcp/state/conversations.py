@@ -213,8 +213,9 @@ class Conversations:
         await self.store.delete_session(self.namespace, record.session_id)
 
     async def discard(self, session_id: str, cwd: str) -> None:
-        """Forget the transcript of a conversation that was never indexed (its first turn failed)."""
+        """Forget a conversation whose first turn is not to be kept: its transcript and its index entry."""
         await sdk.delete_session_via_store(self.transcripts, session_id, directory=cwd)
+        await self.store.delete_session(self.namespace, session_id)
 
     async def set_warm(self, session_id: str, replica: str | None) -> None:
         await self.store.set_warm(self.namespace, session_id, replica)
