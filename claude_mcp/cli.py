@@ -17,9 +17,8 @@ import anyio
 
 from ._version import __version__
 from .bridge.claude import ClaudeBridge
-from .bridge.launcher import Launcher
 from .bridge.tenancy import Tenancy
-from .bridge.walls import choose_isolation, walls_for
+from .bridge.walls import WalledLauncher, choose_isolation, walls_for
 from .config.policy import Policy
 from .config.tenants import token_hash
 from .errors import ConfigError
@@ -164,7 +163,10 @@ def main(argv: list[str] | None = None) -> None:
         if args.transport != "stdio" and (policy.tenants or policy.credentials == "caller"):
             tenancy = Tenancy.from_policy(policy, policy.tenants, hidden=hidden)
         else:  # stdio is the local user, with their own Claude login
-            tenancy = Tenancy.single(ClaudeBridge(policy, launcher=_own_launcher(policy, args, hidden)))
+            launcher = _own_launcher(policy, args, hidden)
+            tenancy = Tenancy.single(
+                ClaudeBridge(policy.model_copy(update={"isolation": launcher.walls.isolation}), launcher=launcher)
+            )
         if args.transport != "stdio":
             check_binding(args.host, tenancy)
         metrics_token = _metrics_token(policy) if args.transport != "stdio" else None
@@ -204,7 +206,7 @@ def main(argv: list[str] | None = None) -> None:
             stop_tracing()
 
 
-def _own_launcher(policy: Policy, args: argparse.Namespace, hidden: tuple[Path, ...]) -> Launcher:
+def _own_launcher(policy: Policy, args: argparse.Namespace, hidden: tuple[Path, ...]) -> WalledLauncher:
     """The launcher of a server for one person (stdio, or HTTP without tenants): no sandbox by
     default on loopback (their Claude works on their projects, with their environment's usual
     variables); a sandbox where it listens beyond loopback, or where they ask for one."""

@@ -13,9 +13,10 @@ tool directives.
 - A multi-user server refuses to start without walls: `isolation = "none"` unacknowledged, or no
   bubblewrap where the config points.
 - The environment allowlist holds for one person's own server too.
-- Two holes found on the way, kept as strict xfails until fixed: the server process itself (outside
-  any sandbox) follows symlinks a namespace plants in its own writable Claude config dir, when it
-  materializes a resume and when it imports local transcripts.
+- What the server process itself (outside any sandbox) reads of a namespace's writable Claude config
+  dir cannot be turned on it with planted symlinks: not when it materializes a resume (the SDK is
+  shown an empty private stand-in), nor by the import of local transcripts (never for a sandboxed
+  namespace).
 
 Each probe writes its whole output into a file in bob's workspace (the fake model returns only the
 first 2000 characters of a tool result); the test reads it from the host and checks the answer too.
@@ -589,21 +590,12 @@ async def test_the_state_database_url_never_reaches_a_sandbox(
 
 
 def must(condition: bool, what: str) -> None:
-    """A precondition (not the leak under test: those are the only `assert`s of an xfail test)."""
+    """A precondition (not the leak under test, which is the test's only `assert`)."""
     if not condition:
         pytest.fail(what)
 
 
 @pytest.mark.parametrize("users", [pytest.param("tenants", marks=TENANTS), pytest.param("callers", marks=CALLERS)])
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="HOLE: on a resume or fork the SDK (materialize_resume_session, in the server process, unsandboxed) "
-    "copies settings.json, cowork_settings.json, .claude.json and .credentials.json from the namespace's config "
-    "dir into the resumed CLI's temporary config dir, following symlinks: a namespace that links them to "
-    "/proc/self/environ or the state DB reads the server's environment (every tenant's key and token, the "
-    "namespace key) and the DB (every conversation) from inside its sandbox.",
-)
 async def test_a_namespace_cannot_make_the_server_copy_host_files_into_its_sandbox(
     request: pytest.FixtureRequest, users: str
 ) -> None:
@@ -638,15 +630,6 @@ async def test_a_namespace_cannot_make_the_server_copy_host_files_into_its_sandb
     assert found == [], f"bob's sandbox received a copy of: {found}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="HOLE: the one-time import of local transcripts (state/legacy.py) runs in the server process at each "
-    "bridge start unless a marker exists, and both the marker (`<config>/claude-mcp/imported-transcripts`) and the "
-    "transcripts it globs (`<config>/projects/*/*.jsonl`, symlinked directories followed) are in the namespace's "
-    "writable config dir: bob deletes the marker and links his `projects/x` to alice's project directory; at "
-    "the next start alice's conversations are imported into bob's namespace.",
-)
 async def test_a_namespace_cannot_make_the_server_import_another_namespaces_conversations(
     tmp_path: Path, fake_model: FakeModel
 ) -> None:

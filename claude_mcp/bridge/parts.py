@@ -129,6 +129,8 @@ class Parts:
         tasks.start_soon(self.meter.run_writer)
 
     async def _import_local(self) -> None:
+        if self.policy.isolation == "sandbox":
+            return  # what a sandboxed namespace left in its config dir is its own writing: nothing to import
         try:
             await legacy.import_local(self.conversations, config_dir(self.policy.cli_env), self.state_dir)
         except Exception:

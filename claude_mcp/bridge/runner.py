@@ -135,6 +135,8 @@ class Planner:
         try:
             return await self._conversations.find(session_id)
         except SessionNotFound:
+            if self._policy.isolation == "sandbox":
+                raise  # a sandboxed namespace's config dir is its own to write: nothing of it is imported
             cli_config = config_dir(self._policy.cli_env)
             if await legacy.import_one(self._conversations, cli_config, self._state_dir, session_id):
                 return await self._conversations.find(session_id)

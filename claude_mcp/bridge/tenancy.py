@@ -157,6 +157,7 @@ class Tenancy:
         state = Path(environ.get("CLAUDE_MCP_STATE", Path.home() / ".claude-mcp"))
         workspaces = base.workspace_root or state / "workspaces"
         isolation = choose_isolation(base, several_users=True)
+        base = base.model_copy(update={"isolation": isolation})
         if isolation == "none" and "mcp_server_types" not in base.model_fields_set:
             # Unwalled, a caller's stdio MCP server would be any command run as this server's user.
             base = base.model_copy(update={"mcp_server_types": tuple(t for t in base.mcp_server_types if t != "stdio")})

@@ -33,6 +33,14 @@ def kept_environment(environ: dict[str, str], keep: list[str], prefixes: list[st
     return {k: v for k, v in environ.items() if k in names or any(k.startswith(p) for p in prefixes)}
 
 
+def own_config(wall: dict[str, object], env: dict[str, str]) -> None:
+    """Give the CLI its own config dir back where claude-agent-sdk was shown a private stand-in
+    (a conversation it resumes has a temporary config dir of the SDK's instead: that one stays)."""
+    config = wall.get("config")
+    if isinstance(config, list) and len(config) == 2 and env.get("CLAUDE_CONFIG_DIR") == config[0]:
+        env["CLAUDE_CONFIG_DIR"] = str(config[1])
+
+
 def command(wall: dict[str, object], env: dict[str, str], argv: list[str], cwd: str) -> list[str]:
     """What to exec: the CLI (with `argv`), inside bubblewrap if the wall has its arguments.
     The directories named by `bind_env` variables (the CLI's config dir, which claude-agent-sdk
@@ -71,6 +79,7 @@ def main() -> None:
         sys.stderr.write(f"claude-mcp: {WALL_ENV} is missing or not JSON; this program is started by claude-mcp\n")
         sys.exit(127)
     env = kept_environment(dict(os.environ), list(wall.get("keep") or []), list(wall.get("keep_prefixes") or []))
+    own_config(wall, env)
     argv = command(wall, env, sys.argv[1:], os.getcwd())
     _die_with_parent()
     try:

@@ -21,11 +21,14 @@ namespace key ever reaches a CLI unless it is that CLI's own — and, with `isol
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterable
@@ -126,6 +129,8 @@ class Wall:
     """Private paths masked where they fall inside a readable directory (the state dir, the config)."""
     bwrap: str = "bwrap"
     uid: int = 1000
+    config: tuple[str, str] | None = None
+    """(what the SDK is shown as the CLI's config dir, the CLI's own): `wall_exec` swaps them."""
     channels: tuple[tuple[Path, Path], ...] = ()
     """Directories bound read-only at a fixed path inside, over everything else (host, inside): the
     namespace's chain channel (`chain_channel`)."""
@@ -164,6 +169,7 @@ class Wall:
             "keep_prefixes": list(self.prefixes),
             "bwrap": self.bwrap_args() if self.isolation == "sandbox" else None,
             "bind_env": ["CLAUDE_CONFIG_DIR", "HOME"],
+            "config": list(self.config) if self.config is not None else None,
         }
         return json.dumps(wall, separators=(",", ":"))
 
@@ -234,6 +240,12 @@ class Walls:
             uid=os.getuid() or 1000,
         )
 
+    def private_config(self, own: str) -> Path:
+        """An empty directory of the server's own, outside every wall, that stands for `own`."""
+        seen = self.wrapper.parent / "sdk" / hashlib.sha256(own.encode()).hexdigest()[:24]
+        seen.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return seen
+
     def launcher(self, writable: Iterable[Path] = ()) -> WalledLauncher:
         """The launcher of one namespace, whose processes may write only in `writable`."""
         for path in writable:
@@ -263,6 +275,14 @@ class WalledLauncher:
         if offer is not None:
             options.env = {**options.env, **offer.env}
             wall = dataclasses.replace(wall, channels=(offer.bind,))
+        if wall.isolation == "sandbox" and (own := options.env.get("CLAUDE_CONFIG_DIR")):
+            # What the server process itself reads of the CLI's config dir (claude-agent-sdk copies its
+            # auth and settings files when it resumes a conversation) must be nothing the sandbox can
+            # write, or a symlink planted there would read the server's files: the SDK is shown an
+            # empty private directory, and `wall_exec` gives the CLI its own config dir back.
+            seen = self.walls.private_config(own)
+            options.env = {**options.env, "CLAUDE_CONFIG_DIR": str(seen)}
+            wall = dataclasses.replace(wall, config=(str(seen), own))
         options.env = {**options.env, wall_exec.WALL_ENV: wall.spec(cli, options.env)}
         options.cli_path = str(self.walls.wrapper)
         process = CLIProcess(options, gate, startups=self.startups)
@@ -322,8 +342,27 @@ def walls_for(policy: Policy, state: Path, *, isolation: Isolation, person: bool
         passthrough=policy.cli_env_passthrough,
         bwrap=policy.bwrap_path,
         readable=policy.sandbox_readable,
-        hidden=(state, *hidden),
+        hidden=(state, *hidden, *(private_system_files() if os.getuid() == 0 else ())),
     )
+
+
+def private_system_files(root: Path = Path("/etc")) -> tuple[Path, ...]:
+    """What of the system only its owner may read (`/etc/shadow`, private keys): masked in every
+    sandbox of a server that runs as root, whose sandbox user is root's outside (in the image the
+    server is an unprivileged user, and the kernel's permissions keep these out of reach)."""
+    found: list[Path] = []
+    for directory, dirs, files in os.walk(root, followlinks=False):
+        for name in list(dirs):
+            path = Path(directory) / name
+            if not path.is_symlink() and not path.stat().st_mode & stat.S_IROTH:
+                found.append(path)
+                dirs.remove(name)
+        for name in files:
+            path = Path(directory) / name
+            with contextlib.suppress(OSError):
+                if not path.is_symlink() and path.is_file() and not path.stat().st_mode & stat.S_IROTH:
+                    found.append(path)
+    return tuple(found)
 
 
 @dataclass(frozen=True, slots=True)
