@@ -279,7 +279,7 @@ async def test_requests_past_a_quota_end_errored_as_rate_limited(
     config = write_config(tmp_path / "quota.toml", workdir, cli_env, "max_concurrent = 1\nquota_runs_per_minute = 1")
     with serving(tmp_path, config, "http", name="batch-quota") as running:
         async with claude_at(running) as client:
-            if (into := time.time() % 60) > 30:  # the quota counts whole UTC minutes: keep the batch in one
+            if (into := time.time() % 60) > 45:  # the quota counts whole UTC minutes: keep the batch in one
                 await anyio.sleep(60.2 - into)
             created = await client.messages.batches.create(requests=[request(f"q{i}", "[[say:x]]") for i in range(3)])
             done = await ended(client, created.id)
