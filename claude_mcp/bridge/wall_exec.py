@@ -58,7 +58,8 @@ def command(wall: dict[str, object], env: dict[str, str], argv: list[str], cwd: 
             os.makedirs(path, exist_ok=True)
             args += ["--bind", path, path]
             bound.add(path)
-    return [*args, "--chdir", cwd, "--", cli, *argv]
+    # Last, once every mount point exists: nothing outside the bound directories is writable.
+    return [*args, "--remount-ro", "/", "--chdir", cwd, "--", cli, *argv]
 
 
 def _die_with_parent() -> None:

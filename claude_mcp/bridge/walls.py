@@ -42,6 +42,7 @@ from claude_agent_sdk import ClaudeAgentOptions
 from ..config.policy import Policy
 from ..errors import ConfigError
 from . import wall_exec
+from .cli_files import spill
 from .launcher import StartUps
 from .permissions import PermissionGate
 from .process import CLIProcess
@@ -111,6 +112,9 @@ their projects, as their shell would run it — with their login, git and ssh ag
 provider switches of Claude Code — but without claude-mcp's own settings and secrets."""
 PERSON_PREFIXES = ("XDG_", "ANTHROPIC_", "CLAUDE_CODE_", "AWS_", "GIT_", "MCP_")
 
+TMP_BYTES = 256 * 2**20
+"""A sandbox's private `/tmp` holds at most this (memory); everything else outside its own
+directories is read-only (`--remount-ro /`, added last by `wall_exec`)."""
 WALL_DIR = "walls"
 """Under the state dir: the wrapper program (no secret in it)."""
 
@@ -140,7 +144,8 @@ class Wall:
         args = [self.bwrap, "--unshare-user", "--uid", str(self.uid), "--gid", str(self.uid)]
         args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
         args += ["--die-with-parent", "--new-session", "--cap-drop", "ALL", "--hostname", "claude"]
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/var/tmp"]
+        args += ["--proc", "/proc", "--dev", "/dev"]
+        args += ["--size", str(TMP_BYTES), "--tmpfs", "/tmp", "--size", str(TMP_BYTES // 4), "--tmpfs", "/var/tmp"]
         for top in ("bin", "lib", "lib64", "sbin"):
             host = Path("/") / top
             if host.is_symlink():
@@ -268,6 +273,7 @@ class WalledLauncher:
         cli = shutil.which(named)
         if cli is None:  # no such CLI: the SDK says so, clearly, when the process is started
             return CLIProcess(options, gate, startups=self.startups)
+        files = spill(options)  # in the namespace's own config dir, before the SDK is shown a stand-in
         wall = self.walls.wall(self.writable, cli)
         logger.debug("starting a CLI process (isolation %s)", wall.isolation)
         # The chain channel: a capability in the CLI's environment, its socket's directory bound in.
@@ -285,7 +291,7 @@ class WalledLauncher:
             wall = dataclasses.replace(wall, config=(str(seen), own))
         options.env = {**options.env, wall_exec.WALL_ENV: wall.spec(cli, options.env)}
         options.cli_path = str(self.walls.wrapper)
-        process = CLIProcess(options, gate, startups=self.startups)
+        process = CLIProcess(options, gate, startups=self.startups, files=files)
         if offer is not None:
             offer.hold(process)
         return process
@@ -300,7 +306,9 @@ def sandbox_problem(bwrap: str = "bwrap") -> str | None:
             f"bubblewrap (`{bwrap}`) is not installed: install Debian's `bubblewrap` package "
             "(`apt-get install bubblewrap`), or point `bwrap_path` at it."
         )
-    probe = [found, "--unshare-user", "--unshare-pid", "--die-with-parent", "--ro-bind", "/", "/", "true"]
+    # As the sandboxes are made: a container that masks /proc (Docker's default) fails here, not at each run.
+    probe = [found, "--unshare-user", "--unshare-pid", "--die-with-parent", "--ro-bind", "/", "/"]
+    probe += ["--proc", "/proc", "--dev", "/dev", "true"]
     try:
         done = subprocess.run(probe, capture_output=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
