@@ -1,18 +1,22 @@
 """The container image, built on this machine by deploy/build-image.sh (debootstrap base, buildah)
-and entered as a container would run it: its root mounted read-only (`podman image mount`), a
-private mount namespace with fresh volumes bound in, `chroot`, the image's own user, environment,
-working directory, entrypoint and command. It serves /healthz (also through the image's
-HEALTHCHECK command) and answers an MCP `ask` over Streamable HTTP, through the bundled `claude`
-CLI, against the fake model on loopback.
+and entered as a container runtime would run it: its root mounted read-only (`podman image
+mount`), a private mount namespace with fresh volumes bound in, `pivot_root` into the image's root,
+the image's own user without capabilities, environment, working directory, entrypoint and command.
+It serves /healthz (also through the image's HEALTHCHECK command) and answers an MCP `ask` over
+Streamable HTTP, through the bundled `claude` CLI in its bubblewrap sandbox (deploy/config.toml
+has a tenant, so isolation is "sandbox"), against the fake model on loopback.
 
 Skipped unless CLAUDE_MCP_IMAGE_TEST=1: building takes minutes, and it needs root (apt-get,
-debootstrap, buildah, mounts, chroot). `podman run` cannot run on this machine, hence chroot.
+debootstrap, buildah, mounts, pivot_root). `podman run` cannot run on this machine, hence the
+hand-made container; not `chroot`, in which the kernel refuses to make the user namespace the
+sandbox needs.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import shutil
 import socket
@@ -27,7 +31,7 @@ import anyio
 import httpx2
 import pytest
 
-from tests.conftest import FakeModel, call
+from tests.conftest import FakeModel, call, tool_prompt
 from tests.test_http import RunningServer, connect
 
 pytestmark = [
@@ -38,7 +42,7 @@ pytestmark = [
         os.environ.get("CLAUDE_MCP_IMAGE_TEST") != "1",
         reason="builds the container image (minutes): set CLAUDE_MCP_IMAGE_TEST=1 to run",
     ),
-    pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="needs root (buildah, mounts, chroot)"),
+    pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="needs root (buildah, mounts, pivot_root)"),
 ]
 
 REPO = Path(__file__).resolve().parent.parent
@@ -119,21 +123,25 @@ def volumes(tmp_path: Path) -> Volumes:
 def inside(
     image: Image, volumes: Volumes, argv: list[str], env: dict[str, str], **popen: Any
 ) -> subprocess.Popen[bytes]:
-    """Run `argv` in the image as its USER, in its WORKDIR, with only `env`: a private mount
-    namespace gets /proc, /dev and the volumes, then chroot. The returned process is argv itself
-    (each step execs the next), so terminating it signals the entrypoint directly."""
+    """Run `argv` in the image as its USER (no capabilities), in its WORKDIR, with only `env`,
+    the way a container runtime does: a private mount namespace gets the image's root (bound onto
+    itself, so it is a mount point), /proc, /dev and the volumes, then `pivot_root` makes that the
+    root and the host's is detached. Not `chroot`: the kernel refuses to create a user namespace
+    in a chrooted process, so the server's bubblewrap sandbox could not start. The returned process
+    is argv itself (each step execs the next), so terminating it signals the entrypoint directly."""
     root = shlex.quote(str(image.root))
-    mounts = [f"mount -t proc proc {root}/proc", f"mount --rbind /dev {root}/dev"]
+    mounts = [f"mount --bind {root} {root}", f"mount -t proc proc {root}/proc", f"mount --rbind /dev {root}/dev"]
     for source, target, mode in volumes.binds():
         mounts.append(f"mount --bind {shlex.quote(str(source))} {root}{target}")
         if mode == "ro":
             mounts.append(f"mount -o remount,bind,ro {root}{target}")
+    mounts += [f"cd {root}", "pivot_root . .", "umount -l ."]  # the host's root, stacked under the image's
     uid, _, gid = (image.config.get("User") or "0").partition(":")
     command = [
-        "chroot", str(image.root),
         "/usr/bin/env", "-i", f"--chdir={image.config.get('WorkingDir') or '/'}",
         *(f"{k}={v}" for k, v in env.items()),
-        "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={gid or uid}", "--clear-groups", "--",
+        "/usr/bin/setpriv", f"--reuid={uid}", f"--regid={gid or uid}", "--clear-groups",
+        "--inh-caps=-all", "--bounding-set=-all", "--",
         *argv,
     ]  # fmt: skip
     script = " && ".join([*mounts, "exec " + shlex.join(command)])
@@ -188,7 +196,12 @@ class ImageServer:
 @pytest.fixture
 def image_server(image: Image, volumes: Volumes, fake_model: FakeModel, tmp_path: Path) -> Iterator[ImageServer]:
     """The image's entrypoint and command (on a free port), with deploy/config.toml mounted, the
-    tenant's token and credential in the environment and the fake model as the API."""
+    tenant's token and credential in the environment and the fake model as the API. The CLI gets
+    only an allowlisted environment, so the config passes the fake model's address through, as
+    an operator pointing Claude at a gateway would."""
+    config = volumes.config / "config.toml"
+    passthrough = 'cli_env_passthrough = ["ANTHROPIC_BASE_URL", "DISABLE_TELEMETRY"]\n'
+    config.write_text(passthrough + config.read_text())  # a top-level key, so before the first table
     port = free_port()
     cmd = [str(port) if arg == "8765" else arg for arg in image.config["Cmd"]]
     env = {
@@ -237,6 +250,15 @@ async def test_the_image_serves_healthz_and_an_ask_through_the_bundled_cli(
     report = json.loads(answer["result"])
     assert report["api_key"] == API_KEY  # the tenant's credential reached the CLI in the image
     assert answer["session_id"]
+
+    # The CLI ran in its sandbox: its Bash sees a PID namespace of its own, bwrap its PID 1.
+    look = "echo uid=$(id -u); echo pid1=$(tr '\\0' ' ' < /proc/1/cmdline); echo pids=$(ls /proc | grep -c '^[0-9]')"
+    async with connect(RunningServer(image_server.url, image_server.process), TOKEN) as client:
+        answer = await call(client, "ask", prompt=tool_prompt("Bash", command=look), allowed_tools=["Bash"])
+    seen = dict(re.findall(r"(\w+)=(.*)", answer["result"]))  # the answer is "TOOL_RESULT: " and the output
+    assert Path((seen.get("pid1") or "?").split()[0]).name == "bwrap", answer["result"]
+    assert int(seen["pids"]) <= 15, answer["result"]  # bwrap, the CLI, the shell, this pipeline (7 seen)
+    assert seen["uid"] == str(UID), answer["result"]
     written = list(volumes.state.rglob("*"))
     assert written, "the server wrote no state to its volume"
     assert all(p.stat().st_uid == UID for p in written), "state is written as uid 10001"
