@@ -10,6 +10,7 @@ closing stops the CLI and every process it started.
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 import warnings
 from collections import deque
@@ -44,12 +45,16 @@ from claude_agent_sdk import (
 
 from ..errors import ClaudeMCPError, CLIFailed, CLINotFound, RunTimeout, SessionNotFound, StreamStalled
 from . import instrument
+from .cli_files import CliFiles, spill
 from .launcher import EventSink, RunOutcome, StartUps
 from .permissions import Asker, PermissionGate
 from .process_tree import process_tree, terminate_tree
 from .run_end import classify_exit
 
 logger = logging.getLogger(__name__)
+
+QUOTED_PATH = re.compile(r"""(['"])/[^'"]*\1""")
+"""A path the SDK quotes in its words (the CLI it could not start): for the log, not the caller."""
 
 
 @dataclass
@@ -99,9 +104,16 @@ class CLIProcess:
     """One `claude` process, kept open across turns of one conversation."""
 
     def __init__(
-        self, options: ClaudeAgentOptions, gate: PermissionGate | None = None, *, startups: StartUps | None = None
+        self,
+        options: ClaudeAgentOptions,
+        gate: PermissionGate | None = None,
+        *,
+        startups: StartUps | None = None,
+        files: CliFiles | None = None,
     ) -> None:
+        """`files`: what `cli_files.spill` wrote for this process (removed once it has started)."""
         self.options = options
+        self._files = files or CliFiles()
         self._startups = startups or StartUps()
         self.asker: Asker | None = None
         """Who is asked when a tool use needs approval during the current turn."""
@@ -162,7 +174,10 @@ class CLIProcess:
                 # Asking about tools the call also auto-approves is intended: the CLI asks only
                 # about what its rules leave open.
                 warnings.simplefilter("ignore", CanUseToolShadowedWarning)
-                await self._client.connect()
+                try:
+                    await self._client.connect()
+                finally:
+                    self._files.remove()  # read as the CLI started
 
     async def start(self, timeout_s: float = 60, *, prime: bool = False) -> None:
         """Start the CLI without a prompt (a spare process, ready for a new conversation).
@@ -303,6 +318,7 @@ class CLIProcess:
         if self.closed:
             return
         self.closed = True
+        self._files.remove()
         with anyio.CancelScope(shield=True):
             pid = self.pid
             tree = process_tree(pid) if pid is not None else []
@@ -317,7 +333,9 @@ class CLIProcess:
     def _died_message(self, detail: str | None) -> str:
         text = "The Claude Code CLI stopped before giving a result"
         if detail:
-            text += f": {detail.splitlines()[0][:300]}"
+            logger.warning("the CLI stopped: %s", detail.splitlines()[0][:1000])
+            shown = QUOTED_PATH.sub(r"\1…\1", detail.splitlines()[0][:300])  # no path of this machine
+            text += f": {shown}"
         if self._stderr_tail:
             text += f". Its last output: {' | '.join(list(self._stderr_tail)[-3:])[:500]}"
         return text + ". Details are in the server log."
@@ -336,4 +354,4 @@ class SdkLauncher:
         self.startups = StartUps()
 
     def launch(self, options: ClaudeAgentOptions, gate: PermissionGate | None = None) -> CLIProcess:
-        return CLIProcess(options, gate, startups=self.startups)
+        return CLIProcess(options, gate, startups=self.startups, files=spill(options))
