@@ -9,7 +9,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -414,12 +414,12 @@ async def test_a_sandboxed_launcher_gives_each_cli_process_its_capability_and_bi
         first = launcher.launch(ClaudeAgentOptions(env={CHAIN_ENV: "process-key"}))
         second = launcher.launch(ClaudeAgentOptions(env={CHAIN_ENV: "process-key"}))
         unkeyed = launcher.launch(ClaudeAgentOptions(env={}))
-        wall = json.loads(first.options.env[wall_exec.WALL_ENV])
+        wall = wall_exec.decode(first.options.env[wall_exec.WALL_ENV])
         assert first.options.env[SOCKET_ENV] == INSIDE_SOCKET
         assert first.options.env[TOKEN_ENV] != second.options.env[TOKEN_ENV]  # a capability per process
         assert TOKEN_ENV not in unkeyed.options.env  # no chain key, no capability
-        assert {SOCKET_ENV, TOKEN_ENV} <= set(wall["keep"])  # the allowlist keeps them
-        args, directory = wall["bwrap"], str(channel.directory)
+        assert {SOCKET_ENV, TOKEN_ENV} <= set(cast(list[str], wall["keep"]))  # the allowlist keeps them
+        args, directory = cast(list[str], wall["bwrap"]), str(channel.directory)
         assert args[args.index(directory) - 1 : args.index(directory) + 2] == ["--ro-bind", directory, INSIDE_DIR]
-        assert first.options.env[TOKEN_ENV] not in json.dumps(wall)  # a value: in the environment, never in argv
+        assert first.options.env[TOKEN_ENV] not in first.options.env[wall_exec.WALL_ENV]  # never in argv
     assert channel.directory is None and not await anyio.Path(directory).exists()  # gone with the channel

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -176,7 +175,7 @@ class Wall:
             "bind_env": ["CLAUDE_CONFIG_DIR", "HOME"],
             "config": list(self.config) if self.config is not None else None,
         }
-        return json.dumps(wall, separators=(",", ":"))
+        return wall_exec.encode(wall)
 
 
 def _outermost(paths: Iterable[Path]) -> list[Path]:
