@@ -26,9 +26,11 @@ from .errors import (
     ConfigError,
     DepthExceeded,
     InvalidArguments,
+    LimitReached,
     PolicyViolation,
     RunTimeout,
     SessionNotFound,
+    TooLarge,
 )
 from .mcp_surface.arguments import AskArgs
 
@@ -45,11 +47,13 @@ __all__ = [
     "ConfigError",
     "DepthExceeded",
     "InvalidArguments",
+    "LimitReached",
     "Policy",
     "PolicyViolation",
     "ResolvedSettings",
     "RunFailed",
     "RunTimeout",
     "SessionNotFound",
+    "TooLarge",
     "__version__",
 ]

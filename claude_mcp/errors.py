@@ -6,10 +6,12 @@ The tree (`kind` in brackets: the tool result's, the job record's and the HTTP m
     ├── ConfigError [config]                    the server's own configuration
     ├── InvalidArguments [invalid_arguments]    the call's arguments
     ├── PolicyViolation [policy]                a setting outside the server policy
+    ├── TooLarge [too_large]                    an input over its size limit (`config.limits`)
     ├── DepthExceeded [depth_exceeded]          too deep a chain of delegations
     ├── QuotaExceeded [quota_exceeded]          a tenant's or caller's quota is used up
     ├── ChainBudgetExceeded [chain_budget_exceeded]
     ├── Busy [busy]                             no slot for the run
+    │   └── LimitReached [limit_reached]        the namespace keeps as much as it may (conversations, jobs, batches)
     ├── StoreUnavailable [store_unavailable]    the shared store cannot be reached
     ├── RunTimeout [timeout]
     ├── ShuttingDown [shutting_down]            stopped by the server's drain
@@ -76,6 +78,16 @@ class PolicyViolation(ClaudeMCPError):
         self.setting = setting
 
 
+class TooLarge(ClaudeMCPError):
+    """An input is larger than the server accepts (`config.limits`): refused before any run starts."""
+
+    kind = "too_large"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
 class DepthExceeded(ClaudeMCPError):
     kind = "depth_exceeded"
 
@@ -122,6 +134,13 @@ class RunTimeout(ClaudeMCPError):
 
 class Busy(ClaudeMCPError):
     kind = "busy"
+
+
+class LimitReached(Busy):
+    """The namespace already keeps as many conversations, jobs or batches as the policy allows: not
+    an overload that passes by itself (HTTP answers it with 400, which no SDK retries, not 529)."""
+
+    kind = "limit_reached"
 
 
 class StoreUnavailable(ClaudeMCPError):

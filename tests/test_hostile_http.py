@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,7 +25,8 @@ from starlette.datastructures import QueryParams
 
 from claude_mcp.http_api.inputs import query_int
 from claude_mcp.http_api.shapes import ApiError
-from tests.test_http import RunningServer, serving, tenants_config
+from tests.conftest import FakeModel
+from tests.test_http import ALICE, RunningServer, serving, tenants_config
 from tests.test_stdio import write_config
 
 pytestmark = pytest.mark.anyio
@@ -349,3 +352,180 @@ async def test_a_large_allowed_body_is_decoded_while_other_requests_are_served(
     assert response is not None
     assert "last message must have role 'user'" in anthropic_error(response, 400, "invalid_request_error")
     assert answered > 3
+
+
+# --- what one request may hold, and how the APIs answer what it cannot ---------------------------------------
+
+
+@pytest.fixture
+def limited(tmp_path: Path, workdir: Path, cli_env: dict[str, str]) -> Iterator[RunningServer]:
+    """One conversation and one batch kept at most, and room for 10,000 client tools."""
+    extra = "max_conversations = 1\nmax_batches = 1\nmax_client_tools = 10000\nmax_client_tools_kb = 4096"
+    config = write_config(tmp_path / "limited.toml", workdir, cli_env, extra)
+    with serving(tmp_path, config, "http", name="limited") as running:
+        try:
+            yield running
+        finally:
+            stopped_if_stuck(running)
+
+
+def user(text: str) -> dict[str, str]:
+    return {"role": "user", "content": text}
+
+
+async def test_a_prompt_within_max_prompt_kb_runs_and_one_over_it_is_refused_up_front(
+    local: RunningServer, http: httpx2.AsyncClient, fake_model: FakeModel
+) -> None:
+    """The SDK's default 1 MB bound on a line of the CLI's output stopped a ~500 KB prompt after the
+    CLI had started (a 500 "The CLI wrote output that is not JSON"): it now fits `max_prompt_kb`."""
+    token = uuid.uuid4().hex
+    async with anthropic.AsyncAnthropic(base_url=local.base, api_key="sk-any", max_retries=0, timeout=60) as claude:
+        reply = await claude.messages.create(
+            model="sonnet", max_tokens=10, messages=[user(f"[[say:big {token}]] " + "x" * 1_000_000)]
+        )
+        assert reply.content[0].text == f"big {token}"  # type: ignore[union-attr]
+        over = [
+            {"messages": [user(f"{token} " + "x" * (MiB + 1))]},
+            {"messages": [user(token)], "system": "s" * (256 * 1024 + 1)},
+            # A history this server holds no conversation for is carried into the first prompt of a new one.
+            {"messages": [user(token + "a" * 600_000), {"role": "assistant", "content": "ok"}, user("b" * 600_000)]},
+        ]
+        for params, setting in zip(over, ("max_prompt_kb", "max_system_prompt_kb", "max_prompt_kb"), strict=True):
+            with anyio.fail_after(5), pytest.raises(anthropic.APIStatusError) as refused:
+                await claude.messages.create(model="sonnet", max_tokens=10, **params)  # type: ignore[arg-type]
+            assert refused.value.status_code == 413, refused.value.message
+            assert refused.value.body["error"]["type"] == "request_too_large"  # type: ignore[index]
+            assert setting in refused.value.message
+        assert "carried" in refused.value.message
+    async with openai.AsyncOpenAI(base_url=local.base + "/v1", api_key="sk-any", max_retries=0) as gpt:
+        for messages in (
+            [user(f"{token} " + "x" * (MiB + 1))],
+            [{"role": "system", "content": "s" * (256 * 1024 + 1)}, user(token)],
+        ):
+            with anyio.fail_after(5), pytest.raises(openai.APIStatusError) as too_big:
+                await gpt.chat.completions.create(model="sonnet", messages=messages)  # type: ignore[arg-type]
+            assert too_big.value.status_code == 413
+            assert too_big.value.response.json()["error"]["type"] == "request_too_large"
+    assert len(fake_model.requests_for(token)) == 1  # only the request within the limits reached the model
+    await healthy(http, local)
+
+
+async def test_a_long_system_prompt_and_many_tools_never_meet_the_command_lines_limits(
+    tenants: RunningServer, limited: RunningServer
+) -> None:
+    """200,000 characters of `system` and 10,000 client tools failed to start the CLI ("[Errno 7]
+    Argument list too long", a 500 naming the install's path): the system prompt goes in a file the
+    sandboxed CLI reads (alice's runs are in the sandbox), the tools are allowed by one rule (the
+    CLI offers so many through its tool search: a call of the last one is handed to the client)."""
+    system = "Answer briefly. " * 12_400 + "SYSTEM-END-MARK"  # 198,415 characters
+    async with anthropic.AsyncAnthropic(base_url=tenants.base, api_key=ALICE, max_retries=0, timeout=60) as claude:
+        reply = await claude.messages.create(
+            model="sonnet", max_tokens=10, system=system, messages=[user("[[report]]")]
+        )
+    assert json.loads(reply.content[0].text)["system"].endswith("SYSTEM-END-MARK")  # type: ignore[union-attr]
+    tools = [
+        {"name": f"tool_{n:05d}", "description": "d", "input_schema": {"type": "object", "properties": {}}}
+        for n in range(10_000)
+    ]
+    asked = [user("[[tool:mcp__client__tool_09999:{}]]")]
+    async with anthropic.AsyncAnthropic(base_url=limited.base, api_key="sk-any", max_retries=0, timeout=120) as claude:
+        called = await claude.messages.create(model="sonnet", max_tokens=10, tools=tools, messages=asked)  # type: ignore[arg-type]
+        call = called.content[-1]
+        assert called.stop_reason == "tool_use" and call.type == "tool_use" and call.name == "tool_09999"
+        result = {"type": "tool_result", "tool_use_id": call.id, "content": "done"}
+        answered = [*asked, {"role": "assistant", "content": called.content}, {"role": "user", "content": [result]}]
+        reply = await claude.messages.create(model="sonnet", max_tokens=10, tools=tools, messages=answered)  # type: ignore[arg-type]
+        assert reply.content[-1].text == "TOOL_RESULT: done"  # type: ignore[union-attr]
+        with anyio.fail_after(5), pytest.raises(anthropic.APIStatusError) as refused:
+            await claude.messages.create(
+                model="sonnet",
+                max_tokens=10,
+                tools=[*tools, *tools[:1]],
+                messages=[user("x")],  # type: ignore[arg-type]
+            )
+        assert refused.value.status_code == 413 and "max_client_tools" in refused.value.message
+
+
+async def test_more_client_tools_than_max_client_tools_are_refused_up_front(local: RunningServer) -> None:
+    tools = [{"name": f"t{n}", "input_schema": {"type": "object"}} for n in range(257)]
+    async with anthropic.AsyncAnthropic(base_url=local.base, api_key="sk-any", max_retries=0, timeout=30) as claude:
+        with anyio.fail_after(5), pytest.raises(anthropic.APIStatusError) as refused:
+            await claude.messages.create(model="sonnet", max_tokens=10, tools=tools, messages=[user("x")])  # type: ignore[arg-type]
+    assert refused.value.status_code == 413 and "257 tools" in refused.value.message
+    assert refused.value.body["error"]["type"] == "request_too_large"  # type: ignore[index]
+
+
+async def test_unknown_paths_under_v1_answer_in_the_apis_shape(local: RunningServer, http: httpx2.AsyncClient) -> None:
+    headers = {"x-api-key": "sk-any"}
+    for path in ("/v1/messages/batches/..%2F..", "/v1/nothing", "/v1/messages/batches/x/y/z"):
+        message = anthropic_error(await http.get(local.base + path, headers=headers), 404, "not_found_error")
+        assert "no endpoint GET" in message
+    message = anthropic_error(
+        await http.get(local.base + "/v1/messages", headers=headers), 405, "invalid_request_error"
+    )
+    assert "POST" in message
+    response = await http.get(local.base + "/v1/chat/nothing", headers=headers)
+    assert response.status_code == 404 and response.json()["error"]["type"] == "not_found_error"
+    async with anthropic.AsyncAnthropic(base_url=local.base, api_key="sk-any", max_retries=0) as claude:
+        with pytest.raises(anthropic.NotFoundError):
+            await claude.messages.batches.retrieve("../..")
+
+
+async def test_the_model_apis_refusals_keep_their_meaning(local: RunningServer) -> None:
+    """The API's 400 and 413 were a 502 "Retry shortly" (retried by every SDK, failing the same way
+    each time); the server's own credential rejected was a 401 (the client's SDK blames its own key)."""
+    async with anthropic.AsyncAnthropic(base_url=local.base, api_key="sk-any", max_retries=0, timeout=60) as claude:
+        for code, status, kind in ((400, 400, "invalid_request_error"), (413, 413, "request_too_large")):
+            with pytest.raises(anthropic.APIStatusError) as refused:
+                await claude.messages.create(model="sonnet", max_tokens=10, messages=[user(f"[[error:{code}]]")])
+            assert (refused.value.status_code, refused.value.body["error"]["type"]) == (status, kind)  # type: ignore[index]
+            assert f"(HTTP {code})" in refused.value.message and "Detail: " in refused.value.message
+            assert "Retry shortly" not in refused.value.message
+        with pytest.raises(anthropic.APIStatusError) as refused:
+            await claude.messages.create(model="sonnet", max_tokens=10, messages=[user("[[error:401]]")])
+        assert refused.value.status_code == 502 and not isinstance(refused.value, anthropic.AuthenticationError)
+        assert "this server's own credential" in refused.value.message
+    async with openai.AsyncOpenAI(base_url=local.base + "/v1", api_key="sk-any", max_retries=0) as gpt:
+        with pytest.raises(openai.APIStatusError) as refused_openai:
+            await gpt.chat.completions.create(model="sonnet", messages=[user("[[error:400]]")])  # type: ignore[list-item]
+        assert refused_openai.value.status_code == 400
+
+
+async def test_a_namespace_at_its_limits_is_refused_with_a_status_no_sdk_retries(limited: RunningServer) -> None:
+    """`max_conversations` reached was a 529, which the SDKs retry (twice, 5 s apart, for nothing)."""
+    async with anthropic.AsyncAnthropic(base_url=limited.base, api_key="sk-any", timeout=60) as claude:  # retries on
+        await claude.messages.create(model="sonnet", max_tokens=10, messages=[user("[[say:first]]")])
+        started = time.monotonic()
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await claude.messages.create(model="sonnet", max_tokens=10, messages=[user("[[say:second]]")])
+        assert time.monotonic() - started < 3  # not retried
+        assert refused.value.body["error"]["type"] == "invalid_request_error"  # type: ignore[index]
+        assert "1 conversations" in refused.value.message
+        batch = await claude.messages.batches.create(
+            requests=[{"custom_id": "a", "params": {"model": "sonnet", "max_tokens": 10, "messages": [user("x")]}}]
+        )
+        with pytest.raises(anthropic.BadRequestError) as refused:
+            await claude.messages.batches.create(
+                requests=[{"custom_id": "b", "params": {"model": "sonnet", "max_tokens": 10, "messages": [user("x")]}}]
+            )
+        assert "1 message batches" in refused.value.message
+        await claude.messages.batches.cancel(batch.id)
+
+
+async def test_a_batchs_requests_are_held_to_the_same_limits(local: RunningServer, http: httpx2.AsyncClient) -> None:
+    """A batch with one 100 MB prompt was accepted and stored (SQLite 221 MB and a 211 MB WAL)."""
+    params = {"model": "sonnet", "max_tokens": 10}
+    requests = [
+        {"custom_id": "fine", "params": params | {"messages": [user("x")]}},
+        {"custom_id": "long", "params": params | {"messages": [user("x" * (MiB + 1))]}},
+        {"custom_id": "system", "params": params | {"system": "s" * (256 * 1024 + 1), "messages": [user("x")]}},
+    ]
+    with anyio.fail_after(10):
+        response = await http.post(
+            local.base + "/v1/messages/batches", json={"requests": requests}, headers=JSON | {"x-api-key": "sk-any"}
+        )
+    message = anthropic_error(response, 400, "invalid_request_error")
+    assert "2 of the batch's requests" in message and "'long'" in message and "'system'" in message
+    assert "max_prompt_kb" in message and "max_system_prompt_kb" in message
+    listed = await http.get(local.base + "/v1/messages/batches", headers={"x-api-key": "sk-any"})
+    assert listed.json()["data"] == []  # nothing stored

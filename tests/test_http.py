@@ -209,7 +209,7 @@ HOSTILE: list[tuple[str, dict[str, Any], str]] = [
     ("ask", {"prompt": "x", "cwd": "work\x00/etc"}, "cwd"),
     ("ask", {"prompt": "x", "model": "haiku; rm -rf / #"}, "model"),
     ("ask", {"prompt": "x", "model": "--dangerously-skip-permissions"}, "model"),
-    ("ask", {"prompt": "x" * 200_001}, "prompt"),
+    ("ask", {"prompt": "x" * (1024 * 1024 + 1)}, "max_prompt_kb"),
     ("ask", {"prompt": "x", "json_schema": {"type": "object", "required": "yes"}}, "json_schema"),
     ("ask", {"prompt": "x", "session_id": "../../../etc/passwd"}, "session_id"),
     ("ask", {"prompt": "x", "mcp_servers": {"x; rm": {"command": "sh"}}}, "mcp_servers"),

@@ -61,6 +61,9 @@ CASES = [
     Case("api 529", api_error(529), "api_529", "api_529", "api_529", (529, "overloaded_error"), APIError),
     Case("api 500", api_error(500), "api_other", "api_500", "api_500", (502, "api_error"), APIError),
     Case("api 418", api_error(418), "api_other", "api_other", "api_418", (502, "api_error"), APIError),
+    # The API's refusals of the request itself pass through: a retry would only repeat them.
+    Case("api 400", api_error(400), "api_other", "api_400", "api_400", (400, "invalid_request_error"), APIError),
+    Case("api 413", api_error(413), "api_other", "api_413", "api_413", (413, "request_too_large"), APIError),
     Case(
         "api status only",
         message(is_error=True, result="API Error", terminal_reason=None, api_error_status=429),
@@ -208,15 +211,27 @@ def test_the_usage_outcome_of_each_end(case: Case) -> None:
     assert outcome_of(case.result) == case.usage
 
 
+SERVER_CREDENTIAL_ENDS = ("api_401", "not_logged_in")
+"""Ends that blame the credential the run used: the caller's own (caller mode), or the server's."""
+
+
 @pytest.mark.parametrize("case", FAILURES, ids=ids(FAILURES))
 def test_the_http_status_and_error_type_of_each_end(case: Case) -> None:
+    """`case.http` with the caller's own credential; with the server's, a rejected credential is a
+    502 `api_error` (a 401 would make the client's SDK blame the client's key)."""
     end = classify(case.result)
-    assert run_end_status(end) == case.http
-    assert (api_error_of(failed(case)).status, api_error_of(failed(case)).type) == case.http
-    # A job keeps its failure's kind and status; the batch results map those the same way.
     error = end.error()
     assert error is not None
-    assert status_and_type(error.kind, error.status if isinstance(error, APIError) else None) == case.http
+    for own in (True, False):
+        expected = case.http if own or end.kind not in SERVER_CREDENTIAL_ENDS else (502, "api_error")
+        assert run_end_status(end, caller_credentials=own) == expected
+        answer = api_error_of(failed(case), caller_credentials=own)
+        assert (answer.status, answer.type) == expected
+        # A job keeps its failure's kind and status; the batch results map those the same way.
+        status = error.status if isinstance(error, APIError) else None
+        assert status_and_type(error.kind, status, caller_credentials=own) == expected
+        if expected == (502, "api_error") and case.http == (401, "authentication_error"):
+            assert "this server's own credential" in answer.message and "Your API key is not at fault" in answer.message
 
 
 @pytest.mark.parametrize(
@@ -259,6 +274,8 @@ def test_advice_tells_the_caller_what_to_do() -> None:
         429: "rate limit",
         529: "overloaded",
         500: "HTTP 500). Retry",
+        400: "refused the request as invalid (HTTP 400)",
+        413: "refused the request as too large (HTTP 413)",
         None: "The Claude API failed.",
     }
     for status, words in advice.items():
@@ -275,7 +292,7 @@ def test_a_rejected_callers_credential_counts_as_the_apis_401() -> None:
     exc = RunFailed(APIError(CALLER_REJECTED, status=401, session_id=None), result)
     assert exc.cause.kind == "api_error" and exc.end.kind == "api_401"
     assert error_kind(exc) == "api_401"
-    answer = api_error_of(exc)
+    answer = api_error_of(exc, caller_credentials=True)
     assert (answer.status, answer.type, answer.retry_after_s) == (401, "authentication_error", None)
     assert str(CALLER_REJECTED) in str(answer)
 

@@ -72,8 +72,9 @@ class ToolRelay:
         return create_sdk_mcp_server(SERVER, tools=[self._tool(t) for t in self.tools])
 
     def allowed(self) -> list[str]:
-        """The tool names the CLI may call without asking (the caller decides what they do)."""
-        return [t.mcp_name for t in self.tools]
+        """What the CLI may call without asking (the caller decides what its tools do): every tool of
+        this server, by one rule (a rule per tool would put thousands of names on the command line)."""
+        return [f"mcp__{SERVER}"]
 
     def _tool(self, spec: ClientTool) -> SdkMcpTool[Any]:
         schema = {"type": "object", **spec.input_schema}

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 
 from ..config.call_settings import CallSettings
 from ..config.policy import Policy
-from ..errors import Busy, ClaudeMCPError, InvalidArguments
+from ..errors import ClaudeMCPError, InvalidArguments, LimitReached
 from ..state.store import JobRecord
 from .job_book import CANCELLED, SYNC_S, JobBook
 from .jobs import Job, JobView
@@ -128,22 +128,21 @@ class JobEngine:
         """A run slot may be free: look for queued jobs now."""
         self._wanted.set()
 
-    async def admit(
-        self, owner: str, settings: CallSettings, agent: str | None, *, counted: bool
-    ) -> Callable[[], None]:
+    async def admit(self, owner: str, request: Request, agent: str | None, *, counted: bool) -> Callable[[], None]:
         """Refuse a job this bridge cannot take: not running, over `max_jobs` (if `counted`), or with
-        bad settings or an unknown agent (so that they fail now, not in the job). A counted job is
-        reserved until the returned function says it is in the store (or gone)."""
+        bad settings, inputs over their size limits or an unknown agent (so that they fail now, not
+        in the job). A counted job is reserved until the returned function says it is in the store
+        (or gone)."""
         if self._tasks is None:
             raise ClaudeMCPError("Background jobs need a running bridge: use `async with ClaudeBridge(...)`.")
-        resolved = self._policy.resolve(settings)
+        resolved = self._policy.resolve(request.settings, request.prompt)
         if agent is not None and agent not in resolved.agents:
             raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {', '.join(resolved.agents) or '(none)'}.")
         if not counted:
             return lambda: None
         stored = await self.book.count(owner)
         if stored + self._reserved[owner] >= self._policy.max_jobs:  # no checkpoint from here to the reservation
-            raise Busy(
+            raise LimitReached(
                 f"You have {self._policy.max_jobs} jobs (running or kept), the limit; cancel some or wait for "
                 "finished ones to expire."
             )
@@ -165,7 +164,7 @@ class JobEngine:
         or a fork of it). Bad settings fail here, not in the job. The run is bounded by its timeout;
         its job is kept `job_retention_s` after. Not `kept`: a call's own run, which joins the job
         book only if the call lets it go on without it (`keep`)."""
-        release = await self.admit(owner, request.settings, agent, counted=True)  # a call's own run may be kept
+        release = await self.admit(owner, request, agent, counted=True)  # a call's own run may be kept
         target = request.target
         job = Job(owner=owner, agent=agent, session_id=None if target.fork else target.resume, tool=tool, kept=kept)
         if kept:
@@ -204,7 +203,7 @@ class JobEngine:
         run needs a secret held only in this replica's memory (the caller's credential, MCP
         servers' settings) is run here, and fails if this replica stops before it starts. Not
         `counted`: a request of a Message Batch, which has a limit of its own (not `max_jobs`)."""
-        release = await self.admit(owner, request.settings, agent, counted=counted)
+        release = await self.admit(owner, request, agent, counted=counted)
         pinned = self._policy.credentials == "caller" or request.settings.mcp_servers is not None
         now = time.time()
         record = JobRecord(

@@ -1,7 +1,8 @@
 """Resolved settings → `ClaudeAgentOptions`: a pure mapping, tested without a process.
 
 `claude-agent-sdk` turns the options into CLI flags and sends the prompt over stdin
-(stream-json), so a prompt never meets argv's size limits.
+(stream-json), so a prompt never meets argv's size limits; the flags that may be large go to
+files when they are (`cli_files`, as a process is launched).
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def build_options(
         env=env,
         extra_args=extra_args,
         include_partial_messages=True,
+        max_buffer_size=policy.input_limits.cli_buffer_bytes,  # a line of the CLI's may echo a prompt at the limit
         stderr=stderr,
         session_store=session_store,
     )

@@ -50,6 +50,9 @@ METRIC_API_STATUSES = frozenset({400, 401, 403, 404, 413, 429, 500, 502, 503, 52
 """The API statuses a metric label names (`api_<status>`); any other is `api_other`."""
 
 _API_ADVICE = {
+    400: "Claude's API refused the request as invalid (HTTP 400); sending it again unchanged fails the same way.",
+    413: "Claude's API refused the request as too large (HTTP 413): send a shorter prompt, or start a new "
+    "conversation.",
     401: "Claude rejected the credentials (HTTP 401). Check ANTHROPIC_API_KEY, or log in with "
     "`claude /login` (or set CLAUDE_CODE_OAUTH_TOKEN) for the account the server runs as.",
     403: "Claude refused the request (HTTP 403): the credential lacks permission for this model or feature.",

@@ -28,7 +28,7 @@ from claude_agent_sdk import Message, SystemMessage
 from ..config.call_settings import CallSettings
 from ..config.credentials import CALLER_REJECTED
 from ..config.policy import Policy, ResolvedSettings
-from ..errors import APIError, Busy, DepthExceeded, InvalidArguments, SessionNotFound
+from ..errors import APIError, DepthExceeded, InvalidArguments, LimitReached, SessionNotFound
 from ..state import legacy
 from ..state.conversations import Conversations, sticky_settings
 from ..state.sticky import config_dir, sticky
@@ -111,7 +111,7 @@ class Planner:
         record: SessionRecord | None,
         done: Callable[[], None],
     ) -> RunPlan:
-        resolved = self._policy.resolve(call)
+        resolved = self._policy.resolve(call, prompt)
         if agent is not None:
             if agent not in resolved.agents:
                 known = ", ".join(resolved.agents) or "(none)"
@@ -151,7 +151,7 @@ class Planner:
         conversations = self._conversations
         kept = await conversations.store.count_sessions(conversations.namespace)
         if kept + self._starting >= limit:  # no checkpoint from here to taking the place
-            raise Busy(
+            raise LimitReached(
                 f"You keep {limit} conversations, the limit on this server; delete some (delete_session) before "
                 "starting another, or continue an existing one."
             )

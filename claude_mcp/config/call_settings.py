@@ -8,9 +8,12 @@ tools' argument models (`claude_mcp.mcp_surface.arguments`) extend it.
 
 from __future__ import annotations
 
-import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
 
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from .limits import JSON_SCHEMA_CEILING_KB, KiB, json_size
 from .specs import AgentSpec, McpServer, ServerName
 from .types import Effort, JsonObject, ModelName, PathText, PermissionMode, PromptText, ToolRule
 
@@ -71,9 +74,12 @@ class CallSettings(BaseModel):
 
     @field_validator("json_schema")
     @classmethod
-    def _valid_json_schema(cls, schema: JsonObject | None) -> JsonObject | None:
-        if schema is None:
-            return None
+    def _valid_json_schema(cls, schema: JsonObject | None, info: ValidationInfo) -> JsonObject | None:
+        if schema is None or (info.context or {}).get(CHECKED):
+            return schema
+        if json_size(schema, JSON_SCHEMA_CEILING_KB * KiB) > JSON_SCHEMA_CEILING_KB * KiB:
+            # Checked before the (slow) meta-schema check; the policy's `max_json_schema_kb` may be lower.
+            raise ValueError(f"the schema is larger than the {JSON_SCHEMA_CEILING_KB} KiB a CLI can be given")
         try:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:
@@ -85,12 +91,27 @@ class CallSettings(BaseModel):
     def over(self, base: CallSettings) -> CallSettings:
         """These settings where set, `base`'s elsewhere (the set fields stay marked as set)."""
         return CallSettings.model_validate(
-            {**base.model_dump(exclude_unset=True), **self.model_dump(include=set(SETTING_NAMES), exclude_unset=True)}
+            {**base.model_dump(exclude_unset=True), **self.model_dump(include=set(SETTING_NAMES), exclude_unset=True)},
+            context={CHECKED: True},
         )
 
     def settings(self) -> CallSettings:
         """The per-call settings alone (a tool's other arguments dropped), as the caller set them."""
-        return CallSettings.model_validate(self.model_dump(include=set(SETTING_NAMES), exclude_unset=True))
+        return CallSettings.model_validate(
+            self.model_dump(include=set(SETTING_NAMES), exclude_unset=True), context={CHECKED: True}
+        )
+
+    def sized(self) -> dict[str, Any]:
+        """The settings whose size the policy bounds (`InputLimits.settings`), as JSON values."""
+        return {
+            "system_prompt": self.system_prompt,
+            "append_system_prompt": self.append_system_prompt,
+            "json_schema": self.json_schema,
+            "agents": {name: agent.cli_definition() for name, agent in (self.agents or {}).items()} or None,
+            "mcp_servers": {name: server.model_dump() for name, server in (self.mcp_servers or {}).items()} or None,
+        }
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(CallSettings.model_fields)
+CHECKED = "checked"
+"""Validation context: the values come from settings already validated (their JSON Schema checked)."""

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ..errors import ConfigError, PolicyViolation
 from .call_settings import CallSettings
+from .limits import JSON_SCHEMA_CEILING_KB, InputLimits
 from .specs import AgentSpec, McpServer
 from .tenants import TenantSpec
 from .types import Effort, PermissionMode
@@ -138,6 +139,43 @@ class Policy(BaseModel):
         description="Most MiB the body of `POST /v1/messages/batches` may hold (the API's own limit is 256 MB); "
         "a larger one is refused with 413 before the rest is read. 64 MiB is ~6 KiB for each of 10,000 requests, "
         "and every request is stored. Server-wide.",
+    )
+    max_prompt_kb: float = Field(
+        1024,
+        gt=0,
+        description="Most KiB (UTF-8) of one turn's prompt: an MCP tool's `prompt`; over HTTP the last user message, "
+        "or a history this server holds no conversation for, carried into a new one with it. Larger is refused "
+        "before any run starts (MCP error; HTTP 413). Server-wide (a tenant's policy may lower it, not raise it).",
+    )
+    max_system_prompt_kb: float = Field(
+        256,
+        gt=0,
+        description="Most KiB of `system_prompt` and of `append_system_prompt`, each (over HTTP: `system`, or the "
+        "system and developer messages). Server-wide, like `max_prompt_kb`.",
+    )
+    max_json_schema_kb: float = Field(
+        64,
+        gt=0,
+        le=JSON_SCHEMA_CEILING_KB,
+        description="Most KiB of a call's `json_schema` (as JSON, non-ASCII escaped): it goes to the CLI on its "
+        f"command line, so at most {JSON_SCHEMA_CEILING_KB}. Server-wide, like `max_prompt_kb`.",
+    )
+    max_agents_kb: float = Field(
+        512, gt=0, description="Most KiB of a call's own `agents`, their definitions together. Server-wide."
+    )
+    max_client_tools: int = Field(
+        256, ge=1, description="Most tools one Messages API request may offer (`tools`). Server-wide."
+    )
+    max_client_tools_kb: float = Field(
+        1024,
+        gt=0,
+        description="Most KiB of one Messages API request's `tools`, their definitions together. Server-wide.",
+    )
+    max_batches: int = Field(
+        100,
+        ge=1,
+        description="Most Message Batches one tenant or caller keeps, processing or ended (each at most "
+        "`max_batch_mb`): past it a new batch is refused until ended ones are deleted or expire.",
     )
     batch_retention_s: float = Field(
         29 * 86_400,
@@ -314,9 +352,26 @@ class Policy(BaseModel):
             where = f"config file {path}" if path else "settings"
             raise ConfigError(f"invalid {where}:\n{_format_errors(exc)}") from None
 
-    def resolve(self, call: CallSettings) -> ResolvedSettings:
-        """Merge the call over the defaults and check every ceiling. Raises `PolicyViolation`."""
+    @property
+    def input_limits(self) -> InputLimits:
+        """How large a call's inputs may be (`max_prompt_kb` and the rest), in bytes."""
+        return InputLimits(
+            prompt_bytes=int(self.max_prompt_kb * 1024),
+            system_prompt_bytes=int(self.max_system_prompt_kb * 1024),
+            json_schema_bytes=int(self.max_json_schema_kb * 1024),
+            agents_bytes=int(self.max_agents_kb * 1024),
+            most_client_tools=self.max_client_tools,
+            client_tools_bytes=int(self.max_client_tools_kb * 1024),
+        )
+
+    def resolve(self, call: CallSettings, prompt: str | None = None) -> ResolvedSettings:
+        """Merge the call over the defaults and check every ceiling, and the sizes of the settings
+        and of the `prompt` (if given). Raises `PolicyViolation` or `TooLarge`."""
         merged = call.over(self.defaults)
+        limits = self.input_limits
+        if prompt is not None:
+            limits.prompt(prompt)
+        limits.settings(merged.sized())
         permission_mode = merged.permission_mode or "default"
         if permission_mode not in self.permission_modes:
             raise PolicyViolation(

@@ -17,7 +17,8 @@ ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:
 # A tool name or a permission rule such as `Bash(git *)` or `mcp__github__create_issue`.
 ToolRule = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"^[^\x00-\x1f,]+$")]
 PathText = Annotated[str, StringConstraints(min_length=1, max_length=4096, pattern=r"^[^\x00]+$")]
-PromptText = Annotated[str, StringConstraints(max_length=200_000)]
+PromptText = str
+"""A prompt or system prompt: its size is the policy's to bound (`config.limits`), the same on every surface."""
 
 JsonValue = TypeAliasType("JsonValue", "str | bool | int | float | list[JsonValue] | dict[str, JsonValue] | None")
 """Any JSON value. Unlike `pydantic.JsonValue`, whose schema is `{}`, its schema says so: a

@@ -15,8 +15,9 @@ from starlette.responses import JSONResponse, Response
 
 from ..bridge.tenancy import Tenancy
 from ..config.call_settings import CallSettings
+from ..config.limits import InputLimits
 from ..config.types import SESSION_ID_PATTERN
-from ..errors import ClaudeMCPError
+from ..errors import ClaudeMCPError, TooLarge
 from .auth import caller_of
 from .client_tools import ToolRuns
 from .errors import api_error_of
@@ -86,7 +87,9 @@ def error_response(error: ApiError, request_id: str) -> Response:
     return JSONResponse(error.body(), status_code=error.status, headers=headers)
 
 
-async def in_api_shape(work: Callable[[str], Awaitable[Response | dict[str, Any]]], failed: ApiError) -> Response:
+async def in_api_shape(
+    work: Callable[[str], Awaitable[Response | dict[str, Any]]], failed: ApiError, *, caller_credentials: bool = False
+) -> Response:
     """`work`'s answer (given the request's id), with a `request-id` header; any failure an error
     in the API's shape (`failed` for an unexpected one, which is logged), never a traceback."""
     request_id = api_id("req_")
@@ -95,7 +98,7 @@ async def in_api_shape(work: Callable[[str], Awaitable[Response | dict[str, Any]
     except ApiError as error:
         return error_response(error, request_id)
     except ClaudeMCPError as exc:
-        return error_response(api_error_of(exc), request_id)
+        return error_response(api_error_of(exc, caller_credentials=caller_credentials), request_id)
     except Exception:
         logger.exception("an API request failed")
         return error_response(failed, request_id)
@@ -105,23 +108,28 @@ async def in_api_shape(work: Callable[[str], Awaitable[Response | dict[str, Any]
     return JSONResponse(answer, headers={"request-id": request_id})
 
 
-def turn_of(body: MessagesRequest, session_id: str | None = None) -> ApiTurn:
+def turn_of(body: MessagesRequest, limits: InputLimits, session_id: str | None = None) -> ApiTurn:
     """What a Messages API request asks of Claude Code (in `/v1/messages` and in a batch);
-    `ApiError` for what a run cannot honour."""
-    if refusals := body.refusals():
-        raise ApiError(400, "invalid_request_error", " ".join(refusals))
-    turns: list[Turn] = [(m.role, m.text()) for m in body.messages]
+    `ApiError` for what a run cannot honour, or what is over the server's input `limits` (413)."""
     try:
-        settings = CallSettings(model=body.model, **({"system_prompt": s} if (s := body.system_text()) else {}))
+        limits.client_tools(body.tools)
+        if refusals := body.refusals():
+            raise ApiError(400, "invalid_request_error", " ".join(refusals))
+        turns: list[Turn] = [(m.role, m.text()) for m in body.messages]
+        limits.prompt(turns[-1][1], field="messages", what="The last message")
+        limits.system_prompt(system := body.system_text(), field="system")
+        settings = CallSettings(model=body.model, **({"system_prompt": system} if system else {}))
     except ValidationError as exc:
         raise ApiError(400, "invalid_request_error", describe(exc)) from None
+    except TooLarge as exc:
+        raise api_error_of(exc) from None
     return ApiTurn(turns[-1][1], turns[:-1], settings, session_id)
 
 
-def _messages_request(data: Any, session_id: str | None) -> tuple[MessagesRequest, ApiTurn]:
+def _messages_request(data: Any, limits: InputLimits, session_id: str | None) -> tuple[MessagesRequest, ApiTurn]:
     """A decoded `/v1/messages` body and the turn it asks for (all of it slow for a large body)."""
     body = MessagesRequest.model_validate(data)
-    return body, turn_of(body, session_id)
+    return body, turn_of(body, limits, session_id)
 
 
 def requested_session(request: Request) -> str | None:
@@ -150,7 +158,9 @@ class MessagesApi:
             caller = caller_of(request.headers, self.tenancy)  # first: a stranger's body is never read
             session_id = requested_session(request)
             body, turn = await self.bodies.read(
-                request, self.bodies.request, functools.partial(_messages_request, session_id=session_id)
+                request,
+                self.bodies.request,
+                functools.partial(_messages_request, limits=self.bodies.limits, session_id=session_id),
             )
             result, tools = body.messages[-1].tool_result(), body.client_tools()
         except ApiError as error:
@@ -187,7 +197,7 @@ class MessagesApi:
             async with self.tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
                 offered = await bridge.models()
         except ClaudeMCPError as exc:
-            raise api_error_of(exc) from None
+            raise api_error_of(exc, caller_credentials=caller.credential is not None) from None
         listed: dict[str, dict[str, Any]] = {}
         for model in offered:
             name = str(model.get("displayName") or model.get("value"))

@@ -16,9 +16,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..bridge.results import AskResult, failure_of
+from ..config.limits import InputLimits
+from ..errors import APIError
 from ..state.store import BATCH_EXPIRED, BatchOutcome, BatchRecord, JobRecord
 from .anthropic import turn_of
-from .errors import api_error_of, status_and_type
+from .errors import SERVER_CREDENTIAL_REFUSED, api_error_of, status_and_type
 from .inputs import describe
 from .serving import ApiTurn
 from .shapes import ApiError, ManyPerRequest, MessagesRequest, usage_of
@@ -52,7 +54,7 @@ class BatchEntry:
     turn: ApiTurn
 
 
-def _problems_of(params: dict[str, Any]) -> tuple[ApiTurn | None, list[str]]:
+def _problems_of(params: dict[str, Any], limits: InputLimits) -> tuple[ApiTurn | None, list[str]]:
     try:
         request = MessagesRequest.model_validate(params)
     except ValidationError as exc:
@@ -66,14 +68,15 @@ def _problems_of(params: dict[str, Any]) -> tuple[ApiTurn | None, list[str]]:
             "it; send such requests to /v1/messages."
         )
     try:
-        return turn_of(request), problems
+        return turn_of(request, limits), problems
     except ApiError as error:
         return None, [*problems, error.message]
 
 
-def checked_requests(body: BatchCreate) -> list[BatchEntry]:
+def checked_requests(body: BatchCreate, limits: InputLimits) -> list[BatchEntry]:
     """Each request of the batch as its turn; `ApiError` naming every request that cannot be run
-    (by index and custom_id), duplicate custom_ids included."""
+    (by index and custom_id), duplicate custom_ids and requests over the input `limits` of
+    `/v1/messages` included."""
     entries: list[BatchEntry] = []
     problems: list[str] = []
     first_use: dict[str, int] = {}
@@ -82,7 +85,7 @@ def checked_requests(body: BatchCreate) -> list[BatchEntry]:
         if (first := first_use.setdefault(item.custom_id, index)) != index:
             problems.append(f"{where}: requests.{first} has the same custom_id; each must be unique in a batch.")
             continue
-        turn, found = _problems_of(item.params)
+        turn, found = _problems_of(item.params, limits)
         if found or turn is None:
             problems.append(f"{where}: {' '.join(found)}")
         else:
@@ -98,9 +101,9 @@ def checked_requests(body: BatchCreate) -> list[BatchEntry]:
     return entries
 
 
-def batch_entries(data: Any, limit: int) -> list[BatchEntry]:
+def batch_entries(data: Any, limit: int, limits: InputLimits) -> list[BatchEntry]:
     """A decoded `POST /v1/messages/batches` body as its entries (`checked_requests`), holding at
-    most `limit` requests (`max_batch_requests`); `ApiError` otherwise."""
+    most `limit` requests (`max_batch_requests`), each within `limits`; `ApiError` otherwise."""
     body = BatchCreate.model_validate(data)
     if len(body.requests) > limit:
         raise ApiError(
@@ -109,7 +112,7 @@ def batch_entries(data: Any, limit: int) -> list[BatchEntry]:
             f"A batch may hold at most {limit} requests on this server; this one has {len(body.requests)}. "
             "Split it into several batches.",
         )
-    return checked_requests(body)
+    return checked_requests(body, limits)
 
 
 def _iso(moment: float | None) -> str | None:
@@ -163,18 +166,22 @@ def message_of(result: AskResult, model: str, message_id: str) -> dict[str, Any]
     return stream.message(stream.blocks, usage)
 
 
-def error_of(record: JobRecord) -> ApiError:
+def error_of(record: JobRecord, *, caller_credentials: bool = False) -> ApiError:
     """Why a request of a batch failed, in the API's error shape: typed by the failure the job
-    recorded, else by its error result, else a server-side `api_error`."""
+    recorded, else by its error result, else a server-side `api_error` (`caller_credentials`:
+    its run used the caller's own credential, whose rejection is the caller's to fix)."""
     message = record.error or "The request failed; the server log has details."
     if record.error_kind is not None:
-        status, kind = status_and_type(record.error_kind, record.error_status)
+        status, kind = status_and_type(record.error_kind, record.error_status, caller_credentials=caller_credentials)
+        if record.error_kind == APIError.kind and record.error_status == 401 and not caller_credentials:
+            message = SERVER_CREDENTIAL_REFUSED
         return ApiError(status, kind, message)
     failure = failure_of(AskResult.model_validate(record.result), None) if record.result is not None else None
-    return ApiError(500, api_error_of(failure).type if failure is not None else "api_error", message)
+    shown = api_error_of(failure, caller_credentials=caller_credentials) if failure is not None else None
+    return ApiError(500, shown.type if shown is not None else "api_error", message)
 
 
-def result_line(record: JobRecord) -> dict[str, Any]:
+def result_line(record: JobRecord, *, caller_credentials: bool = False) -> dict[str, Any]:
     """One line of a batch's results: the outcome of the request that `record` ran."""
     result: dict[str, Any]
     if record.status == "completed" and record.result is not None:
@@ -185,5 +192,5 @@ def result_line(record: JobRecord) -> dict[str, Any]:
     elif record.status == "cancelled":
         result = {"type": "expired" if record.error == BATCH_EXPIRED else "canceled"}
     else:
-        result = {"type": "errored", "error": error_of(record).body()}
+        result = {"type": "errored", "error": error_of(record, caller_credentials=caller_credentials).body()}
     return {"custom_id": record.custom_id, "result": result}

@@ -14,6 +14,7 @@ import functools
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -24,6 +25,8 @@ from ..bridge.claude import ClaudeBridge
 from ..bridge.job_book import CANCELLED
 from ..bridge.records import BatchBook
 from ..bridge.tenancy import Tenancy
+from ..config.limits import InputLimits
+from ..errors import LimitReached, TooLarge
 from ..state.store import BatchRecord
 from .anthropic import in_api_shape
 from .auth import caller_of
@@ -35,7 +38,7 @@ from .batch_shapes import (
     request_counts,
     result_line,
 )
-from .history import carried_prompt, digest
+from .history import CARRIED, carried_prompt, digest
 from .inputs import Bodies, query_int, read_capped
 from .shapes import ApiError, api_id
 
@@ -62,7 +65,7 @@ class BatchesApi:
             async with self.tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
                 return await handler(request, bridge)
 
-        return await in_api_shape(work, INTERNAL)
+        return await in_api_shape(work, INTERNAL, caller_credentials=self.tenancy.takes_caller_credentials)
 
     async def create(self, request: Request) -> Response:
         async def work(request_id: str) -> Answer:
@@ -70,10 +73,11 @@ class BatchesApi:
             raw = await read_capped(request, self.bodies.batch)
             async with self.tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
                 limit = bridge.policy.max_batch_requests
-                entries = await self.bodies.decode(raw, functools.partial(batch_entries, limit=limit))
-                return await _create(bridge, entries)
+                parse = functools.partial(batch_entries, limit=limit, limits=self.bodies.limits)
+                entries = await self.bodies.decode(raw, parse)
+                return await _create(bridge, entries, self.bodies.limits)
 
-        return await in_api_shape(work, INTERNAL)
+        return await in_api_shape(work, INTERNAL, caller_credentials=self.tenancy.takes_caller_credentials)
 
     async def list(self, request: Request) -> Response:
         return await self._serve(request, _list)
@@ -116,14 +120,36 @@ async def _found(bridge: ClaudeBridge, request: Request) -> dict[str, Any]:
     return (await _observed(bridge, [batch]))[0]
 
 
-async def _submit(bridge: ClaudeBridge, batch: BatchRecord, entry: BatchEntry) -> None:
-    """Queue one request of the batch as a job. A history the server holds a conversation for
-    is forked from it (the batch's requests stay independent of each other); another is carried
-    in the first prompt of a new conversation, as `/v1/messages` does."""
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """One request of a batch as the job it becomes: its prompt, and the conversation it forks."""
+
+    entry: BatchEntry
+    prompt: str
+    session_id: str | None
+
+
+async def _planned(bridge: ClaudeBridge, entry: BatchEntry, limits: InputLimits) -> _Planned:
+    """A history the server holds a conversation for is forked from it (the batch's requests stay
+    independent of each other); another is carried in the first prompt of a new conversation, as
+    `/v1/messages` does — within `max_prompt_kb`, or the batch is refused naming the request."""
     turn, session_id = entry.turn, None
     if turn.history:
         session_id = await bridge.histories.session_for(digest(turn.history))
-    prompt = turn.prompt if session_id is not None or not turn.history else carried_prompt(turn.history, turn.prompt)
+    if session_id is not None or not turn.history:
+        return _Planned(entry, turn.prompt, session_id)
+    prompt = carried_prompt(turn.history, turn.prompt)
+    try:
+        limits.prompt(prompt, field="messages", what=CARRIED)
+    except TooLarge as exc:
+        raise ApiError(413, "request_too_large", f"requests (custom_id {entry.custom_id!r}): {exc}") from None
+    return _Planned(entry, prompt, None)
+
+
+async def _submit(bridge: ClaudeBridge, batch: BatchRecord, planned: _Planned) -> None:
+    """Queue one request of the batch as a job."""
+    entry, prompt, session_id = planned.entry, planned.prompt, planned.session_id
+    turn = entry.turn
     await bridge.submit_job(
         bridge.namespace,
         prompt,
@@ -137,10 +163,15 @@ async def _submit(bridge: ClaudeBridge, batch: BatchRecord, entry: BatchEntry) -
     )
 
 
-async def _create(bridge: ClaudeBridge, entries: list[BatchEntry]) -> Answer:
-    book, limit = bridge.batches, bridge.policy.max_batch_requests
+async def _create(bridge: ClaudeBridge, entries: list[BatchEntry], limits: InputLimits) -> Answer:
+    book, limit, most = bridge.batches, bridge.policy.max_batch_requests, bridge.policy.max_batches
     now = time.time()
     await book.forget_older_than(now - bridge.policy.batch_retention_s)
+    if len(await book.page(limit=most, before_id=None, after_id=None)) >= most:
+        raise LimitReached(
+            f"You keep {most} message batches (processing or ended), the limit on this server: delete ended ones "
+            "(or wait until they expire) before creating another."
+        )
     if (pending := await book.requests_pending()) + len(entries) > limit:
         raise ApiError(
             429,
@@ -156,10 +187,11 @@ async def _create(bridge: ClaudeBridge, entries: list[BatchEntry]) -> Answer:
         expires_at=now + BATCH_LIFETIME_S,
         request_count=len(entries),
     )
+    planned = [await _planned(bridge, entry, limits) for entry in entries]
     await book.put(batch)
     try:
-        for entry in entries:
-            await _submit(bridge, batch, entry)
+        for each in planned:
+            await _submit(bridge, batch, each)
     except BaseException:  # a batch is created whole or not at all
         with anyio.CancelScope(shield=True):
             await book.cancel(batch.batch_id, CANCELLED)
@@ -218,12 +250,14 @@ async def _results(request: Request, bridge: ClaudeBridge) -> Answer:
             "invalid_request_error",
             f"Batch {shown['id']} has not ended yet: its results can be read once its processing_status is 'ended'.",
         )
-    return StreamingResponse(_lines(bridge.batches, shown["id"]), media_type="application/x-jsonl")
+    own = bridge.policy.credentials == "caller"
+    return StreamingResponse(_lines(bridge.batches, shown["id"], own), media_type="application/x-jsonl")
 
 
-async def _lines(book: BatchBook, batch_id: str) -> AsyncIterator[bytes]:
+async def _lines(book: BatchBook, batch_id: str, caller_credentials: bool) -> AsyncIterator[bytes]:
     """The batch's results as JSON Lines, read from the store a page at a time."""
     after: str | None = None
     while page := await book.results(batch_id, limit=RESULTS_PAGE, after_custom_id=after):
-        yield "".join(json.dumps(result_line(job), ensure_ascii=False) + "\n" for job in page).encode()
+        lines = (result_line(job, caller_credentials=caller_credentials) for job in page)
+        yield "".join(json.dumps(line, ensure_ascii=False) + "\n" for line in lines).encode()
         after = page[-1].custom_id

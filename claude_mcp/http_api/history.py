@@ -15,6 +15,11 @@ import json
 
 Turn = tuple[str, str]
 """A message's role and text."""
+CARRIED = (
+    "The conversation (this server holds none with its history, so all of it would be carried into the first "
+    "prompt of a new one)"
+)
+"""What a carried prompt over its size limit is called in the refusal."""
 
 
 def digest(turns: list[Turn]) -> str:

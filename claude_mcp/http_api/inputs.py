@@ -160,6 +160,8 @@ class Bodies:
         """`/v1/messages`, `/v1/messages/count_tokens`, `/v1/chat/completions`."""
         self.batch = BodyCap.of(policy, "max_batch_mb")
         """`POST /v1/messages/batches`."""
+        self.limits = (policy or Policy()).input_limits
+        """What one request's fields may hold (the server's: a tenant's policy may only lower them)."""
         self._decoders = anyio.CapacityLimiter(DECODERS)
 
     async def read(self, request: Request, cap: BodyCap, parse: Callable[[Any], T]) -> T:

@@ -15,8 +15,11 @@ from starlette.responses import JSONResponse, Response
 
 from ..bridge.tenancy import Tenancy
 from ..config.call_settings import CallSettings
+from ..config.limits import InputLimits
+from ..errors import TooLarge
 from .anthropic import requested_session
 from .auth import caller_of
+from .errors import api_error_of
 from .history import Turn
 from .inputs import Bodies, describe
 from .serving import ApiTurn, Outcome, RunEndpointResponse, RunResponse, ToolCall
@@ -178,9 +181,9 @@ def openai_error(error: ApiError) -> Response:
     return JSONResponse(body, status_code=error.status, headers=headers)
 
 
-def chat_turn(data: Any, session_id: str | None) -> tuple[ChatRequest, ApiTurn]:
+def chat_turn(data: Any, limits: InputLimits, session_id: str | None) -> tuple[ChatRequest, ApiTurn]:
     """A decoded chat completions body and the turn it asks for (all of it slow for a large body);
-    `ApiError` for what a run cannot honour."""
+    `ApiError` for what a run cannot honour, or what is over the server's input `limits` (413)."""
     body = ChatRequest.model_validate(data)
     if refusals := body.refusals():
         raise ApiError(400, "invalid_request_error", " ".join(refusals))
@@ -188,6 +191,11 @@ def chat_turn(data: Any, session_id: str | None) -> tuple[ChatRequest, ApiTurn]:
     turns: list[Turn] = [(m.role, m.text()) for m in body.messages if m.role in ("user", "assistant")]
     if not turns or turns[-1][0] != "user":
         raise ApiError(400, "invalid_request_error", "the last message must have role 'user'.")
+    try:
+        limits.prompt(turns[-1][1], field="messages", what="The last message")
+        limits.system_prompt(system, field="messages", what="The system and developer messages")
+    except TooLarge as exc:
+        raise api_error_of(exc) from None
     fields: dict[str, Any] = {"model": body.model}
     if system:
         fields["system_prompt"] = system
@@ -211,7 +219,9 @@ class ChatCompletionsApi:
             caller = caller_of(request.headers, self.tenancy)  # first: a stranger's body is never read
             session_id = requested_session(request)
             body, turn = await self.bodies.read(
-                request, self.bodies.request, functools.partial(chat_turn, session_id=session_id)
+                request,
+                self.bodies.request,
+                functools.partial(chat_turn, limits=self.bodies.limits, session_id=session_id),
             )
         except ApiError as error:
             return openai_error(error)

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 
 from ..bridge.tenancy import Tenancy
 from .anthropic import MessagesApi, error_response
@@ -63,7 +63,7 @@ def api_routes(tenancy: Tenancy, *, heartbeat_s: float, security: TransportSecur
     batch = "/v1/messages/batches/{batch_id}"
     usage = UsageApi(tenancy)
     reports = "/v1/organizations/analytics"
-    return [
+    routes = [
         Route("/v1/chat/completions", guarded(chat.create, post=True, shape=openai_error), methods=["POST"]),
         Route("/v1/messages", guarded(messages.create, post=True), methods=["POST"]),
         Route("/v1/messages/count_tokens", guarded(messages.count_tokens, post=True), methods=["POST"]),
@@ -78,3 +78,30 @@ def api_routes(tenancy: Tenancy, *, heartbeat_s: float, security: TransportSecur
         Route(f"{reports}/cost_report", guarded(usage.cost_report, post=False), methods=["GET"]),
         Route("/v1/models/{model_id:path}", guarded(messages.get_model, post=False), methods=["GET"]),
     ]
+    return [*routes, Route("/v1/{rest:path}", guarded(unmatched(routes), post=False), methods=EVERY_METHOD)]
+
+
+EVERY_METHOD = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def unmatched(routes: list[Route]) -> Endpoint:
+    """What answers a `/v1/` request no route takes, in the API's error shape (OpenAI's under
+    `/v1/chat/`): 405 where the path is an endpoint's but the method is not, else 404."""
+
+    async def endpoint(request: Request) -> Response:
+        shape = openai_error if request.url.path.startswith("/v1/chat/") else anthropic_error
+        path = request.url.path if len(request.url.path) <= 100 else request.url.path[:100] + "…"
+        allowed = sorted(
+            {
+                method
+                for route in routes
+                if route.matches(request.scope)[0] == Match.PARTIAL
+                for method in route.methods or ()
+            }
+        )
+        if allowed:
+            message = f"{request.method} is not allowed on {path}; this server answers it to {', '.join(allowed)}."
+            return shape(ApiError(405, "invalid_request_error", message))
+        return shape(ApiError(404, "not_found_error", f"There is no endpoint {request.method} {path} on this server."))
+
+    return endpoint

@@ -32,7 +32,7 @@ from ..config.call_settings import CallSettings
 from ..errors import ClaudeMCPError
 from .auth import ApiCaller
 from .errors import api_error_of
-from .history import Turn, carried_prompt, digest
+from .history import CARRIED, Turn, carried_prompt, digest
 from .shapes import ApiError
 from .stream import Delta, MessageStream, deltas_of
 
@@ -151,11 +151,10 @@ async def run_turn(tenancy: Tenancy, caller: ApiCaller, observer: TurnObserver) 
                 session_id = turn.session_id
                 if session_id is None and turn.history:
                     session_id = await bridge.histories.session_for(digest(turn.history))
-                prompt = (
-                    turn.prompt
-                    if session_id is not None or not turn.history
-                    else carried_prompt(turn.history, turn.prompt)
-                )
+                prompt = turn.prompt
+                if session_id is None and turn.history:
+                    prompt = carried_prompt(turn.history, turn.prompt)
+                    bridge.policy.input_limits.prompt(prompt, field="messages", what=CARRIED)
                 observer.session_id = session_id
                 result = await bridge.ask(
                     prompt,
@@ -170,7 +169,7 @@ async def run_turn(tenancy: Tenancy, caller: ApiCaller, observer: TurnObserver) 
                 await bridge.histories.remember(digest(so_far), result.session_id)
             await out.send(("done", Outcome(result)))
         except ClaudeMCPError as exc:
-            await out.send(("failed", api_error_of(exc)))
+            await out.send(("failed", api_error_of(exc, caller_credentials=caller.credential is not None)))
         except ApiError as exc:
             await out.send(("failed", exc))
 
@@ -210,7 +209,8 @@ class RunResponse:
             try:
                 run = await self._begin(tasks)
             except (ApiError, ClaudeMCPError) as exc:
-                error = exc if isinstance(exc, ApiError) else api_error_of(exc)
+                own = self._caller.credential is not None
+                error = exc if isinstance(exc, ApiError) else api_error_of(exc, caller_credentials=own)
                 await self._json(send, error.status, self._renderer.error_body(error), None, error.retry_after_s)
                 return
             tasks.start_soon(_cancel_on_disconnect, receive, tasks.cancel_scope)

@@ -6,11 +6,13 @@ argument next to the tool's own (`prompt`, `session_id`, …).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeVar
 
+import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..config.call_settings import CallSettings
+from ..config.limits import InputLimits
 from ..config.specs import ServerName
 from ..config.types import JobId, PromptText, SessionId
 
@@ -95,3 +97,14 @@ class GetJobArgs(JobArgs):
 
 class NoArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+Args = TypeVar("Args", bound=BaseModel)
+
+
+async def validated(model: type[Args], arguments: dict[str, Any], limits: InputLimits) -> Args:
+    """A tool's arguments checked: first their sizes (`TooLarge`, at a cost bounded by the limits
+    whatever was sent), then their validation (`ValidationError`), on a worker thread: a JSON
+    Schema's check is pure Python, so the event loop keeps serving other calls meanwhile."""
+    limits.arguments(arguments)
+    return await anyio.to_thread.run_sync(model.model_validate, arguments)

@@ -25,9 +25,11 @@ from ..bridge.claude import ClaudeBridge
 from ..bridge.instrument import error_kind, note_caller
 from ..bridge.tenancy import LOCAL, Tenancy
 from ..config.credentials import CREDENTIAL_HEADER, parse_credential
+from ..config.policy import Policy
 from ..errors import ClaudeMCPError
 from ..telemetry import context
 from . import resources
+from .arguments import validated
 from .call import Call, error_result, tool_result
 from .instrument import observed
 from .tasks import TasksExtension
@@ -54,6 +56,9 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
     """An MCP server publishing the tools over one bridge, or over each tenant's own."""
     tenancy = served if isinstance(served, Tenancy) else Tenancy.single(served)
     tools = {spec.name: spec for spec in TOOLS}
+    # The server's input limits, checked before a tool's arguments are validated (a tenant's policy may lower
+    # them: its own are checked again when the run is planned).
+    limits = (tenancy.policy or Policy()).input_limits
 
     @asynccontextmanager
     async def calling(ctx: ServerRequestContext[Any, Any], *answers: Any) -> AsyncIterator[Call]:
@@ -88,10 +93,13 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
         if spec is None:
             return error_result(f"Unknown tool {params.name!r}; available: {', '.join(tools)}.")
         try:
-            args = spec.args.model_validate(params.arguments or {})
+            args = await validated(spec.args, params.arguments or {}, limits)
         except ValidationError as exc:
             context.note(error="invalid_arguments")
             return error_result(describe_validation_error(spec.name, exc))
+        except ClaudeMCPError as exc:  # over a size limit
+            context.note(error=error_kind(exc))
+            return error_result(str(exc))
         try:
             async with calling(ctx, params.input_responses, params.request_state) as call:
                 result = await spec.handler(args, call)
@@ -112,7 +120,7 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
         async with tenancy:  # the store and warm processes close when the last connection ends
             yield {}
 
-    tasks = TasksExtension(tools, calling)
+    tasks = TasksExtension(tools, calling, limits)
     server: Server[Any] = Server(
         "claude-mcp",
         lifespan=lifespan,

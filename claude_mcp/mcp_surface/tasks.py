@@ -31,10 +31,12 @@ from pydantic.alias_generators import to_camel
 
 from ..bridge.jobs import JobNotFound
 from ..bridge.permissions import ELICITATION_SCHEMA
+from ..config.limits import InputLimits
 from ..config.policy import Policy
 from ..errors import ClaudeMCPError, InvalidArguments
 from ..state.store import JobRecord
 from ..telemetry import metrics
+from .arguments import validated
 from .call import Call, answer_of, error_result, tool_result
 from .tools.spec import ToolSpec
 
@@ -130,9 +132,10 @@ class TasksExtension(Extension):
 
     identifier = TASKS
 
-    def __init__(self, tools: Mapping[str, ToolSpec], calling: Calling) -> None:
+    def __init__(self, tools: Mapping[str, ToolSpec], calling: Calling, limits: InputLimits) -> None:
         self.specs = tools
         self.calling = calling
+        self.limits = limits
 
     def methods(self) -> Sequence[MethodBinding]:
         versions = frozenset(MODERN_PROTOCOL_VERSIONS)
@@ -149,8 +152,8 @@ class TasksExtension(Extension):
         if spec is None or spec.task is None or not declared(ctx):
             return await call_next(ctx)
         try:
-            args = spec.args.model_validate(params.arguments or {})
-        except ValidationError:
+            args = await validated(spec.args, params.arguments or {}, self.limits)
+        except (ValidationError, ClaudeMCPError):
             return await call_next(ctx)  # the plain call says what is wrong with them
         try:
             async with self.calling(ctx) as call:

@@ -1,0 +1,165 @@
+"""How large a call's inputs may be: the one place that says so, for every surface.
+
+The MCP tools, `/v1/messages`, `/v1/chat/completions`, each request of a Message Batch and the
+Python API all check what they are given against the same `InputLimits` (the policy's
+`max_prompt_kb`, `max_system_prompt_kb`, `max_json_schema_kb`, `max_agents_kb`,
+`max_client_tools` and `max_client_tools_kb`), before any CLI starts: what is over a limit is
+refused with `TooLarge`, naming the field, its size, the limit and the setting (an MCP `isError`
+result; HTTP 413 `request_too_large`).
+
+The checks are cheap whatever they are given: `json_size` stops counting as soon as a value is
+over its limit, so an argument of megabytes costs no more than one at the limit. That is what
+lets the MCP surface check the raw arguments before the (slow, for a large JSON Schema)
+validation, and refuse a hostile call without spending the event loop on it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import TooLarge
+
+KiB = 1024
+JSON_SCHEMA_CEILING_KB = 96
+"""`json_schema` travels to the CLI on its command line (`--json-schema`; the CLI reads no file
+for it), where Linux allows one argument at most 128 KiB: no `max_json_schema_kb` above this."""
+MCP_SERVERS_BYTES = 64 * KiB
+"""A call's own `mcp_servers` travel on the CLI's command line too (`--mcp-config`), JSON-encoded."""
+SDK_BUFFER_BYTES = 1024 * KiB
+"""claude-agent-sdk's default bound on one line of the CLI's output."""
+LINE_PER_PROMPT_BYTE = 12
+"""The CLI echoes a turn's prompt to the SDK twice in one line (its transcript mirror), JSON-escaped:
+at most 6 characters a byte (`\\u0001`), twice."""
+
+
+def json_size(value: Any, limit: int) -> int:
+    """About how many bytes `value` takes as JSON (strings as their UTF-8, escapes not counted);
+    once past `limit`, a number over it, without looking further (so the cost is bounded by
+    `limit`, not by `value`)."""
+    size, stack = 0, [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            size += _text_size(item, limit - size + 1) + 2
+        elif isinstance(item, Mapping):
+            size += 2
+            for key, inner in item.items():
+                size += _text_size(str(key), limit - size + 1) + 4
+                stack.append(inner)
+                if size > limit:
+                    return size
+        elif isinstance(item, list | tuple):
+            size += 2 + len(item)
+            stack.extend(item[: limit - size + 1] if size <= limit else ())
+        else:
+            size += 8  # a number, true, false or null
+        if size > limit:
+            return size
+    return size
+
+
+def _text_size(text: str, limit: int) -> int:
+    """The UTF-8 size of `text`, or a number over `limit` if it is known to be (without encoding a
+    long text: a character takes one to four bytes)."""
+    if len(text) > limit:
+        return len(text)
+    if 4 * len(text) <= limit:
+        return len(text)
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _shown(size: int) -> str:
+    return f"{size / KiB / KiB:.1f} MiB" if size >= KiB * KiB else f"{size / KiB:.0f} KiB"
+
+
+@dataclass(frozen=True, slots=True)
+class InputLimits:
+    """The sizes one call's inputs may have (bytes, UTF-8; JSON as JSON)."""
+
+    prompt_bytes: int
+    system_prompt_bytes: int
+    json_schema_bytes: int
+    agents_bytes: int
+    most_client_tools: int
+    client_tools_bytes: int
+
+    @property
+    def cli_buffer_bytes(self) -> int:
+        """How long a line of the CLI's output may be for a prompt at the limit (the SDK's bound,
+        raised to fit it; the SDK otherwise stops the run on a prompt of ~500 KiB)."""
+        return max(SDK_BUFFER_BYTES, LINE_PER_PROMPT_BYTE * self.prompt_bytes + SDK_BUFFER_BYTES)
+
+    def _over(self, field: str, size: int | None, limit: int, setting: str, what: str | None = None) -> TooLarge:
+        """The refusal; `size`: how large the input is, where it was measured whole."""
+        measured = f"{_shown(size)}, more than" if size is not None else "larger than"
+        return TooLarge(
+            field,
+            f"{what or field} is {measured} this server accepts: {_shown(limit)} (its `{setting}` setting). Send less.",
+        )
+
+    def _text(self, text: str | None, limit: int, field: str, setting: str, what: str | None) -> None:
+        if text is not None and _text_size(text, limit) > limit:
+            raise self._over(field, len(text.encode("utf-8", "surrogatepass")), limit, setting, what)
+
+    def prompt(self, text: str, *, field: str = "prompt", what: str | None = None) -> None:
+        """A turn's prompt (MCP `prompt`; over HTTP the last user message, or the history carried with it)."""
+        self._text(text, self.prompt_bytes, field, "max_prompt_kb", what)
+
+    def system_prompt(self, text: str | None, *, field: str = "system_prompt", what: str | None = None) -> None:
+        """`system_prompt` or `append_system_prompt` (over HTTP: `system`, or the system messages)."""
+        self._text(text, self.system_prompt_bytes, field, "max_system_prompt_kb", what)
+
+    def json_schema(self, schema: Any) -> None:
+        """`json_schema`, as the JSON text the CLI is given (non-ASCII escaped, as the SDK writes it)."""
+        if schema is None:
+            return
+        if json_size(schema, self.json_schema_bytes) > self.json_schema_bytes:
+            raise self._over("json_schema", None, self.json_schema_bytes, "max_json_schema_kb")
+        if (size := len(json.dumps(schema))) > self.json_schema_bytes:  # exact, now that it is known to be small
+            raise self._over("json_schema", size, self.json_schema_bytes, "max_json_schema_kb")
+
+    def agents(self, agents: Any) -> None:
+        """A call's own `agents`, their definitions together."""
+        if agents is not None and json_size(agents, self.agents_bytes) > self.agents_bytes:
+            raise self._over("agents", None, self.agents_bytes, "max_agents_kb", "agents (all their definitions)")
+
+    def mcp_servers(self, servers: Any) -> None:
+        """A call's own `mcp_servers` (a fixed bound: they go on the CLI's command line)."""
+        if servers is not None and json_size(servers, MCP_SERVERS_BYTES) > MCP_SERVERS_BYTES:
+            raise TooLarge(
+                "mcp_servers",
+                f"mcp_servers is larger than a call's own MCP servers may be: {_shown(MCP_SERVERS_BYTES)} (as JSON). "
+                "Configure large ones in the server policy.",
+            )
+
+    def client_tools(self, tools: list[Any] | None) -> None:
+        """The Messages API's `tools`: how many, and their definitions together."""
+        if not tools:
+            return
+        if len(tools) > self.most_client_tools:
+            raise TooLarge(
+                "tools",
+                f"tools holds {len(tools)} tools, more than this server accepts: {self.most_client_tools} (its "
+                "`max_client_tools` setting). Offer fewer tools.",
+            )
+        if json_size(tools, self.client_tools_bytes) > self.client_tools_bytes:
+            raise self._over("tools", None, self.client_tools_bytes, "max_client_tools_kb", "tools (their definitions)")
+
+    def settings(self, values: Mapping[str, Any]) -> None:
+        """The sized settings among `values` (a `CallSettings`' fields, or a tool's raw arguments,
+        before they are validated: whatever is not of the expected type is left to validation)."""
+        for name in ("system_prompt", "append_system_prompt"):
+            if isinstance(text := values.get(name), str):
+                self.system_prompt(text, field=name)
+        self.json_schema(values.get("json_schema"))
+        self.agents(values.get("agents"))
+        self.mcp_servers(values.get("mcp_servers"))
+
+    def arguments(self, values: Mapping[str, Any]) -> None:
+        """A tool's raw arguments: its prompt and its sized settings."""
+        if isinstance(prompt := values.get("prompt"), str):
+            self.prompt(prompt)
+        self.settings(values)
