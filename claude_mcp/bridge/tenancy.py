@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from mcp.server.auth.provider import AccessToken
 
@@ -156,30 +156,17 @@ class Tenancy:
         environ = os.environ if environ is None else environ
         state = Path(environ.get("CLAUDE_MCP_STATE", Path.home() / ".claude-mcp"))
         workspaces = base.workspace_root or state / "workspaces"
-        isolation = choose_isolation(base, several_users=True)
-        base = base.model_copy(update={"isolation": isolation})
-        if isolation == "none" and "mcp_server_types" not in base.model_fields_set:
-            # Unwalled, a caller's stdio MCP server would be any command run as this server's user.
-            base = base.model_copy(update={"mcp_server_types": tuple(t for t in base.mcp_server_types if t != "stdio")})
-        walls = walls_for(base, state, isolation=isolation, person=False, hidden=(workspaces, *hidden))
+        base = _walled(base)
+        walls = walls_for(
+            base, state, isolation=base.isolation or "sandbox", person=False, hidden=(workspaces, *hidden)
+        )
         callers_pay = base.credentials == "caller"
         bridges, digests, policies = {}, {}, {}
         shared = RunSlots(base.max_concurrent, base.max_queued)  # the whole server's cap
         store = store_for(base.state_url, base.state_dir or state)
         replica = replica_id()
         for name, spec in specs.items():
-            fields = {k: v for k, v in base.model_dump().items() if k != "tenants"}
-            fields.update(spec.policy)
-            fields["cli_env"] = {
-                **base.cli_env,
-                **spec.policy.get("cli_env", {}),
-                **spec.credentials(name, environ, required=not callers_pay),
-            }
-            try:
-                policy = Policy.model_validate(fields)
-            except ValueError as exc:
-                raise ConfigError(f"tenant {name!r}: invalid policy: {exc}") from None
-            policies[name] = policy
+            policies[name] = policy = _tenant_policy(base, name, spec, environ)
             if not callers_pay:
                 own_roots = policy.roots if "roots" in spec.policy else None
                 dirs = namespace_dirs(spec.config_dir or state / "tenants" / name, workspaces, name, own_roots)
@@ -198,13 +185,6 @@ class Tenancy:
             tenancy = cls(bridges, digests, store, shared_slots=shared)
             tenancy.policy = base
             return tenancy
-        key = environ.get(base.namespace_key_env, "").encode()
-        if not key:
-            logger.warning(
-                "%s is not set: callers' namespaces are keyed with a built-in key. Set it to a long random secret, "
-                "the same on every replica.",
-                base.namespace_key_env,
-            )
         pool = CallerPool(
             policies or {"": base.model_copy(update={"tenants": {}})},
             store=store,
@@ -212,7 +192,7 @@ class Tenancy:
             shared_slots=shared,
             walls=walls,
             workspaces=workspaces,
-            namespace_key=key or DEFAULT_NAMESPACE_KEY,
+            namespace_key=_namespace_key(base, environ),
             state_root=state,
             max_callers=base.max_callers,
             idle_s=base.caller_idle_s,
@@ -232,3 +212,37 @@ class Tenancy:
     async def verify_token(self, token: str) -> AccessToken | None:
         tenant = self.tenant_of_token(token)
         return AccessToken(token=token, client_id=tenant, scopes=[]) if tenant is not None else None
+
+
+def _walled(base: Policy) -> Policy:
+    """The policy with the isolation a server for several users runs with (see `choose_isolation`);
+    without walls, a caller's stdio MCP server would be any command run as this server's user."""
+    isolation = choose_isolation(base, several_users=True)
+    base = base.model_copy(update={"isolation": isolation})
+    if isolation == "none" and "mcp_server_types" not in base.model_fields_set:
+        base = base.model_copy(update={"mcp_server_types": tuple(t for t in base.mcp_server_types if t != "stdio")})
+    return base
+
+
+def _tenant_policy(base: Policy, name: str, spec: TenantSpec, environ: Mapping[str, str]) -> Policy:
+    """A tenant's policy: the server's, with the tenant's own settings and credential over it."""
+    fields: dict[str, Any] = {k: v for k, v in base.model_dump().items() if k != "tenants"}
+    fields.update(spec.policy)
+    credential = spec.credentials(name, environ, required=base.credentials != "caller")
+    fields["cli_env"] = {**base.cli_env, **spec.policy.get("cli_env", {}), **credential}
+    try:
+        return Policy.model_validate(fields)
+    except ValueError as exc:
+        raise ConfigError(f"tenant {name!r}: invalid policy: {exc}") from None
+
+
+def _namespace_key(base: Policy, environ: Mapping[str, str]) -> bytes:
+    """The secret that keys callers' namespaces (a built-in one, with a warning, if it is not set)."""
+    key = environ.get(base.namespace_key_env, "").encode()
+    if not key:
+        logger.warning(
+            "%s is not set: callers' namespaces are keyed with a built-in key. Set it to a long random secret, "
+            "the same on every replica.",
+            base.namespace_key_env,
+        )
+    return key or DEFAULT_NAMESPACE_KEY
