@@ -7,6 +7,7 @@ has started; the same limits hold for a job and for the Python API."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 import time
 import uuid
@@ -207,3 +208,28 @@ def test_sizes_are_counted_at_a_cost_bounded_by_the_limit() -> None:
     limits.json_schema({"type": "object"})
     with pytest.raises(TooLarge, match="max_json_schema_kb"):  # measured as the CLI is given it: escaped
         limits.json_schema({"type": "object", "description": "é" * 20})
+
+
+def test_spill_neither_writes_nor_deletes_through_a_link_planted_in_the_config_dir(tmp_path: Path) -> None:
+    """A sandboxed CLI may write in its config dir: a symlink it puts where the inputs go must not
+    send the server's files, or its sweep of day-old leftovers, anywhere else."""
+    config, victim = tmp_path / "config", tmp_path / "victim"
+    config.mkdir()
+    (victim / "old-dir").mkdir(parents=True)
+    (victim / "old-file").write_text("keep")
+    for old in (victim / "old-dir", victim / "old-file"):
+        os.utime(old, (0, 0))  # far older than a day
+    (config / DIR_NAME).symlink_to(victim)
+    options = ClaudeAgentOptions(
+        env={"CLAUDE_CONFIG_DIR": str(config)}, system_prompt={"type": "custom", "prompt": "x" * (INLINE_BYTES + 1)}
+    )
+    files = spill(options)
+    assert not (config / DIR_NAME).is_symlink() and (config / DIR_NAME).is_dir()
+    assert sorted(p.name for p in victim.iterdir()) == ["old-dir", "old-file"]
+    assert files.directory is not None and files.directory.parent == config / DIR_NAME
+    files.remove()
+    stale = config / DIR_NAME / "stale"
+    stale.mkdir()
+    os.utime(stale, (0, 0))
+    spill(ClaudeAgentOptions(env={"CLAUDE_CONFIG_DIR": str(config)}, extra_args={"agents": "{}" + " " * INLINE_BYTES}))
+    assert not stale.exists()  # what a killed server left a day ago is swept

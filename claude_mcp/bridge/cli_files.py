@@ -41,21 +41,28 @@ class CliFiles:
     """The files one CLI process is given; `remove` deletes them (any number of times)."""
 
     directory: Path | None = None
-    written: list[Path] = field(default_factory=list)
+    _fd: int | None = field(default=None, repr=False)
+    """The directory, open while `spill` writes into it: written through it, not by path, so that
+    nothing a sandboxed CLI plants in its config dir (a symlink) sends the server's writes elsewhere."""
 
     def write(self, name: str, text: str) -> str:
         """`text` in a new private file named `name`; its path."""
-        assert self.directory is not None
-        path = self.directory / name
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        assert self.directory is not None and self._fd is not None
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        with os.fdopen(os.open(name, flags, 0o600, dir_fd=self._fd), "w", encoding="utf-8") as file:
             file.write(text)
-        self.written.append(path)
-        return str(path)
+        return str(self.directory / name)
+
+    def written(self) -> None:
+        """Every file is written: the directory is let go."""
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def remove(self) -> None:
+        self.written()
         if self.directory is not None:
-            shutil.rmtree(self.directory, ignore_errors=True)
+            shutil.rmtree(self.directory, ignore_errors=True)  # a name only this process's CLI knows
             self.directory = None
 
 
@@ -78,22 +85,48 @@ def _needs_files(options: ClaudeAgentOptions) -> bool:
     return any(_large(text) for text in inline)
 
 
-def _private_dir(options: ClaudeAgentOptions) -> Path:
-    parent = config_dir(options.env) / DIR_NAME
-    parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _forget_stale(parent)
-    directory = parent / uuid.uuid4().hex
-    directory.mkdir(mode=0o700)
-    return directory
+OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
 
 
-def _forget_stale(parent: Path) -> None:
+def _inputs_dir(path: Path) -> int:
+    """`path` (`DIR_NAME` in a config dir) opened, made if missing; whatever else stands there (a
+    symlink a sandboxed CLI put in its place) is replaced by a directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        path.mkdir(mode=0o700)
+    try:
+        return os.open(path, OPEN_DIR)
+    except OSError:
+        path.unlink()  # not a directory: a link or a file, removed itself (never what it points at)
+        path.mkdir(mode=0o700)
+        return os.open(path, OPEN_DIR)
+
+
+def _private_dir(options: ClaudeAgentOptions, files: CliFiles) -> None:
+    """A new directory of this process's own in the CLI's config dir, open in `files`."""
+    path = config_dir(options.env) / DIR_NAME
+    parent = _inputs_dir(path)
+    try:
+        _forget_stale(parent)
+        name = uuid.uuid4().hex
+        os.mkdir(name, 0o700, dir_fd=parent)
+        files._fd = os.open(name, OPEN_DIR, dir_fd=parent)
+        files.directory = path / name
+    finally:
+        os.close(parent)
+
+
+def _forget_stale(parent: int) -> None:
     cutoff = time.time() - STALE_S
-    with contextlib.suppress(OSError):
-        for entry in parent.iterdir():
+    with contextlib.suppress(OSError), os.scandir(parent) as entries:
+        for entry in entries:
             with contextlib.suppress(OSError):
-                if entry.lstat().st_mtime < cutoff:
-                    shutil.rmtree(entry, ignore_errors=True)
+                if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.name, dir_fd=parent, ignore_errors=True)
+                else:
+                    os.unlink(entry.name, dir_fd=parent)
 
 
 def spill(options: ClaudeAgentOptions) -> CliFiles:
@@ -103,7 +136,7 @@ def spill(options: ClaudeAgentOptions) -> CliFiles:
     files = CliFiles()
     if not _needs_files(options):
         return files
-    files.directory = _private_dir(options)
+    _private_dir(options, files)
     extra = dict(options.extra_args)
     prompt, text = options.system_prompt, _inline_prompt(options)
     if isinstance(prompt, dict) and text is not None and _large(text):
@@ -120,4 +153,5 @@ def spill(options: ClaudeAgentOptions) -> CliFiles:
     if (text := extra.get("agents")) is not None and _large(text):
         extra["agents"] = files.write("agents.json", text)
     options.extra_args = extra
+    files.written()
     return files
