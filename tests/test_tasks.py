@@ -241,8 +241,7 @@ async def test_a_task_whose_replica_dies_ends_failed_with_its_session(
         dying.process.send_signal(signal.SIGKILL)
         dying.process.wait(timeout=10)
         killed = time.monotonic()
-        for orphan in tree:
-            orphan.kill()
+        await wait_until_gone([p for p in tree if p.pid != dying.process.pid])  # its CLIs die with it
         async with tasks_client(b if dying is a else a, ALICE) as survivor:
             from_b = ToolTask(survivor, "run_agent", created)
             failed = await until(from_b, "failed", within_s=3 + 5 + 5)

@@ -280,11 +280,13 @@ class WalledLauncher:
         if offer is not None:
             options.env = {**options.env, **offer.env}
             wall = dataclasses.replace(wall, channels=(offer.bind,))
-        if wall.isolation == "sandbox" and (own := options.env.get("CLAUDE_CONFIG_DIR")):
+        if wall.isolation == "sandbox" and options.resume and (own := options.env.get("CLAUDE_CONFIG_DIR")):
             # What the server process itself reads of the CLI's config dir (claude-agent-sdk copies its
-            # auth and settings files when it resumes a conversation) must be nothing the sandbox can
-            # write, or a symlink planted there would read the server's files: the SDK is shown an
-            # empty private directory, and `wall_exec` gives the CLI its own config dir back.
+            # auth and settings files when it resumes a conversation from the store) must be nothing the
+            # sandbox can write, or a symlink planted there would read the server's files: the SDK is
+            # shown an empty private directory, and the resumed CLI runs in the SDK's temporary copy
+            # (or, if the store has no transcript, `wall_exec` gives it its own config dir back). A new
+            # conversation keeps its own dir in view of the SDK, which mirrors its transcript from there.
             seen = self.walls.private_config(own)
             options.env = {**options.env, "CLAUDE_CONFIG_DIR": str(seen)}
             wall = dataclasses.replace(wall, config=(str(seen), own))
