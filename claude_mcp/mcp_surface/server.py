@@ -38,17 +38,29 @@ from .tools import INSTRUCTIONS, TOOLS
 logger = logging.getLogger(__name__)
 
 
+MOST_PROBLEMS_NAMED = 10
+"""A refusal names the first few problems of many (4,000 wrong keys of `agents` made a 360 KB refusal)."""
+MOST_SHOWN = 100
+"""The most characters of a name the caller chose (a tool's, an argument's, a key's) a refusal repeats."""
+
+
+def _shown(name: str) -> str:
+    return name if len(name) <= MOST_SHOWN else f"{name[:MOST_SHOWN]}…"
+
+
 def describe_validation_error(tool: str, exc: ValidationError) -> str:
-    """A message naming each bad argument and what it needs (never echoing the values)."""
+    """A message naming each bad argument and what it needs, the first few of many (never echoing the values)."""
     problems = []
-    for error in exc.errors():
-        where = ".".join(str(part) for part in error["loc"]) or "arguments"
+    for error in exc.errors(include_url=False, include_input=False)[:MOST_PROBLEMS_NAMED]:
+        where = _shown(".".join(str(part) for part in error["loc"]) or "arguments")
         if error["type"] == "extra_forbidden":
             problems.append(f"unknown argument {where!r}")
         elif error["type"] == "missing":
             problems.append(f"missing required argument {where!r}")
         else:
             problems.append(f"{where}: {error['msg']}")
+    if (more := exc.error_count() - len(problems)) > 0:
+        problems.append(f"and {more} more problems")
     return f"Invalid arguments for {tool}: " + "; ".join(problems) + ". See the tool's input schema."
 
 
@@ -91,7 +103,7 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
     ) -> types.CallToolResult | types.InputRequiredResult:
         spec = tools.get(params.name)
         if spec is None:
-            return error_result(f"Unknown tool {params.name!r}; available: {', '.join(tools)}.")
+            return error_result(f"Unknown tool {_shown(params.name)!r}; available: {', '.join(tools)}.")
         try:
             args = await validated(spec.args, params.arguments or {}, limits)
         except ValidationError as exc:
