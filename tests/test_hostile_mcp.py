@@ -41,6 +41,7 @@ def leftovers(policy: Policy) -> list[Path]:
     return sorted(inputs.rglob("*")) if inputs.exists() else []
 
 
+@pytest.mark.xdist_group("hostile_walk")  # timed: never beside the walk, which loads both cores
 async def test_a_3_mb_json_schema_is_refused_at_once_while_other_calls_are_answered(client: Client) -> None:
     schema = big_schema(40_000)
     assert len(json.dumps(schema)) > 3_000_000
@@ -65,6 +66,7 @@ async def test_a_3_mb_json_schema_is_refused_at_once_while_other_calls_are_answe
     assert answered["big"] < 3 and answered["tiny"] < 2, answered
 
 
+@pytest.mark.xdist_group("hostile_walk")  # timed: never beside the walk, which loads both cores
 async def test_a_json_schema_within_its_limit_is_checked_off_the_event_loop(policy: Policy) -> None:
     """A schema at the ceiling takes a few hundred ms to check (pure Python): on a worker thread,
     a call made meanwhile is answered in the meantime."""
