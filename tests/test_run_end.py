@@ -73,14 +73,14 @@ CASES = [
         (429, "rate_limit_error"),
         APIError,
     ),
-    # Today's CLI without a credential: `api_error`, no status; the structured field decides.
+    # Today's CLI without a credential: `api_error`, no status; its words decide (the 401 advice).
     Case(
         "not logged in, as today's CLI says it",
         api_error(None, "Not logged in · Please run /login"),
-        "api_other",
-        "api_other",
-        "api_error",
-        (502, "api_error"),
+        "not_logged_in",
+        "api_401",
+        "error",
+        (401, "authentication_error"),
         APIError,
     ),
     Case(

@@ -203,12 +203,12 @@ def _end(
     kind: RunEndKind
     if said == "session_not_found":
         kind = "session_not_found"
+    elif said == "not_logged_in" and api_status in (None, 401):
+        kind = "not_logged_in"
     elif api_status is not None or terminal_reason == "api_error":
         kind = api_kind(api_status)
     elif subtype in _LIMIT_KINDS:
         kind = _LIMIT_KINDS[subtype]
-    elif said == "not_logged_in":
-        kind = "not_logged_in"
     else:
         kind = "cli_error"
     return RunEnd(kind, subtype, api_status, session_id, detail)
@@ -223,8 +223,8 @@ def cli_prose_says(text: str) -> Literal["session_not_found", "not_logged_in"] |
       `ProcessError` with the words in its message or the CLI's stderr).
     - No credential, or a malformed one: a result whose text is "Not logged in · Please run
       /login" or "Invalid API key · …". Today's CLI also sets `terminal_reason: api_error` on
-      it (without `api_error_status`), which decides first (`api_other`); the words decide only
-      for a CLI that reports neither.
+      it (without `api_error_status`); the words decide over that (the caller gets the 401
+      advice: log in or set a key), but not over another API status.
     """
     if "No conversation found with session ID" in text:
         return "session_not_found"
