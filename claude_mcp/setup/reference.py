@@ -1,7 +1,8 @@
-"""The README's tool reference, generated from the same models and specs the server publishes.
+"""The README's tool and settings references, generated from the same models and specs the server
+publishes and reads.
 
-`python -m claude_mcp.setup.reference` prints it, `python -m claude_mcp.setup.reference --write README.md` updates the
-README; a test keeps README.md in step.
+`python -m claude_mcp.setup.reference` prints the tool reference, `python -m claude_mcp.setup.reference --write
+README.md` updates both in the README; a test keeps README.md in step.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ..mcp_surface.tools import TOOLS, ToolSpec
+from .settings_reference import settings_reference
 
 
 def _type_of(schema: dict[str, Any]) -> str:
@@ -61,13 +63,19 @@ def tool_reference() -> str:
 
 
 START, END = "<!-- tool-reference:start -->", "<!-- tool-reference:end -->"
+SETTINGS_START, SETTINGS_END = "<!-- settings-reference:start -->", "<!-- settings-reference:end -->"
+
+
+def _between(text: str, start: str, end: str, generated: str) -> str:
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{generated}\n{end}{tail}"
 
 
 def with_reference(readme: str) -> str:
-    """`readme` with the text between the reference markers regenerated."""
-    head, rest = readme.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{tool_reference()}\n{END}{tail}"
+    """`readme` with the text between each pair of reference markers regenerated."""
+    readme = _between(readme, START, END, tool_reference())
+    return _between(readme, SETTINGS_START, SETTINGS_END, settings_reference())
 
 
 if __name__ == "__main__":
