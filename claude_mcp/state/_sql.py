@@ -25,7 +25,7 @@ from claude_agent_sdk import (
     fold_session_summary,
 )
 
-from . import _usage_sql
+from . import _usage_sql, oauth_grants
 from .store import BATCH_EXPIRED, BatchOutcome, BatchRecord, JobRecord, SessionRecord
 
 Dialect = Literal["sqlite", "postgres"]
@@ -104,6 +104,7 @@ _MIGRATIONS: list[list[str]] = [
         "ALTER TABLE jobs ADD COLUMN error_status INTEGER",
     ],
     _usage_sql.AGE_MIGRATION,  # 9: chain accounts and heads are forgotten once their turns are long over
+    oauth_grants.MIGRATION,  # 10: the built-in OAuth authorization server's clients, grants and tokens
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -203,7 +204,7 @@ def folded(key: SessionKey, row: dict[str, Any] | None, data: Any, entries: list
     return fold_session_summary(prev, key, entries)["data"]
 
 
-class SqlStore(_usage_sql.UsageQueries, ABC):
+class SqlStore(_usage_sql.UsageQueries, oauth_grants.OAuthGrantQueries, ABC):
     """The `Store` methods whose SQL reads the same in both dialects (the usage table's in `_usage_sql`)."""
 
     @abstractmethod
