@@ -132,13 +132,15 @@ class ClaudeBridge:
         settings: CallSettings | None = None,
         observer: RunObserver | None = None,
         client_tools: ClientTools | None = None,
+        agent: str | None = None,
         **setting_values: Any,
     ) -> AskResult:
         """Ask Claude; continue `session_id` if given. Settings as a model or as keywords.
-        `client_tools`: the caller's own tools, whose calls go to `client_tools.caller`."""
+        `client_tools`: the caller's own tools, whose calls go to `client_tools.caller`; `agent`:
+        run the conversation as this agent (a server's, or one in the settings' `agents`)."""
         settings = _settings(settings, setting_values)
         target = RunTarget(resume=session_id)
-        return await self._parts.runner.run(prompt, settings, target, observer, client_tools=client_tools)
+        return await self._parts.runner.run(prompt, settings, target, observer, agent=agent, client_tools=client_tools)
 
     async def fork(
         self,

@@ -1,6 +1,8 @@
 """Per-call settings: the one model that is both the tools' input schema and the CLI mapping.
 
 Every field is optional and flat, so an MCP client writes `{"prompt": "…", "model": "haiku"}`.
+`ClaudeCodeSettings` (Claude Code's own settings) is also the `claude_code` object an HTTP API
+request may carry; `CallSettings` adds the model, system prompt, MCP servers and timeout.
 `claude_mcp.bridge.options.build_options` maps a checked `CallSettings` onto `ClaudeAgentOptions`;
 `claude_mcp.config.policy.Policy.resolve` fills defaults and enforces the server's ceilings. The
 tools' argument models (`claude_mcp.mcp_surface.arguments`) extend it.
@@ -18,8 +20,22 @@ from .specs import AgentSpec, McpServer, ServerName
 from .types import Effort, JsonObject, ModelName, PathText, PermissionMode, PromptText, ToolRule
 
 
-class CallSettings(BaseModel):
-    """Settings one call may carry. Unset fields take the server policy's defaults."""
+class ModelSettings(BaseModel):
+    """Which model a call runs and its system prompt: the HTTP APIs take these from their own
+    fields (`model`, `system`), the MCP tools as arguments."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: ModelName | None = Field(None, description="Model alias (`sonnet`, `opus`, `haiku`) or full model id.")
+    system_prompt: PromptText | None = Field(None, description="Replaces Claude Code's system prompt entirely.")
+    append_system_prompt: PromptText | None = Field(
+        None, description="Text appended to the system prompt (Claude Code's, or `system_prompt`)."
+    )
+
+
+class ClaudeCodeSettings(BaseModel):
+    """Claude Code's own settings for one call: flat arguments of the MCP tools, and the
+    `claude_code` object of an HTTP API request. The one definition both read."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -28,12 +44,7 @@ class CallSettings(BaseModel):
         description="Working directory for Claude. Must lie inside the server's allowed roots; "
         "a relative path is taken from the first root.",
     )
-    model: ModelName | None = Field(None, description="Model alias (`sonnet`, `opus`, `haiku`) or full model id.")
     fallback_model: ModelName | None = Field(None, description="Model to use if the main model is overloaded.")
-    system_prompt: PromptText | None = Field(None, description="Replaces Claude Code's system prompt entirely.")
-    append_system_prompt: PromptText | None = Field(
-        None, description="Text appended to the system prompt (Claude Code's, or `system_prompt`)."
-    )
     allowed_tools: list[ToolRule] | None = Field(
         None,
         max_length=200,
@@ -59,18 +70,11 @@ class CallSettings(BaseModel):
     tools: list[ToolRule] | None = Field(
         None, max_length=100, description='Restrict Claude\'s built-in tools to these (e.g. `["Read", "Grep"]`).'
     )
-    mcp_servers: dict[ServerName, McpServer] | None = Field(
-        None,
-        max_length=20,
-        description="MCP servers Claude may use during this call, as in Claude's `--mcp-config` "
-        "(stdio: command/args/env; http or sse: url/headers). Their tools are named `mcp__<name>__<tool>`.",
-    )
     agents: dict[ServerName, AgentSpec] | None = Field(
         None,
         max_length=50,
         description="Sub-agents Claude may delegate to (the shape of Claude's `--agents`), besides the server's.",
     )
-    timeout_s: float | None = Field(None, gt=0, description="Give up (and stop Claude) after this many seconds.")
 
     @field_validator("json_schema")
     @classmethod
@@ -87,6 +91,18 @@ class CallSettings(BaseModel):
         if schema.get("type", "object") != "object":
             raise ValueError('the schema must describe an object (`"type": "object"`)')
         return schema
+
+
+class CallSettings(ClaudeCodeSettings, ModelSettings):
+    """Settings one call may carry. Unset fields take the server policy's defaults."""
+
+    mcp_servers: dict[ServerName, McpServer] | None = Field(
+        None,
+        max_length=20,
+        description="MCP servers Claude may use during this call, as in Claude's `--mcp-config` "
+        "(stdio: command/args/env; http or sse: url/headers). Their tools are named `mcp__<name>__<tool>`.",
+    )
+    timeout_s: float | None = Field(None, gt=0, description="Give up (and stop Claude) after this many seconds.")
 
     def over(self, base: CallSettings) -> CallSettings:
         """These settings where set, `base`'s elsewhere (the set fields stay marked as set)."""

@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..bridge.tenancy import Tenancy
-from ..config.call_settings import CallSettings
 from ..config.limits import InputLimits
 from ..config.types import SESSION_ID_PATTERN
 from ..errors import ClaudeMCPError, TooLarge
 from .auth import caller_of
+from .claude_code import ClaudeCode
 from .client_tools import ToolRuns
 from .errors import api_error_of
 from .history import Turn
@@ -118,12 +118,15 @@ def turn_of(body: MessagesRequest, limits: InputLimits, session_id: str | None =
         turns: list[Turn] = [(m.role, m.text()) for m in body.messages]
         limits.prompt(turns[-1][1], field="messages", what="The last message")
         limits.system_prompt(system := body.system_text(), field="system")
-        settings = CallSettings(model=body.model, **({"system_prompt": system} if system else {}))
+        settings = (body.claude_code or ClaudeCode()).call_settings(
+            model=body.model, **({"system_prompt": system} if system else {})
+        )
     except ValidationError as exc:
         raise ApiError(400, "invalid_request_error", describe(exc)) from None
     except TooLarge as exc:
         raise api_error_of(exc) from None
-    return ApiTurn(turns[-1][1], turns[:-1], settings, session_id)
+    agent = body.claude_code.agent if body.claude_code else None
+    return ApiTurn(turns[-1][1], turns[:-1], settings, session_id, agent)
 
 
 def _messages_request(data: Any, limits: InputLimits, session_id: str | None) -> tuple[MessagesRequest, ApiTurn]:

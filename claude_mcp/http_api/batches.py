@@ -156,6 +156,7 @@ async def _submit(bridge: ClaudeBridge, batch: BatchRecord, planned: _Planned) -
         session_id=session_id,
         fork=session_id is not None,
         settings=turn.settings,
+        agent=turn.agent,
         tool="batch",
         batch_id=batch.batch_id,
         custom_id=entry.custom_id,

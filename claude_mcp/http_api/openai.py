@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..bridge.tenancy import Tenancy
-from ..config.call_settings import CallSettings
 from ..config.limits import InputLimits
 from ..errors import TooLarge
 from .anthropic import requested_session
 from .auth import caller_of
+from .claude_code import ClaudeCode
 from .errors import api_error_of
 from .history import Turn
 from .inputs import Bodies, describe
@@ -74,6 +74,8 @@ class ChatRequest(BaseModel):
     logit_bias: dict[str, Any] | None = None
     logprobs: bool | None = None
     seed: int | None = None
+    claude_code: ClaudeCode | None = None
+    """Claude Code's own settings for the run (an extension of the API: `extra_body`)."""
 
     def refusals(self) -> list[str]:
         reasons = []
@@ -201,11 +203,14 @@ def chat_turn(data: Any, limits: InputLimits, session_id: str | None) -> tuple[C
         fields["system_prompt"] = system
     if body.reasoning_effort:
         fields["effort"] = EFFORTS[body.reasoning_effort]
+    claude_code = body.claude_code or ClaudeCode()
+    if body.reasoning_effort and claude_code.effort is not None:
+        raise ApiError(400, "invalid_request_error", "send reasoning_effort or claude_code.effort, not both.")
     try:
-        settings = CallSettings(**fields)
+        settings = claude_code.call_settings(**fields)
     except ValidationError as exc:
         raise ApiError(400, "invalid_request_error", describe(exc)) from None
-    return body, ApiTurn(turns[-1][1], turns[:-1], settings, session_id)
+    return body, ApiTurn(turns[-1][1], turns[:-1], settings, session_id, claude_code.agent)
 
 
 class ChatCompletionsApi:

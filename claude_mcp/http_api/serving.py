@@ -49,6 +49,8 @@ class ApiTurn:
     history: list[Turn]
     settings: CallSettings
     session_id: str | None = None
+    agent: str | None = None
+    """Run the conversation as this agent (`claude_code.agent`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +164,7 @@ async def run_turn(tenancy: Tenancy, caller: ApiCaller, observer: TurnObserver) 
                     settings=turn.settings,
                     observer=observer,
                     client_tools=observer.client_tools(),
+                    agent=turn.agent,
                 )
                 turn = observer.turn  # with client tools, the request that continued the run last
                 answer = observer.answer.text() or result.result

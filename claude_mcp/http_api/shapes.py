@@ -16,6 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..bridge.client_tools import ClientTool
+from .claude_code import ClaudeCode
 
 ErrorType = Literal[
     "invalid_request_error",
@@ -195,6 +196,8 @@ class MessagesRequest(BaseModel):
     service_tier: str | None = None
     container: str | None = None
     mcp_servers: list[dict[str, Any]] | None = None
+    claude_code: ClaudeCode | None = None
+    """Claude Code's own settings for the run (an extension of the API: `extra_body`)."""
 
     @field_validator("messages")
     @classmethod
