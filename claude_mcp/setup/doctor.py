@@ -156,7 +156,7 @@ def diagnose(config: Path | None) -> list[Finding]:
         policy = Policy.load(config)
         findings.append(Finding(True, f"config {config}" if config else "no config file (defaults)"))
     except ConfigError as exc:
-        findings.append(Finding(False, str(exc), "Fix the config file; README.md lists every setting."))
+        findings.append(Finding(False, str(exc), "Fix the config file; README.md's Settings reference lists them all."))
         policy = Policy()
     env = {**os.environ, **policy.cli_env}
     cli_findings, cli = check_cli(policy, env)
