@@ -41,6 +41,7 @@ from claude_agent_sdk import (
 from claude_mcp import ClaudeBridge, Policy
 from claude_mcp.bridge.launcher import EventSink, Launcher, Process, RunOutcome, StartUps
 from claude_mcp.bridge.permissions import Asker, PermissionAnswer, PermissionGate, PermissionRequest
+from claude_mcp.bridge.turn_usage import UsageCounter
 from claude_mcp.errors import CLIFailed, RunTimeout, StreamStalled
 from claude_mcp.telemetry.activity import Activity
 
@@ -95,6 +96,7 @@ class ScriptedProcess:
         self.model_changes: list[str | None] = []
         self.mode_changes: list[PermissionMode] = []
         self._cost_usd = 0.0
+        self._usage = UsageCounter()
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "alive" if self.alive else "new"
@@ -207,7 +209,7 @@ class ScriptedProcess:
             origin = self.options.resume if self.options.fork_session else None
             transcripts[session_id] = list(transcripts.get(origin or "", []))
         transcripts[session_id].append(prompt)
-        return RunOutcome(result, text, status)
+        return RunOutcome(result, text, status, self._usage.turn(result, self.options.model))
 
     @property
     def _model(self) -> str:

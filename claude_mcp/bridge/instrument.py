@@ -16,7 +16,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import anyio
 from claude_agent_sdk import AssistantMessage, Message, ResultMessage, SystemMessage, ToolUseBlock, UserMessage
@@ -32,6 +31,8 @@ from .observer import RunObserver, text_delta
 from .permissions import PermissionAnswer, PermissionRequest
 from .results import AskResult, RunFailed
 from .run_end import api_label
+from .run_facts import RunFacts
+from .turn_usage import TurnUsage
 
 logger = logging.getLogger("claude_mcp.runs")
 
@@ -47,15 +48,10 @@ def error_kind(exc: BaseException) -> str:
     return "internal"
 
 
-@dataclass(frozen=True, slots=True)
-class RunFacts:
-    """What telemetry knows of a run, handed down to it (it never reads the bridge): the bridge's
-    tenant label (bounded: a tenant's name, `local`, or `caller`), its namespace (logs only), and
-    the conversation the run continues, if any."""
-
-    tenant: str
-    namespace: str
-    session: str | None
+def calling_tool() -> str | None:
+    """The tool of the call being served, if any (from the call's facts)."""
+    facts = context.current()
+    return facts.tool if facts is not None and facts.tool not in (None, "none") else None
 
 
 def note_caller(tenant: str, namespace: str) -> None:
@@ -74,7 +70,7 @@ async def run(
     `ShuttingDown` that carries its session_id. `body` is given the observer to report to (a
     `RunWatch` over `observer`)."""
     parent = context.current()
-    tool = parent.tool if parent is not None and parent.tool else "none"
+    tool = known.tool or "none"
     tenant = known.tenant
     started = time.monotonic()
     outcome, kind = "cancelled", None
@@ -256,29 +252,29 @@ def cli_start() -> Iterator[None]:
 
 
 class TurnMeter:
-    """One turn on a CLI process: its span, and what its result adds to the cost and tokens."""
+    """One turn on a CLI process: its span, and what it used added to the cost and token metrics."""
 
     def __init__(self, span: Span) -> None:
         self.span = span
 
-    def finished(self, result: ResultMessage, cost_usd: float | None) -> None:
-        """`cost_usd`: what this turn added to the process's cost (the CLI reports a running total)."""
+    def finished(self, usage: TurnUsage, num_turns: int) -> None:
+        """`usage`: what the turn used (computed once, by the process: `turn_usage`)."""
         tenant = facts.tenant if (facts := context.current()) is not None and facts.tenant else "none"
-        if cost_usd is not None:
-            metrics.COST_USD.labels(tenant).inc(cost_usd)
-            self.span.set_attribute("claude_mcp.cost_usd", cost_usd)
-        usage = result.usage or {}
-        for kind, key in (
-            ("input", "input_tokens"),
-            ("output", "output_tokens"),
-            ("cache_read", "cache_read_input_tokens"),
-            ("cache_creation", "cache_creation_input_tokens"),
+        if usage.cost_usd is not None:
+            metrics.COST_USD.labels(tenant).inc(usage.cost_usd)
+            self.span.set_attribute("claude_mcp.cost_usd", usage.cost_usd)
+        tokens = usage.tokens
+        for kind, count in (
+            ("input", tokens.input_tokens),
+            ("output", tokens.output_tokens),
+            ("cache_read", tokens.cache_read_tokens),
+            ("cache_creation", tokens.cache_write_tokens),
         ):
-            if isinstance(count := usage.get(key), int) and count > 0:
+            if count > 0:
                 metrics.TOKENS.labels(tenant, kind).inc(count)
                 if kind in ("input", "output"):
                     self.span.set_attribute(f"gen_ai.usage.{kind}_tokens", count)
-        self.span.set_attribute("claude_mcp.num_turns", result.num_turns)
+        self.span.set_attribute("claude_mcp.num_turns", num_turns)
 
 
 @contextmanager

@@ -19,6 +19,7 @@ import anyio
 from claude_agent_sdk import ClaudeAgentOptions, Message, PermissionMode, ResultMessage
 
 from .permissions import Asker, PermissionGate
+from .turn_usage import TurnUsage
 
 EventSink = Callable[[Message], Awaitable[None]]
 """Receives every message of a turn as it arrives (for progress reporting)."""
@@ -26,11 +27,13 @@ EventSink = Callable[[Message], Awaitable[None]]
 
 @dataclass
 class RunOutcome:
-    """The CLI's result message and the answer text streamed before it."""
+    """The CLI's result message, the answer text streamed before it, and what the turn used."""
 
     result: ResultMessage
     text: str
     api_error_status: int | None
+    usage: TurnUsage
+    """Computed once, by the process (it knows the running totals of its earlier turns)."""
 
 
 class StartUps:

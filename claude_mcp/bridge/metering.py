@@ -1,12 +1,13 @@
 """Metering: what every run used, and the quotas that cap a namespace.
 
-`ClaudeBridge._run` calls `Meter.admit` before a run starts (the quotas are checked, and the run's
+The runner calls `Meter.admit` before a run starts (the quotas are checked, and the run's
 `max_budget_usd` clipped to what is left of a USD quota), `Meter.begin` once it has the CLI process
 the run will use, and `Meter.ran` once the CLI has given its result. `ran` only queues the run's
 usage records; a writer in the bridge's own tasks stores them half a second later, in one
 transaction with whatever else was queued meanwhile, so the result never waits for the store. What
-a run used is the CLI's own figures: its per-model usage and cost, which on a warm process add up
-over the process's life, so each run's share is the difference since the last.
+a run used is the CLI's own figures per model, as the process computed them for the turn
+(`turn_usage`). The meter is told what it needs (`RunFacts`, `ProcessChain`, the outcome) and reads
+nothing of the bridge, a process or an observer.
 
 Quotas are counted in fixed windows: the clock minute, the UTC day, the UTC calendar month, over
 the store's records, so replicas share them. The stored figures are kept in memory and read again
@@ -30,29 +31,27 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
 from ..config.policy import Policy, ResolvedSettings
 from ..errors import ChainBudgetExceeded, QuotaExceeded
 from ..state.store import LedgerAccounts, UsageRecord, UsageTotals
-from ..telemetry import context
 from .identity import inherited_chain
 from .jobs import Job
-from .observer import RunObserver
-from .options import CHAIN_ENV, starts_servers
 from .quotas import ACTIVE_S, NEAR, REFRESH_S, Quota, QuotaState, QuotaTotals, measured, quotas_of
 from .run_end import classify
+from .run_facts import RunFacts
+from .turn_usage import Figures
 
 if TYPE_CHECKING:
     from claude_agent_sdk import ResultMessage
 
-    from .launcher import Process, RunOutcome
+    from .launcher import RunOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -85,41 +84,17 @@ class Metered:
     started: float = field(default_factory=time.monotonic)
 
 
-@dataclass
-class _Figures:
-    """A process's cumulative usage of one model, as the CLI reports it."""
+@dataclass(frozen=True, slots=True)
+class ProcessChain:
+    """What the meter needs of the CLI process a turn runs on (told, never read off the process)."""
 
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_write_tokens: int = 0
-    cost_usd: float = 0.0
-
-    def minus(self, before: _Figures) -> _Figures:
-        inputs, outputs, reads, writes = (max(0, a - b) for a, b in zip(self._ints(), before._ints(), strict=True))
-        return _Figures(inputs, outputs, reads, writes, max(0.0, self.cost_usd - before.cost_usd))
-
-    def _ints(self) -> tuple[int, int, int, int]:
-        return self.input_tokens, self.output_tokens, self.cache_read_tokens, self.cache_write_tokens
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and value > 0 else 0
-
-
-def figures_of(result: ResultMessage) -> dict[str, _Figures]:
-    """The per-model figures of a result (cumulative over its process), from `modelUsage`."""
-    found = {}
-    for model, usage in (result.model_usage or {}).items():
-        got: dict[str, Any] = dict(usage)
-        found[model] = _Figures(
-            _int(got.get("inputTokens")),
-            _int(got.get("outputTokens")),
-            _int(got.get("cacheReadInputTokens")),
-            _int(got.get("cacheCreationInputTokens")),
-            float(got.get("costUSD") or 0.0),
-        )
-    return found
+    key: str | None
+    """The chain key the process was started with (`CLAUDE_MCP_CHAIN_ID`); None: it has none."""
+    delegates: bool
+    """Whether it may have started a claude-mcp server (see `options.starts_servers`)."""
+    chained: bool
+    """Whether it ran a turn of a budgeted chain before (its servers may find that chain's account
+    under its key, so every later turn points the key at its own chain)."""
 
 
 def outcome_of(result: ResultMessage) -> str:
@@ -147,9 +122,6 @@ class Meter:
         """The clock quotas are counted by (tests move it to the next window)."""
         self.chain = inherited_chain()
         """The key this server was started with by the CLI above (None at the top of a chain)."""
-        self._chained: weakref.WeakSet[Process] = weakref.WeakSet()
-        """Processes that ran a turn of a budgeted chain: the servers they started may find its account
-        under their key, so every later turn points the key at its own chain."""
         self._totals = QuotaTotals(store, namespace)
         self._refresh = anyio.Event()
         self._asked_at = float("-inf")
@@ -158,7 +130,6 @@ class Meter:
         self._in_flight: dict[str, float] = {}
         self._wake = anyio.Event()
         self._lock = anyio.Lock()
-        self._seen: weakref.WeakKeyDictionary[Process, dict[str, _Figures]] = weakref.WeakKeyDictionary()
 
     @property
     def chain_retention_s(self) -> float:
@@ -241,16 +212,14 @@ class Meter:
             for q, u in zip(quotas, used, strict=True)
         ]
 
-    async def admit(self, resolved: ResolvedSettings, observer: RunObserver | None) -> tuple[ResolvedSettings, Metered]:
+    async def admit(self, resolved: ResolvedSettings, facts: RunFacts | None) -> tuple[ResolvedSettings, Metered]:
         """Admit a run, or raise `QuotaExceeded` (or `ChainBudgetExceeded`); its settings with the
-        budget clipped to what is left of the USD quotas and of its chain's account."""
+        budget clipped to what is left of the USD quotas and of its chain's account. `facts`: who
+        runs what (None: a run of no call and no job)."""
         now = self.now()
         run_id = uuid.uuid4().hex
-        inner = getattr(observer, "observed", observer)
-        job = inner if isinstance(inner, Job) else None
-        facts = context.current()
-        tool = facts.tool if facts is not None and facts.tool not in (None, "none") else None
-        surface = tool or (job.tool if job is not None else None) or "none"
+        surface = facts.surface if facts is not None else "none"
+        job = facts.job if facts is not None else None
         metered = Metered(run_id, now, self.chain if self.depth > 0 and self.chain else run_id, surface, job)
         if not self.policy.metering:
             return resolved, metered
@@ -275,48 +244,37 @@ class Meter:
         metered.accounted |= self.depth == 0 and metered.budget_usd is not None
         return resolved, metered
 
-    async def begin(self, metered: Metered, process: Process) -> None:
+    async def begin(self, metered: Metered, process: ProcessChain) -> bool:
         """Before the run's turn on `process`: point the process's chain key at the run's chain, so the
         servers the process started spend from this turn's account (not an earlier turn's); at the
         top of a budgeted chain, open its account with the run's budget. No store write when
         neither is needed (the process's first turn, or a chain without a budget on a process that
-        never ran one, or a process that cannot have started a claude-mcp server)."""
-        metered.delegates = starts_servers(process.options)
+        never ran one, or a process that cannot have started a claude-mcp server). Whether the
+        process has now run a turn of a budgeted chain (`ProcessChain.chained` for its next turn)."""
+        metered.delegates = process.delegates
         if not self.policy.metering or not metered.delegates:
-            return
-        key = process.options.env.get(CHAIN_ENV)
+            return process.chained
+        key = process.key
         repoint = (
             key is not None
             and key != metered.chain_id
             and not (self.depth > 0 and key == self.chain)  # the run above points it
-            and (metered.accounted or process in self._chained)
+            and (metered.accounted or process.chained)
         )
         opening = self.depth == 0 and metered.accounted
-        if metered.accounted:
-            self._chained.add(process)
         if repoint or opening:
             budget = metered.budget_usd if opening else None
             await self.store.point_chain(key if repoint else None, metered.chain_id, self.now(), budget_usd=budget)
+        return process.chained or metered.accounted
 
-    def ran(self, metered: Metered, process: Process, outcome: RunOutcome) -> None:
+    def ran(self, metered: Metered, outcome: RunOutcome) -> None:
         """Queue the usage records of a run that gave a result (no I/O: the writer stores them)."""
         self._in_flight.pop(metered.run_id, None)
         if not self.policy.metering:
             return
         result = outcome.result
-        now_figures = figures_of(result)
-        before = self._seen.get(process, {})
-        self._seen[process] = now_figures
-        shares = {model: figures.minus(before.get(model, _Figures())) for model, figures in now_figures.items()}
-        if not shares:  # no per-model figures: the turn's own usage
-            usage = result.usage or {}
-            shares[process.options.model or ""] = _Figures(
-                _int(usage.get("input_tokens")),
-                _int(usage.get("output_tokens")),
-                _int(usage.get("cache_read_input_tokens")),
-                _int(usage.get("cache_creation_input_tokens")),
-            )
-        shares = {m: f for m, f in shares.items() if f != _Figures()} or {next(iter(shares)): _Figures()}
+        shares = dict(outcome.usage.by_model)
+        shares = {m: f for m, f in shares.items() if f != Figures()} or {next(iter(shares)): Figures()}
         metered.cost_usd = sum(share.cost_usd for share in shares.values())
         job = metered.job
         common = {
@@ -332,7 +290,7 @@ class Meter:
             "depth": self.depth,
         }
         for model, share in shares.items():
-            self._queue.append(UsageRecord(model=model, **common, **share.__dict__))
+            self._queue.append(UsageRecord(model=model, **common, **asdict(share)))
         del self._queue[:-_MAX_QUEUED]
         self._wake.set()
 

@@ -50,6 +50,7 @@ from .launcher import EventSink, RunOutcome, StartUps
 from .permissions import Asker, PermissionGate
 from .process_tree import process_tree, terminate_tree
 from .run_end import classify_exit
+from .turn_usage import UsageCounter
 
 logger = logging.getLogger(__name__)
 
@@ -128,20 +129,12 @@ class CLIProcess:
         self.turns = 0
         """Turns this process has run (0: it has not yet answered a prompt)."""
         self.closed = False
-        self._cost_usd = 0.0
-        """The cost the CLI reported after the last turn (a running total for the process)."""
+        self._usage = UsageCounter()
+        """The running totals the CLI reported after the last turn (each turn's usage is the difference)."""
 
     def _source(self) -> str:
         """Which kind of process a turn runs on: started for it, a spare's first turn, or warm."""
         return "cold" if not self.alive else "spare" if self.turns == 0 else "warm"
-
-    def _cost_delta(self, result: ResultMessage) -> float | None:
-        """What a turn added to the process's cost (the CLI reports the running total)."""
-        if result.total_cost_usd is None:
-            return None
-        delta = max(0.0, result.total_cost_usd - self._cost_usd)
-        self._cost_usd = result.total_cost_usd
-        return delta
 
     def _on_stderr(self, line: str) -> None:
         self._stderr_tail.append(line)
@@ -233,7 +226,7 @@ class CLIProcess:
                 }
                 await self._client.query(_one(message_in))
                 outcome = await self._until_result(watch, prompt_uuid, stall_timeout_s, answered, on_message)
-                meter.finished(outcome.result, self._cost_delta(outcome.result))
+                meter.finished(outcome.usage, outcome.result.num_turns)
         except TimeoutError:
             raise RunTimeout(
                 f"The run took longer than its timeout ({timeout_s:g} s) and was stopped. Continue it with the "
@@ -275,7 +268,8 @@ class CLIProcess:
                 if isinstance(message, ResultMessage) and _answers(message, prompt_uuid):
                     self.turns += 1
                     self.session_id = message.session_id
-                    return RunOutcome(message, "".join(watch.text), message.api_error_status)
+                    usage = self._usage.turn(message, self.options.model)
+                    return RunOutcome(message, "".join(watch.text), message.api_error_status, usage)
         finally:
             await messages.aclose()  # type: ignore[attr-defined]  # an async generator
 

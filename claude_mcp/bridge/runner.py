@@ -38,12 +38,13 @@ from . import instrument
 from .client_tools import ClientTools, ToolRelay, tools_key
 from .jobs import Job
 from .launcher import EventSink, RunOutcome
-from .metering import Meter, Metered
+from .metering import Meter, Metered, ProcessChain
 from .observer import RunObserver
-from .options import RunTarget, build_options
+from .options import CHAIN_ENV, RunTarget, build_options, starts_servers
 from .pool import ProcessPool
 from .results import AskResult, RunFailed
 from .run_end import RunEnd, classify
+from .run_facts import RunFacts
 from .slots import BridgeSlots, Keep
 from .turns import SessionLocks
 from .warm import WarmSession
@@ -216,17 +217,19 @@ class Runner:
         client_tools: ClientTools | None = None,
         keep_warm: bool = True,
         queueing: Callable[[], None] | None = None,
+        job: Job | None = None,
     ) -> AskResult:
         """Plan a call and run it to its result, or raise (`RunFailed` for a result that is an
         error). `keep_warm=False`: nobody will follow the conversation up (a batch request).
-        `queueing`: called once the run queues for its slot."""
+        `queueing`: called once the run queues for its slot. `job`: the job it runs for (its observer)."""
         context = self.context
-        facts = instrument.RunFacts(context.tenant, context.namespace, target.resume if not target.fork else None)
+        continues = target.resume if not target.fork else None
+        facts = RunFacts(context.tenant, context.namespace, continues, tool=instrument.calling_tool(), job=job)
 
         async def body(watcher: RunObserver) -> AskResult:
             plan = await self.planner.plan(prompt, call, target, agent)
             try:
-                return await self._steps(plan, watcher, client_tools, keep_warm, queueing)
+                return await self._steps(plan, facts, watcher, client_tools, keep_warm, queueing)
             finally:
                 plan.done()
 
@@ -253,17 +256,20 @@ class Runner:
         queueing: Callable[[], None] | None,
     ) -> AskResult:
         """Run a job's prompt (the job watches its run, and names its agent)."""
-        return await self.run(prompt, settings, target, job, agent=job.agent, keep_warm=keep_warm, queueing=queueing)
+        return await self.run(
+            prompt, settings, target, job, agent=job.agent, keep_warm=keep_warm, queueing=queueing, job=job
+        )
 
     async def _steps(
         self,
         plan: RunPlan,
+        facts: RunFacts,
         observer: RunObserver,
         client_tools: ClientTools | None,
         keep_warm: bool,
         queueing: Callable[[], None] | None,
     ) -> AskResult:
-        resolved, metered = await self._meter.admit(plan.resolved, observer)
+        resolved, metered = await self._meter.admit(plan.resolved, facts)
         plan = replace(plan, resolved=resolved)
         started = anyio.current_time()
         async with self._hold(plan, observer):
@@ -348,7 +354,9 @@ class Runner:
         warm.process.asker = observer.ask_permission
         if warm.relay is not None:
             warm.relay.caller = client_tools.caller if client_tools else None
-        await self._meter.begin(metered, warm.process)
+        options = warm.process.options
+        hop = ProcessChain(options.env.get(CHAIN_ENV), starts_servers(options), warm.chained)
+        warm.chained = await self._meter.begin(metered, hop)
         timeout_s = plan.resolved.timeout_s
         outcome = await warm.process.turn(
             plan.prompt,
@@ -357,7 +365,7 @@ class Runner:
             stall_timeout_s=self._policy.stall_timeout_s,
             on_message=self._indexing(plan, observer),
         )
-        self._meter.ran(metered, warm.process, outcome)
+        self._meter.ran(metered, outcome)
         warm.process.asker = None
         if warm.relay is not None:
             warm.relay.caller = None

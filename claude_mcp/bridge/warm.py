@@ -90,6 +90,8 @@ class WarmSession:
     """The caller's tools this process was started with (see `client_tools`)."""
     held_bytes: int | None = None
     """What the process held when last measured idle (see `measure_tree`); None before that."""
+    chained: bool = False
+    """Whether a turn of a budgeted chain ran on it (see `metering.ProcessChain`)."""
 
     async def apply_in_place(self, wanted: ResolvedSettings, explicit: frozenset[str]) -> None:
         """Change what a live process can change without a restart."""
