@@ -14,7 +14,6 @@ are configured).
 
 from __future__ import annotations
 
-import hmac
 import logging
 import os
 from collections.abc import AsyncIterator, Mapping
@@ -27,8 +26,10 @@ from mcp.server.auth.provider import AccessToken
 
 from ..config.credentials import MISSING, CallerCredential, CredentialRefused
 from ..config.policy import Policy
-from ..config.tenants import TenantSpec, token_hash
+from ..config.tenants import TenantSpec
 from ..errors import ConfigError
+from ..oauth.identity import Identities, StaticTokens
+from ..oauth.verifiers import accepted
 from ..state.open import store_for
 from ..state.store import Store
 from ..telemetry import metrics
@@ -56,11 +57,21 @@ class Tenancy:
         *,
         accepts_oauth: bool = False,
         shared_slots: RunSlots | None = None,
+        identities: Identities | None = None,
+        tenants: frozenset[str] | None = None,
     ) -> None:
         """`store`: the store the bridges share, opened while the tenancy is entered. `callers`:
-        in caller-credential mode, where each request's bridge comes from (`bridges` is then empty)."""
+        in caller-credential mode, where each request's bridge comes from (`bridges` is then empty).
+        `identities`: the bearer tokens accepted (default: the tenants' static tokens, if any);
+        `tenants`: every tenant's name (default: those of `bridges` and `digests`)."""
         self.bridges = bridges
         self._digests = digests or {}
+        if identities is None and self._digests:
+            identities = Identities([StaticTokens(self._digests)])
+        self.identities = identities
+        kinds = identities.kinds if identities is not None else ()
+        self._static = next((kind for kind in kinds if isinstance(kind, StaticTokens)), None)
+        self.tenants = tenants if tenants is not None else frozenset(bridges) | frozenset(self._digests.values())
         self._store = store
         self.callers = callers
         self._accepts_oauth = accepts_oauth
@@ -84,7 +95,7 @@ class Tenancy:
         return self._accepts_oauth
 
     def knows(self, tenant: str) -> bool:
-        return tenant in self.bridges or tenant in self._digests.values()
+        return tenant in self.tenants or (tenant == "" and self.callers is not None and not self.tenants)
 
     @asynccontextmanager
     async def bridge_for(self, tenant: str, credential: CallerCredential | None) -> AsyncIterator[ClaudeBridge]:
@@ -94,7 +105,7 @@ class Tenancy:
             return
         if credential is None:
             raise CredentialRefused(MISSING)
-        async with self.callers.serving(tenant if self._digests else "", credential) as bridge:
+        async with self.callers.serving(tenant if self.tenants else "", credential) as bridge:
             yield bridge
 
     async def __aenter__(self) -> Self:
@@ -133,7 +144,8 @@ class Tenancy:
 
     @property
     def requires_auth(self) -> bool:
-        return bool(self._digests)
+        """Whether every HTTP request must carry an accepted bearer token."""
+        return self.identities is not None
 
     @classmethod
     def single(cls, bridge: ClaudeBridge) -> Tenancy:
@@ -162,6 +174,10 @@ class Tenancy:
         )
         callers_pay = base.credentials == "caller"
         bridges, digests, policies = {}, {}, {}
+        if base.oauth is None and (untokened := [name for name, spec in specs.items() if not spec.has_token]):
+            raise ConfigError(
+                f"tenant {untokened[0]!r} has no token: give it token_sha256 or token_env (or configure [oauth])"
+            )
         shared = RunSlots(base.max_concurrent, base.max_queued)  # the whole server's cap
         store = store_for(base.state_url, base.state_dir or state)
         replica = replica_id()
@@ -178,11 +194,14 @@ class Tenancy:
                     replica=replica,
                     launcher=walls.launcher(dirs.writable),
                 )
-            digests[spec.digest(name, environ)] = name
-        if len(digests) != len(specs):
+            if (digest := spec.digest(name, environ)) is not None:
+                digests[digest] = name
+        if len(digests) != sum(spec.has_token for spec in specs.values()):
             raise ConfigError("two tenants share a token; give each its own")
+        names = frozenset(specs)
+        identities = accepted(base.oauth, digests, tenants=names, store=store)
         if not callers_pay:
-            tenancy = cls(bridges, digests, store, shared_slots=shared)
+            tenancy = cls(bridges, digests, store, shared_slots=shared, identities=identities, tenants=names)
             tenancy.policy = base
             return tenancy
         pool = CallerPool(
@@ -197,21 +216,26 @@ class Tenancy:
             max_callers=base.max_callers,
             idle_s=base.caller_idle_s,
         )
-        tenancy = cls({}, digests, store, pool, accepts_oauth=base.caller_oauth_tokens, shared_slots=shared)
+        tenancy = cls(
+            {},
+            digests,
+            store,
+            pool,
+            accepts_oauth=base.caller_oauth_tokens,
+            shared_slots=shared,
+            identities=identities,
+            tenants=names,
+        )
         tenancy.policy = base
         return tenancy
 
     def tenant_of_token(self, token: str) -> str | None:
-        presented = token_hash(token)
-        found = None
-        for digest, name in self._digests.items():
-            if hmac.compare_digest(digest, presented):  # constant time, whichever matches
-                found = name
-        return found
+        """The tenant whose static token this is (constant time); None if static tokens are not accepted."""
+        return self._static.tenant_of(token) if self._static is not None else None
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        tenant = self.tenant_of_token(token)
-        return AccessToken(token=token, client_id=tenant, scopes=[]) if tenant is not None else None
+        """The SDK's `TokenVerifier`: the token as the accepted kinds identify it (see `oauth.identity`)."""
+        return await self.identities.verify_token(token) if self.identities is not None else None
 
 
 def _walled(base: Policy) -> Policy:

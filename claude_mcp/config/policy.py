@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from ..errors import ConfigError, PolicyViolation
 from .call_settings import CallSettings
 from .limits import JSON_SCHEMA_CEILING_KB, InputLimits
+from .oauth import OAuthSettings
 from .specs import AgentSpec, McpServer
 from .tenants import TenantSpec
 from .types import Effort, PermissionMode
@@ -231,6 +232,11 @@ class Policy(BaseModel):
     )
     tenants: dict[str, TenantSpec] = Field(
         default_factory=dict, description="HTTP tenants by name, each with its own token and credential."
+    )
+    oauth: OAuthSettings | None = Field(
+        None,
+        description="`[oauth]`: the server as an OAuth 2.1 protected resource (MCP authorization): which bearer "
+        "tokens are accepted, the authorization server that issues them, and how their claims map to tenants.",
     )
     api: bool = Field(
         True,

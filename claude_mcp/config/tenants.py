@@ -34,13 +34,21 @@ class TenantSpec(BaseModel):
 
     @model_validator(mode="after")
     def _one_token(self) -> TenantSpec:
-        if (self.token_sha256 is None) == (self.token_env is None):
-            raise ValueError("give exactly one of token_sha256 or token_env")
+        if self.token_sha256 is not None and self.token_env is not None:
+            raise ValueError("give one of token_sha256 or token_env, not both")
         return self
 
-    def digest(self, name: str, environ: Mapping[str, str]) -> str:
+    @property
+    def has_token(self) -> bool:
+        """Whether the tenant has a static token (without one it is reached only through `[oauth]`)."""
+        return self.token_sha256 is not None or self.token_env is not None
+
+    def digest(self, name: str, environ: Mapping[str, str]) -> str | None:
+        """The SHA-256 of the tenant's static token; None if it has none."""
         if self.token_sha256 is not None:
             return self.token_sha256
+        if self.token_env is None:
+            return None
         token = environ.get(self.token_env or "")
         if not token:
             raise ConfigError(f"tenant {name!r}: the environment variable {self.token_env} (its token) is not set")

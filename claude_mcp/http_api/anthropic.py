@@ -158,7 +158,7 @@ class MessagesApi:
     async def create(self, request: Request) -> Response:
         request_id = api_id("req_")
         try:
-            caller = caller_of(request.headers, self.tenancy)  # first: a stranger's body is never read
+            caller = caller_of(request, self.tenancy)  # first: a stranger's body is never read
             session_id = requested_session(request)
             body, turn = await self.bodies.read(
                 request,
@@ -188,14 +188,14 @@ class MessagesApi:
     async def count_tokens(self, request: Request) -> Response:
         request_id = api_id("req_")
         try:
-            caller_of(request.headers, self.tenancy)
+            caller_of(request, self.tenancy)
             await read_capped(request, self.bodies.request)  # an over-cap body is refused as on /v1/messages
         except ApiError as error:
             return error_response(error, request_id)
         return error_response(ApiError(400, "invalid_request_error", COUNT_TOKENS_REFUSED), request_id)
 
     async def _models(self, request: Request) -> list[dict[str, Any]]:
-        caller = caller_of(request.headers, self.tenancy)
+        caller = caller_of(request, self.tenancy)
         try:
             async with self.tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
                 offered = await bridge.models()

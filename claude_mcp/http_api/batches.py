@@ -61,7 +61,7 @@ class BatchesApi:
         """Run `handler` on the caller's bridge; every failure in the API's error shape."""
 
         async def work(request_id: str) -> Response | dict[str, Any]:
-            caller = caller_of(request.headers, self.tenancy)
+            caller = caller_of(request, self.tenancy)
             async with self.tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
                 return await handler(request, bridge)
 
@@ -69,7 +69,7 @@ class BatchesApi:
 
     async def create(self, request: Request) -> Response:
         async def work(request_id: str) -> Answer:
-            caller = caller_of(request.headers, self.tenancy)  # first: a stranger's body is never read
+            caller = caller_of(request, self.tenancy)  # first: a stranger's body is never read
             raw = await read_capped(request, self.bodies.batch)
             async with self.tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
                 limit = bridge.policy.max_batch_requests

@@ -221,7 +221,7 @@ class ChatCompletionsApi:
 
     async def create(self, request: Request) -> Response:
         try:
-            caller = caller_of(request.headers, self.tenancy)  # first: a stranger's body is never read
+            caller = caller_of(request, self.tenancy)  # first: a stranger's body is never read
             session_id = requested_session(request)
             body, turn = await self.bodies.read(
                 request,

@@ -119,7 +119,7 @@ class UsageApi:
             for bridge in self.tenancy.bridges.values():
                 await bridge.usage.flush()
             return None
-        caller = caller_of(request.headers, self.tenancy)
+        caller = caller_of(request, self.tenancy)
         async with self.tenancy.bridge_for(caller.tenant, caller.credential) as bridge:
             await bridge.usage.flush()  # its own latest runs included
             return bridge.namespace

@@ -27,6 +27,7 @@ from ..bridge.tenancy import LOCAL, Tenancy
 from ..config.credentials import CREDENTIAL_HEADER, parse_credential
 from ..config.policy import Policy
 from ..errors import ClaudeMCPError
+from ..oauth.identity import identity_of
 from ..telemetry import context
 from . import resources
 from .arguments import validated
@@ -75,15 +76,15 @@ def build_server(served: ClaudeBridge | Tenancy) -> Server[Any]:
     @asynccontextmanager
     async def calling(ctx: ServerRequestContext[Any, Any], *answers: Any) -> AsyncIterator[Call]:
         """The call's tenant and, in caller-credential mode, its credential; the bridge that serves them."""
-        tenant = LOCAL
+        tenant, identity = LOCAL, None
         if tenancy.requires_auth:
             user = getattr(ctx.request, "user", None)
             token = getattr(user, "access_token", None) or get_access_token()
             if token is None or not tenancy.knows(token.client_id):
                 raise ClaudeMCPError("Not authenticated: send `Authorization: Bearer <token>`.")
-            tenant = token.client_id
-        credential = None
-        if tenancy.takes_caller_credentials:
+            tenant, identity = token.client_id, identity_of(token)
+        credential = identity.credential if identity is not None else None  # a token may carry the caller's key
+        if tenancy.takes_caller_credentials and credential is None:
             headers = getattr(ctx.request, "headers", None)
             header = headers.get(CREDENTIAL_HEADER) if headers is not None else None
             credential = parse_credential(header, allow_oauth=tenancy.accepts_oauth_tokens)

@@ -1,8 +1,9 @@
 """The HTTP application: Streamable HTTP at `/mcp`, or legacy HTTP+SSE, and `/healthz`.
 
-Requests carry `Authorization: Bearer <token>` when tenants are configured (the SDK's
-bearer-auth middleware, with `Tenancy` as its token verifier), and the Host/Origin checks
-against DNS rebinding are always on. `/healthz` says only that the server is up.
+Requests carry `Authorization: Bearer <token>` when tenants or `[oauth]` are configured (the SDK's
+bearer-auth middleware, with `Tenancy` as its token verifier); with `[oauth]` the server is an OAuth
+protected resource (`oauth.resource`: its metadata, and `challenges` on its refusals). The
+Host/Origin checks against DNS rebinding are always on. `/healthz` says only that the server is up.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from mcp.server.auth.middleware.auth_context import AuthContextMiddleware
-from mcp.server.auth.middleware.bearer_auth import BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser, BearerAuthBackend, RequireAuthMiddleware
+from mcp.server.auth.routes import build_resource_metadata_url
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.lowlevel.server import Server
 from mcp.server.sse import SseServerTransport
@@ -29,6 +31,9 @@ from ..bridge.tenancy import Tenancy
 from ..config.credentials import CREDENTIAL_HEADER, CredentialRefused, parse_credential
 from ..errors import ConfigError
 from ..http_api.routes import api_routes
+from ..oauth.identity import identity_of
+from ..oauth.resource import ProtectedResource
+from .challenges import Challenges
 
 Transport = Literal["stdio", "http", "sse"]
 TRANSPORTS: tuple[Transport, ...] = ("stdio", "http", "sse")
@@ -70,7 +75,10 @@ class RequireCallerCredential:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # The HTTP APIs read the credential the way their SDKs send it, and refuse in their own shapes.
         path = scope.get("path", "")
-        if scope["type"] == "http" and path not in self.open_paths and not path.startswith("/v1/"):
+        if scope["type"] == "http" and path not in self.open_paths and not path.startswith(("/v1/", "/.well-known/")):
+            if _carries_credential(scope):  # the bearer token carries the caller's own credential
+                await self.app(scope, receive, send)
+                return
             header = Headers(scope=scope).get(CREDENTIAL_HEADER)
             try:
                 parse_credential(header, allow_oauth=self.allow_oauth)
@@ -79,6 +87,12 @@ class RequireCallerCredential:
                 await JSONResponse(body, status_code=refused.status)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _carries_credential(scope: Scope) -> bool:
+    user = scope.get("user")
+    identity = identity_of(user.access_token) if isinstance(user, AuthenticatedUser) else None
+    return identity is not None and identity.credential is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,11 +119,20 @@ def http_app(
     routes = [Route("/healthz", healthz, methods=["GET"])]
     if api_heartbeat_s is not None:
         routes += api_routes(tenancy, heartbeat_s=api_heartbeat_s, security=security)
-    auth = AuthSettings(issuer_url="http://localhost", resource_server_url=None) if tenancy.requires_auth else None
+    oauth = tenancy.policy.oauth if tenancy.policy is not None and tenancy.requires_auth else None
+    resource = ProtectedResource(oauth) if oauth is not None else None
+    auth = None
+    if resource is not None:  # an OAuth protected resource: its metadata, and challenges that point at it
+        routes += resource.metadata_routes(include_resource=transport != "http")
+        auth = resource.auth_settings()
+    elif tenancy.requires_auth:
+        auth = AuthSettings(issuer_url="http://localhost", resource_server_url=None)
     verifier = tenancy if tenancy.requires_auth else None
     app = _mcp_app(server, transport, security, host, routes, auth, verifier, sessions or McpSessions())
-    if tenancy.takes_caller_credentials:
-        app.add_middleware(RequireCallerCredential, allow_oauth=tenancy.accepts_oauth_tokens)
+    if tenancy.takes_caller_credentials:  # inside the bearer middleware: a token may carry the credential
+        app.user_middleware.append(Middleware(RequireCallerCredential, allow_oauth=tenancy.accepts_oauth_tokens))
+    if resource is not None:
+        app.add_middleware(Challenges, resource=resource)
     return app
 
 
@@ -151,7 +174,11 @@ def _mcp_app(
             await connection.__aexit__(None, None, None)
 
     def guarded(app: Any) -> Any:
-        return RequireAuthMiddleware(app, [], None) if verifier is not None else app
+        if verifier is None:
+            return app
+        scopes = (auth.required_scopes or []) if auth is not None else []
+        resource = auth.resource_server_url if auth is not None else None
+        return RequireAuthMiddleware(app, scopes, build_resource_metadata_url(resource) if resource else None)
 
     middleware = (
         [Middleware(AuthenticationMiddleware, backend=BearerAuthBackend(verifier)), Middleware(AuthContextMiddleware)]

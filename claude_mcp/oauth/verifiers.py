@@ -1,0 +1,55 @@
+"""The verifiers `[oauth]` asks for, in the order the operator accepts them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..config.oauth import OAuthSettings
+from ..errors import ConfigError
+from ..state.store import Store
+from .identity import Identities, IdentityVerifier, StaticTokens
+
+
+def accepted(
+    settings: OAuthSettings | None,
+    digests: Mapping[str, str],
+    *,
+    tenants: frozenset[str],
+    store: Store,
+) -> Identities | None:
+    """The kinds of bearer token the server honours (None: no authentication, the local user).
+
+    Without `[oauth]`, the tenants' static tokens if there are any. With it, the kinds in
+    `accept`, in that order: the static tokens, and the authorization server's (`external`: the
+    identity provider's, mapped to `tenants` by their claims; `builtin`: this server's own)."""
+    if settings is None:
+        return Identities([StaticTokens(digests)]) if digests else None
+    kinds: list[IdentityVerifier] = []
+    for kind in settings.accept:
+        if kind == "static" and digests:
+            kinds.append(StaticTokens(digests, settings.scopes_required))
+        elif kind == "oauth":
+            kinds.append(_authorization_server(settings, tenants=tenants, store=store))
+    if not kinds:
+        raise ConfigError(
+            '[oauth] accept = ["static"] but no tenant has a token: give tenants tokens, or accept "oauth"'
+        )
+    return Identities(kinds)
+
+
+def _authorization_server(settings: OAuthSettings, *, tenants: frozenset[str], store: Store) -> IdentityVerifier:
+    if settings.authorization_server == "builtin":
+        # The built-in authorization server (oauth/builtin/) plugs in here: an `IdentityVerifier` over `store`.
+        raise ConfigError('authorization_server = "builtin" is not available in this version')
+    if not tenants:
+        raise ConfigError(
+            'authorization_server = "external" maps tokens to tenants: configure [tenants.NAME] (a tenant reached '
+            "only through [oauth] needs no token) and tenant_claim, claim_tenants or default_tenant"
+        )
+    if settings.introspection_endpoint is not None:
+        from .introspection import Introspection
+
+        return Introspection(settings, tenants)
+    from .jwt_tokens import JwtVerifier
+
+    return JwtVerifier(settings, tenants)
