@@ -18,6 +18,8 @@ markers in the latest prompt, so one server serves every test and every process:
 - `[[stall]]`               start the response, then send nothing more (a stalled stream).
 - `[[error:CODE]]`          answer with HTTP CODE and an Anthropic error body.
 - a credential (API key or bearer token) containing `revoked` gets 401, whatever the prompt.
+- `GET /v1/models` (a key check) answers a model list, or 401 for a `revoked` key; `GET /_key_checks`
+  returns the credentials it was asked with.
 
 Every request is recorded; `GET /_requests` returns the records (with the time the first
 text chunk was sent) and `POST /_reset` clears them. Run it as
@@ -86,6 +88,8 @@ class Record:
 
 
 RECORDS: list[Record] = []
+KEY_CHECKS: list[str] = []
+"""The credentials `GET /v1/models` was asked with (key checks), in order."""
 
 
 def _text_blocks(content: Any) -> list[str]:
@@ -303,6 +307,27 @@ async def messages(request: Request) -> Response:
     return StreamingResponse(_stream(reply, model, record), media_type="text/event-stream")
 
 
+async def models(request: Request) -> Response:
+    """`GET /v1/models`: what a key check asks (the built-in sign-in's); 401 for a `revoked` key."""
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    credential = headers.get("x-api-key") or headers.get("authorization") or ""
+    KEY_CHECKS.append(credential)
+    if not credential or "revoked" in credential:
+        error = {"type": "authentication_error", "message": "invalid x-api-key"}
+        return JSONResponse({"type": "error", "error": error}, status_code=401)
+    model = {
+        "type": "model",
+        "id": "claude-sonnet-4-5",
+        "display_name": "Claude Sonnet 4.5",
+        "created_at": "2025-09-29T00:00:00Z",
+    }
+    return JSONResponse({"data": [model], "has_more": False, "first_id": model["id"], "last_id": model["id"]})
+
+
+async def key_checks(request: Request) -> Response:
+    return JSONResponse(KEY_CHECKS)
+
+
 async def count_tokens(request: Request) -> Response:
     return JSONResponse({"input_tokens": 10})
 
@@ -320,6 +345,8 @@ app = Starlette(
     routes=[
         Route("/v1/messages", messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/_key_checks", key_checks, methods=["GET"]),
         Route("/_requests", requests_log, methods=["GET"]),
         Route("/_reset", reset, methods=["POST"]),
     ]

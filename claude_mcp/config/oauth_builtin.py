@@ -21,7 +21,8 @@ class BuiltinSettings(BaseModel):
     secrets_key_env: str = Field(
         "CLAUDE_MCP_OAUTH_KEYS",
         description="Environment variable holding the key ring that seals callers' keys at rest "
-        "(`KEY_ID:BASE64_KEY`, comma-separated, the first sealing; `claude-mcp oauth-key` makes one).",
+        "(`KEY_ID:BASE64_KEY`, comma-separated, the first sealing; "
+        '`echo "k1:$(openssl rand -base64 32)"` makes one).',
     )
     secrets_key_file: Path | None = Field(
         None, description="A file holding the key ring instead (one `KEY_ID:BASE64_KEY` a line), e.g. a mounted secret."
@@ -36,8 +37,12 @@ class BuiltinSettings(BaseModel):
     client_metadata_documents: bool = Field(
         True, description="Accept an https URL as client_id and fetch the client's metadata document there."
     )
-    client_document_max_bytes: int = Field(5 * 1024, ge=512, le=64 * 1024)
-    client_document_timeout_s: float = Field(5.0, gt=0, le=30)
+    client_document_max_bytes: int = Field(
+        5 * 1024, ge=512, le=64 * 1024, description="A client metadata document larger than this is refused."
+    )
+    client_document_timeout_s: float = Field(
+        5.0, gt=0, le=30, description="How long fetching a client metadata document may take."
+    )
     client_document_private_addresses: bool = Field(
         False,
         description="Fetch client metadata documents from loopback and private addresses too (tests and closed "

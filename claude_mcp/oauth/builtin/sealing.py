@@ -7,8 +7,8 @@ new key: that is a rotation. The additional data binds a sealed value to the rec
 (a grant's id), so a value copied into another record does not open.
 
 The ring comes from an environment variable or a key file (as a KMS-style secret would be mounted):
-one key a line or comma-separated, each `KEY_ID:BASE64_KEY` (a key from `claude-mcp oauth-key`,
-i.e. `secrets.token_urlsafe(32)`-sized: 32 bytes, base64 or base64url).
+one key a line or comma-separated, each `KEY_ID:BASE64_KEY`: 32 random bytes in base64 or base64url
+(`echo "2026-12:$(openssl rand -base64 32)"` makes one).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ...errors import ConfigError
 
 VERSION = "v1"
+MAKE_ONE = 'make one with: echo "2026-12:$(openssl rand -base64 32)"'
 _KEY_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 
 
@@ -94,14 +95,12 @@ class KeyRing:
             except (ValueError, binascii.Error):
                 key = b""
             if len(key) != 32:
-                raise ConfigError(
-                    f"{source}: key {key_id.strip()!r} is not 32 bytes of base64 (`claude-mcp oauth-key`)"
-                )
+                raise ConfigError(f"{source}: key {key_id.strip()!r} is not 32 bytes of base64 ({MAKE_ONE})")
             if key_id.strip() in keys:
                 raise ConfigError(f"{source}: key id {key_id.strip()!r} appears twice")
             keys[key_id.strip()] = key
         if not keys:
-            raise ConfigError(f"{source}: no key; make one with `claude-mcp oauth-key`")
+            raise ConfigError(f"{source}: no key; {MAKE_ONE}")
         return cls(keys, next(iter(keys)))
 
     @classmethod
@@ -117,7 +116,7 @@ class KeyRing:
                 raise ConfigError(f"cannot read the OAuth key file {file}: {exc.strerror}") from None
         raise ConfigError(
             f"the built-in authorization server keeps callers' keys encrypted and needs its key: set ${env} "
-            "or `secrets_key_file` to `KEY_ID:BASE64_KEY` (make one with `claude-mcp oauth-key`)"
+            f"or `secrets_key_file` to `KEY_ID:BASE64_KEY` ({MAKE_ONE})"
         )
 
 
