@@ -5,31 +5,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import gc
 import logging
 import os
 import sys
 import time
 from pathlib import Path
-from typing import Any
-
-import anyio
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._version import __version__
-from .bridge.claude import ClaudeBridge
-from .bridge.tenancy import Tenancy
-from .bridge.walls import WalledLauncher, choose_isolation, walls_for
-from .config.policy import Policy
-from .config.tenants import token_hash
-from .errors import ConfigError
-from .setup import usage
-from .setup.clients import CLIENTS, registration, write
-from .setup.doctor import diagnose
-from .state.sticky import default_state_dir
-from .telemetry import logs, tracing
-from .telemetry.logs import LOG_FORMATS
-from .web.app import LOOPBACK, TRANSPORTS, McpSessions, check_binding
-from .web.serve import serve
+
+if TYPE_CHECKING:
+    from .bridge.walls import WalledLauncher
+    from .config.policy import Policy
+
+# Only what every command needs is imported here: `serve` and the others import their own modules
+# when they run, so `--help` and `--version` answer at once. The choices are the modules' own
+# (`web.app.TRANSPORTS`, `telemetry.logs.LOG_FORMATS`, `setup.clients.CLIENTS`; a test holds them equal).
+TRANSPORTS = ("stdio", "http", "sse")
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+CLIENTS = ("claude-desktop", "claude-code", "cursor", "vscode", "windsurf", "zed", "codex", "gemini")
 
 logger = logging.getLogger("claude_mcp")
 
@@ -69,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         choices=["server", "caller"],
         help="whose Claude credential runs use: the server's, or each HTTP caller's own (X-Claude-Credential)",
     )
-    serve_cmd.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    serve_cmd.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS, help="(any case)")
     serve_cmd.add_argument(
         "--log-format", default="text", choices=LOG_FORMATS, help="text (default), or one JSON object per line"
     )
@@ -85,6 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     doctor_cmd = commands.add_parser("doctor", help="check the CLI, the credential, the config and the roots")
     doctor_cmd.add_argument("--config", type=Path, help="policy file (TOML) to check")
+    doctor_cmd.add_argument(
+        "--client", choices=CLIENTS, help="check what this MCP client will start (its entry's env, root and login)"
+    )
+    doctor_cmd.add_argument("--name", default="claude", help="the server's name in that client (default: claude)")
     usage_cmd = commands.add_parser("usage", help="what every tenant or caller used: runs, tokens, USD")
     usage_cmd.add_argument("--config", type=Path, help="policy file (TOML) naming the store")
     usage_cmd.add_argument("--state-url", help="postgresql://… (default: the config's store, or SQLite)")
@@ -96,10 +95,22 @@ def _parser() -> argparse.ArgumentParser:
     config_cmd.add_argument("--write", action="store_true", help="merge it into the client's config (with a backup)")
     config_cmd.add_argument("--name", default="claude", help="the server's name in the client (default: claude)")
     config_cmd.add_argument("--config", type=Path, help="a policy file the registered server should use")
+    config_cmd.add_argument(
+        "--root",
+        type=Path,
+        help="the directory Claude may work in (default: this directory; with --config: the config's roots)",
+    )
+    config_cmd.add_argument(
+        "--no-key",
+        action="store_true",
+        help="carry no key or token from this shell: the server uses Claude's own login (`claude /login`)",
+    )
     return parser
 
 
 def load_policy(args: argparse.Namespace) -> Policy:
+    from .config.policy import Policy
+
     overrides: dict[str, Any] = {
         key: getattr(args, key)
         for key in (
@@ -123,56 +134,114 @@ def load_policy(args: argparse.Namespace) -> Policy:
     return policy
 
 
+def _refuse(message: str, *, announce: bool = False) -> NoReturn:
+    """One line on stderr (plain, or a JSON log line once logging is set up) and exit status 2."""
+    if announce:
+        from .telemetry import logs
+
+        logs.announce(f"claude-mcp: {message}", level=logging.ERROR)
+    else:
+        print(f"claude-mcp: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    if args.command == "hash-token":
-        print(token_hash(sys.stdin.readline().strip()))
-        return
-    if args.command == "doctor":
-        findings = diagnose(args.config)
-        print("\n".join(map(str, findings)))
-        sys.exit(0 if all(f.ok for f in findings) else 1)
-    if args.command == "usage":
-        _usage(args)
-        return
-    if args.command == "config":
-        serve_args = ["serve", *(["--config", str(args.config.resolve())] if args.config else [])]
-        try:
-            print(
-                write(args.client, args.name, serve_args)
-                if args.write
-                else registration(args.client, args.name, serve_args)
-            )
-        except ConfigError as exc:
-            print(f"claude-mcp: {exc}", file=sys.stderr)
-            sys.exit(2)
-        return
+    try:
+        if args.command == "serve":
+            _serve(args)
+        elif args.command == "hash-token":
+            _hash_token()
+        elif args.command == "doctor":
+            _doctor(args)
+        elif args.command == "usage":
+            _usage(args)
+        elif args.command == "config":
+            _config(args)
+    except Exception as exc:
+        from .errors import ConfigError  # (pydantic: not imported for --help)
+
+        if not isinstance(exc, ConfigError):
+            raise
+        _refuse(str(exc), announce=args.command == "serve")
+
+
+def _hash_token() -> None:
+    from .config.tenants import token_hash
+    from .errors import ConfigError
+
+    token = sys.stdin.readline().strip()
+    if not token:
+        raise ConfigError(
+            'no token on stdin: pipe the tenant\'s token in, e.g. `printf %s "$TOKEN" | claude-mcp hash-token`'
+        )
+    print(token_hash(token))
+
+
+def _doctor(args: argparse.Namespace) -> None:
+    from .setup.client_check import diagnose_client
+    from .setup.doctor import diagnose
+
+    findings = diagnose_client(args.client, args.name) if args.client else diagnose(args.config)
+    print("\n".join(map(str, findings)))
+    sys.exit(0 if all(f.ok for f in findings) else 1)
+
+
+def _config(args: argparse.Namespace) -> None:
+    from .setup.clients import carried, chosen_root, key_note, registration, write
+
+    serve_args = ["serve"]
+    if args.config:
+        serve_args += ["--config", str(args.config.resolve())]
+    if args.root is not None or not args.config:
+        serve_args += ["--root", str(chosen_root(args.root, Path.cwd()))]
+    given = carried(serve_args, os.environ, with_key=not args.no_key)
+    if args.write:
+        print(write(args.client, args.name, given))
+        print(key_note(args.client, given))
+    else:
+        print(registration(args.client, args.name, given))
+
+
+def _serve(args: argparse.Namespace) -> None:
+    from .telemetry import logs
+
     logs.configure(args.log_level, args.log_format)
-    try:
-        policy = load_policy(args)
-    except ConfigError as exc:
-        logs.announce(f"claude-mcp: {exc}", level=logging.ERROR)
-        sys.exit(2)
-    try:
-        if policy.credentials == "caller" and args.transport == "stdio":
-            raise ConfigError(
-                'credentials = "caller" needs an HTTP transport (--transport http or sse): callers send their '
-                "credential in the X-Claude-Credential header. Over stdio the server uses your own login."
-            )
-        hidden = (args.config.resolve(),) if args.config else ()
-        if args.transport != "stdio" and (policy.tenants or policy.credentials == "caller"):
-            tenancy = Tenancy.from_policy(policy, policy.tenants, hidden=hidden)
-        else:  # stdio is the local user, with their own Claude login
-            launcher = _own_launcher(policy, args, hidden)
-            tenancy = Tenancy.single(
-                ClaudeBridge(policy.model_copy(update={"isolation": launcher.walls.isolation}), launcher=launcher)
-            )
-        if args.transport != "stdio":
-            check_binding(args.host, tenancy)
-        metrics_token = _metrics_token(policy) if args.transport != "stdio" else None
-    except ConfigError as exc:
-        logs.announce(f"claude-mcp: {exc}", level=logging.ERROR)
-        sys.exit(2)
+    import gc
+
+    import anyio
+
+    from .bridge.claude import ClaudeBridge
+    from .bridge.tenancy import Tenancy
+    from .errors import ConfigError
+    from .telemetry import tracing
+    from .web.app import McpSessions, check_binding
+    from .web.serve import serve
+
+    policy = load_policy(args)
+    if policy.credentials == "caller" and args.transport == "stdio":
+        raise ConfigError(
+            'credentials = "caller" needs an HTTP transport (--transport http or sse): callers send their '
+            "credential in the X-Claude-Credential header. Over stdio the server uses your own login."
+        )
+    _check_roots(policy, explicit=bool(args.roots))
+    hidden = (args.config.resolve(),) if args.config else ()
+    if args.transport != "stdio" and (policy.tenants or policy.credentials == "caller"):
+        tenancy = Tenancy.from_policy(policy, policy.tenants, hidden=hidden)
+    else:  # stdio is the local user, with their own Claude login
+        _refuse_root_as_workspace(policy, explicit=bool(args.roots))
+        launcher = _own_launcher(policy, args, hidden)
+        tenancy = Tenancy.single(
+            ClaudeBridge(policy.model_copy(update={"isolation": launcher.walls.isolation}), launcher=launcher)
+        )
+    if args.transport != "stdio":
+        check_binding(args.host, tenancy)
+        _check_port(args.host, args.port)
+    metrics_token = _metrics_token(policy) if args.transport != "stdio" else None
+    if policy.state_url is not None:
+        from .state.open import check_reachable
+
+        anyio.run(check_reachable, policy.state_url)
     who = "callers' own credentials" if tenancy.takes_caller_credentials else "tenants: " + ", ".join(tenancy.bridges)
     logger.info(
         "claude-mcp %s serving on %s (roots: %s; %s)",
@@ -201,15 +270,78 @@ def main(argv: list[str] | None = None) -> None:
     try:
         with contextlib.suppress(KeyboardInterrupt):
             anyio.run(run)
+    except BaseExceptionGroup as group:  # a refusal raised inside the server's task groups
+        refusal = _config_error_in(group)
+        if refusal is None:
+            raise
+        _refuse(str(refusal), announce=True)
     finally:
         if stop_tracing is not None:
             stop_tracing()
+
+
+def _config_error_in(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
+    from .errors import ConfigError
+
+    found: BaseException | None = group.subgroup(lambda exc: isinstance(exc, ConfigError))
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found
+
+
+def _check_roots(policy: Policy, *, explicit: bool) -> None:
+    """Every root an existing directory (a typo would only show at the first call)."""
+    from .errors import ConfigError
+
+    for root in policy.roots:
+        if not root.is_dir():
+            where = "--root" if explicit else "roots in the config"
+            raise ConfigError(f"root {root} does not exist or is not a directory: create it, or fix {where}.")
+
+
+def _refuse_root_as_workspace(policy: Policy, *, explicit: bool) -> None:
+    """A server started in `/` with no root named would let Claude work anywhere on the disk (MCP
+    clients often start servers there): refused unless `/` was asked for by name."""
+    from .errors import ConfigError
+
+    if explicit or "roots" in policy.model_fields_set or any(root != Path(root.anchor) for root in policy.roots):
+        return
+    raise ConfigError(
+        f"started in {policy.roots[0]} with no root named, so Claude could work anywhere on the disk: pass --root "
+        "DIR (`claude-mcp config CLIENT --write`, run in your project, registers one), or set roots in the config."
+    )
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse at once, in one line, to serve on an address that is taken (uvicorn would only exit
+    from inside the server's task group, after it said it was serving)."""
+    import socket
+
+    from .errors import ConfigError
+
+    if port == 0:
+        return
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc} (another server there? pass --port N, "
+            "or --port 0 for any free port)."
+        ) from None
 
 
 def _own_launcher(policy: Policy, args: argparse.Namespace, hidden: tuple[Path, ...]) -> WalledLauncher:
     """The launcher of a server for one person (stdio, or HTTP without tenants): no sandbox by
     default on loopback (their Claude works on their projects, with their environment's usual
     variables); a sandbox where it listens beyond loopback, or where they ask for one."""
+    from .bridge.walls import choose_isolation, walls_for
+    from .state.sticky import default_state_dir
+    from .web.app import LOOPBACK
+
     beyond = args.transport != "stdio" and args.host not in LOOPBACK
     isolation = choose_isolation(policy, several_users=beyond)
     state = policy.state_dir or default_state_dir(policy.cli_env)
@@ -219,20 +351,24 @@ def _own_launcher(policy: Policy, args: argparse.Namespace, hidden: tuple[Path, 
 
 
 def _usage(args: argparse.Namespace) -> None:
-    """`claude-mcp usage`: print the store's usage records, summed."""
+    """`claude-mcp usage`: print the store's usage records, summed (and, on stderr, which store)."""
+    import anyio
+
+    from .config.policy import Policy
+    from .setup import usage
+
     now = time.time()
-    try:
-        policy = Policy.load(args.config, state_url=args.state_url)
-        since = usage.since_of(args.since, now)
-        rows = anyio.run(functools.partial(usage.usage_rows, policy, since=since, until=now + 1, by=args.by))
-    except ConfigError as exc:
-        print(f"claude-mcp: {exc}", file=sys.stderr)
-        sys.exit(2)
+    policy = Policy.load(args.config, state_url=args.state_url)
+    since = usage.since_of(args.since, now)
+    print(f"claude-mcp usage: reading {usage.store_name(policy)}", file=sys.stderr)
+    rows = anyio.run(functools.partial(usage.usage_rows, policy, since=since, until=now + 1, by=args.by))
     print(usage.render(rows, args.by, args.output_format))
 
 
 def _metrics_token(policy: Policy) -> str | None:
     """The operator's token for /metrics, from the variable `metrics_token_env` names (never logged)."""
+    from .errors import ConfigError
+
     if policy.metrics_token_env is None:
         return None
     token = os.environ.get(policy.metrics_token_env, "")

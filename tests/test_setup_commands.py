@@ -99,7 +99,7 @@ def test_config_write_merges_backs_up_and_refuses_to_clobber(clean_env: dict[str
     assert first.returncode == 0, first.stderr
     document = json.loads(settings.read_text())
     assert document["theme"] == "dark" and document["mcpServers"]["other"] == {"command": "x"}
-    assert document["mcpServers"]["claude"]["args"] == [*launcher()[1], "serve"]
+    assert document["mcpServers"]["claude"]["args"] == [*launcher()[1], "serve", "--root", str(tmp_path.resolve())]
     assert list(settings.parent.glob("mcp.json.bak-*")), "a backup was made"
     again = run("config", "cursor", "--write", env=clean_env, cwd=tmp_path)
     assert again.returncode == 2 and "already has an entry 'claude'" in again.stderr

@@ -15,7 +15,7 @@ from typing import Literal
 
 from ..config.policy import Policy
 from ..errors import ConfigError
-from ..state.open import store_for
+from ..state.open import describe, store_for
 from ..state.sticky import default_state_dir
 from ..state.store import UsageGroup, UsageRow
 
@@ -47,6 +47,12 @@ def state_store_of(policy: Policy, environ: Mapping[str, str] | None = None) -> 
     return default_state_dir(policy.cli_env)
 
 
+def store_name(policy: Policy) -> str:
+    """The store `usage` reads, as a person reads it (`serve` for one person keeps SQLite in
+    ~/.claude/claude-mcp; with tenants or callers, in ~/.claude-mcp; `state_url` names another)."""
+    return describe(policy.state_url, state_store_of(policy))
+
+
 async def usage_rows(policy: Policy, *, since: float, until: float, by: By) -> list[UsageRow]:
     """The sums of every namespace's usage from `since` to `until`, by `by`."""
     store = store_for(policy.state_url, state_store_of(policy))
@@ -67,8 +73,10 @@ def _key(row: UsageRow, by: By) -> str:
 
 
 def render(rows: list[UsageRow], by: By, fmt: Format) -> str:
-    """The rows, with a total line (table) or as they are (CSV, JSON)."""
+    """The rows, with a total line and dollars to the cent (table), or as they are (CSV, JSON)."""
     lines = [{by: _key(row, by), **row.model_dump(include=set(COLUMNS))} for row in rows]
+    for line in lines:  # sums of floats carry noise (0.005880000000000005): a millionth of a dollar is enough
+        line["cost_usd"] = round(line["cost_usd"], 6)
     if fmt == "json":
         return json.dumps(lines, indent=2)
     if fmt == "csv":
@@ -79,7 +87,7 @@ def render(rows: list[UsageRow], by: By, fmt: Format) -> str:
         return out.getvalue().rstrip("\n")
     total = {by: "total", **{c: sum(line[c] for line in lines) for c in COLUMNS}}
     table = [[by, *COLUMNS]] + [
-        [str(line[by]), *(f"{line[c]:.6f}" if c == "cost_usd" else str(line[c]) for c in COLUMNS)]
+        [str(line[by]), *(f"{line[c]:.2f}" if c == "cost_usd" else str(line[c]) for c in COLUMNS)]
         for line in [*lines, total]
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]

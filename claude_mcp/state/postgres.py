@@ -14,13 +14,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 from claude_agent_sdk import SessionKey, SessionStoreEntry
-from psycopg import AsyncConnection, OperationalError
+from psycopg import AsyncConnection, Error, OperationalError
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import DictRow, dict_row
 from psycopg.types.json import Json, Jsonb
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from ..errors import StoreUnavailable
+from ..errors import ConfigError, StoreUnavailable
 from . import _sql
 from ._sql import Params, SqlStore, Statement
 
@@ -39,6 +41,35 @@ def _pg(sql: str) -> str:
     return sql.replace("?", "%s")
 
 
+def where(url: str) -> str:
+    """The database a URL names, as a person reads it (host, port and database; never the password)."""
+    try:
+        parts = conninfo_to_dict(url)
+    except Error:
+        return "PostgreSQL (an unreadable state_url)"
+    host = parts.get("host") or "localhost"
+    return f"PostgreSQL at {host}:{parts.get('port') or 5432}/{parts.get('dbname') or parts.get('user') or ''}"
+
+
+async def check_reachable(url: str, wait_s: float = WAIT_S) -> None:
+    """One connection to the database, within `wait_s`: a `ConfigError` in one line when it cannot
+    be made (down, unknown host, wrong password or database), not a pool retrying for 30 s."""
+    reason = f"no answer within {wait_s:g} s"
+    with anyio.move_on_after(wait_s + 1):
+        try:
+            conn = await Connection.connect(url, connect_timeout=max(2, int(wait_s)), autocommit=True)
+        except Error as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            reason = first.rsplit("failed: ", 1)[-1].removeprefix("FATAL:").strip().rstrip(".")
+        else:
+            await conn.close()
+            return
+    raise ConfigError(
+        f"cannot reach {where(url)}: {reason}. Check state_url (or CLAUDE_MCP_STATE_URL / --state-url) "
+        "and that the database is up."
+    )
+
+
 class PostgresStore(SqlStore):
     """The shared store: a PostgreSQL database (`url`: a libpq connection URI or string)."""
 
@@ -49,6 +80,7 @@ class PostgresStore(SqlStore):
         self._pool: AsyncConnectionPool[Connection] | None = None
 
     async def open(self) -> None:
+        await check_reachable(self._url, self._wait_s)
         pool = AsyncConnectionPool(
             self._url,
             open=False,
@@ -58,7 +90,7 @@ class PostgresStore(SqlStore):
             kwargs={"autocommit": True, "row_factory": dict_row, "connect_timeout": max(2, int(self._wait_s))},
             timeout=self._wait_s,
         )
-        await pool.open(wait=True)
+        await pool.open(wait=True, timeout=self._wait_s + 5)
         try:
             async with pool.connection() as conn, conn.transaction():
                 await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))

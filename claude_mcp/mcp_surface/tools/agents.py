@@ -11,11 +11,14 @@ from ...state.store import JobRecord
 from ..arguments import NoArgs, RunAgentArgs
 from ..call import Call, asks_by_rounds
 from ..results import AgentInfo, AgentList
+from ..roots import in_client_root
 from .running import detach_after, in_rounds, view_or_error, with_progress
 from .spec import DELEGATES, READS, TaskSupport, ToolSpec
 
 
 async def run_agent(args: RunAgentArgs, call: Call) -> JobView | types.InputRequiredResult:
+    args = await in_client_root(args, call)
+
     def start() -> Awaitable[Job]:
         return call.bridge.start_job(
             call.owner,
@@ -38,6 +41,7 @@ async def run_agent(args: RunAgentArgs, call: Call) -> JobView | types.InputRequ
 
 
 async def _submit_run(args: RunAgentArgs, call: Call) -> JobRecord:
+    args = await in_client_root(args, call)
     return await call.bridge.submit_job(
         call.owner,
         args.prompt,

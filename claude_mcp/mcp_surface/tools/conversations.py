@@ -14,6 +14,7 @@ from ..arguments import AskArgs, ForkArgs
 from ..call import Call, asks_by_rounds
 from ..progress import STATUS_PREFIX
 from ..results import ForkResult
+from ..roots import in_client_root
 from .running import detach_after, detached, in_rounds, outcome_of, own_run, with_progress
 from .spec import DELEGATES, TaskSupport, ToolSpec
 
@@ -25,6 +26,7 @@ SETTINGS_NOTE = (
 
 
 async def _asking(args: AskArgs, call: Call, tool: str) -> AskResult | types.InputRequiredResult:
+    args = await in_client_root(args, call)
     settings = args.settings()
     stream_text = tool == "stream_ask"
     if asks_by_rounds(call):
@@ -62,6 +64,7 @@ async def stream_ask(args: AskArgs, call: Call) -> AskResult | types.InputRequir
 
 
 async def fork_session(args: ForkArgs, call: Call) -> ForkResult | types.InputRequiredResult:
+    args = await in_client_root(args, call)
     settings = args.settings()
     prompt = args.prompt
     if prompt is not None and asks_by_rounds(call):
@@ -101,6 +104,7 @@ def forked(origin: str, answer: AskResult) -> ForkResult:
 # As tasks: the run is queued as a job, for whichever replica has a free run slot.
 def _submitting(tool: str) -> Callable[[AskArgs, Call], Awaitable[JobRecord | None]]:
     async def submit(args: AskArgs, call: Call) -> JobRecord:
+        args = await in_client_root(args, call)
         return await call.bridge.submit_job(
             call.owner, args.prompt, session_id=args.session_id, settings=args.settings(), tool=tool
         )
@@ -111,6 +115,8 @@ def _submitting(tool: str) -> Callable[[AskArgs, Call], Awaitable[JobRecord | No
 async def _submit_fork(args: ForkArgs, call: Call) -> JobRecord | None:
     if args.prompt is None:
         return None  # a fork without a prompt is only a copy: it answers at once
+    args = await in_client_root(args, call)
+    assert args.prompt is not None
     return await call.bridge.submit_job(
         call.owner, args.prompt, session_id=args.session_id, fork=True, settings=args.settings(), tool="fork_session"
     )

@@ -1,0 +1,192 @@
+"""A newcomer's first ten minutes (#30): register with a client, get a first answer, and read
+errors that say what to do.
+
+The client is played as the official MCP SDKs' stdio client plays it: it starts the server from
+the registered entry, from `/`, with only its own few variables (HOME, PATH, …) and the entry's
+`env`, and nothing of the shell that ran `config`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client, StdioServerParameters
+
+from tests.conftest import FakeModel, text_of
+
+KEY = "sk-ant-newcomer-key"
+Completed = subprocess.CompletedProcess[str]
+
+
+def run(
+    *args: str, env: dict[str, str], cwd: Path | str | None = None, stdin: str = ""
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "claude_mcp", *args],
+        capture_output=True, text=True, timeout=120, env=env, cwd=cwd, input=stdin,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def shell(tmp_path: Path, fake_model: FakeModel) -> dict[str, str]:
+    """A newcomer's shell: a fresh HOME (no Claude login), their key exported, Claude's endpoint set."""
+    home = tmp_path / "home"
+    home.mkdir()
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_", "XDG_"))}
+    return {
+        **keep,
+        "HOME": str(home),
+        "ANTHROPIC_API_KEY": KEY,
+        "ANTHROPIC_BASE_URL": fake_model.url,
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+    }
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = (tmp_path / "project").resolve()
+    (root / "src").mkdir(parents=True)
+    return root
+
+
+def desktop_entry(home: Path) -> dict[str, Any]:
+    written = json.loads((home / ".config/Claude/claude_desktop_config.json").read_text())
+    entry: dict[str, Any] = written["mcpServers"]["claude"]
+    return entry
+
+
+@pytest.mark.anyio
+async def test_a_client_starts_the_registered_server_from_slash_and_gets_an_answer_on_the_key(
+    shell: dict[str, str], project: Path
+) -> None:
+    done = run("config", "claude-desktop", "--write", env=shell, cwd=project)
+    assert done.returncode == 0, done.stderr
+    home = Path(shell["HOME"])
+    config_file = home / ".config/Claude/claude_desktop_config.json"
+    assert f"ANTHROPIC_API_KEY is now in {config_file}" in done.stdout
+    assert stat.S_IMODE(config_file.stat().st_mode) == 0o600, "a file holding a key is its owner's only"
+    entry = desktop_entry(home)
+    assert entry["args"][-2:] == ["--root", str(project)]
+    client_env = {"HOME": shell["HOME"], "PATH": shell["PATH"], **entry["env"]}
+    params = StdioServerParameters(command=entry["command"], args=entry["args"], env=client_env, cwd="/")
+    async with Client(params) as client:
+        answer = await client.call_tool("ask", {"prompt": "[[report]]"})
+        assert not answer.is_error, text_of(answer)
+        report = json.loads(answer.content[0].text)  # type: ignore[union-attr]
+        assert report["api_key"] == KEY
+        assert f"Primary working directory: {project}" in report["environment"]
+        # A client that offers its workspace as a root: the conversation works there (inside the registered root).
+        roots_answer = await _ask_with_roots(entry, client_env, project / "src")
+        assert f"Primary working directory: {project / 'src'}" in roots_answer["environment"]
+    checked = run("doctor", "--client", "claude-desktop", env={"HOME": shell["HOME"], "PATH": shell["PATH"]})
+    assert checked.returncode == 0, checked.stdout
+    assert "credential: ANTHROPIC_API_KEY, from the entry's env" in checked.stdout
+    assert f"[ok ] root {project}" in checked.stdout
+    assert KEY not in checked.stdout + checked.stderr
+
+
+async def _ask_with_roots(entry: dict[str, Any], env: dict[str, str], workspace: Path) -> dict[str, Any]:
+    import mcp_types as types
+
+    async def roots(context: Any) -> types.ListRootsResult:
+        outside = types.Root(uri="file:///etc")  # not inside the registered root: passed over
+        return types.ListRootsResult(roots=[outside, types.Root(uri=workspace.as_uri())])
+
+    params = StdioServerParameters(command=entry["command"], args=entry["args"], env=env, cwd="/")
+    # Clients of the handshake era (Claude Desktop, editors) answer the server's roots/list; the 2026-07-28
+    # revision deprecates it and has no server-to-client requests.
+    async with Client(params, list_roots_callback=roots, mode="legacy") as client:
+        answer = await client.call_tool("ask", {"prompt": "[[report]]"})
+        assert not answer.is_error, text_of(answer)
+        report: dict[str, Any] = json.loads(answer.content[0].text)  # type: ignore[union-attr]
+        return report
+
+
+def test_without_a_key_the_registration_says_so_and_doctor_names_what_the_client_lacks(
+    shell: dict[str, str], project: Path
+) -> None:
+    done = run("config", "cursor", "--write", "--no-key", env=shell, cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert "none is registered: the server will use Claude's own login" in done.stdout
+    written = json.loads((Path(shell["HOME"]) / ".cursor/mcp.json").read_text())
+    assert "ANTHROPIC_API_KEY" not in written["mcpServers"]["claude"].get("env", {})
+    checked = run("doctor", "--client", "cursor", env=shell)  # the shell has the key; the client's server does not
+    assert checked.returncode == 1
+    assert "[FIX] the server cursor starts has no credential" in checked.stdout
+    missing = run("doctor", "--client", "windsurf", env=shell)
+    assert missing.returncode == 1 and "no entry 'claude'" in missing.stdout
+
+
+def test_config_never_registers_slash_or_a_missing_root(shell: dict[str, str], project: Path) -> None:
+    at_slash = run("config", "cursor", env=shell, cwd="/")
+    assert at_slash.returncode == 2 and _one_line(at_slash.stderr)
+    assert "Claude could work anywhere on the disk" in at_slash.stderr and "--root" in at_slash.stderr
+    missing = run("config", "cursor", "--root", str(project / "nope"), env=shell, cwd=project)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and _one_line(missing.stderr)
+    printed = run("config", "claude-desktop", env=shell, cwd=project)
+    assert printed.returncode == 0 and KEY not in printed.stdout, "a printed snippet shows a placeholder"
+    assert "<your ANTHROPIC_API_KEY>" in printed.stdout
+
+
+def test_zed_and_vscode_settings_with_comments_are_added_to_and_keep_them(shell: dict[str, str], project: Path) -> None:
+    zed = Path(shell["HOME"]) / ".config/zed/settings.json"
+    zed.parent.mkdir(parents=True)
+    zed.write_text('// my Zed settings\n{\n  "theme": "One Dark", // dark\n  "context_servers": {},\n}\n')
+    assert run("config", "zed", "--write", env=shell, cwd=project).returncode == 0
+    text = zed.read_text()
+    assert "// my Zed settings" in text and "// dark" in text
+    from claude_mcp.setup.jsonc import loads
+
+    entry = loads(text)["context_servers"]["claude"]
+    assert entry["env"]["ANTHROPIC_API_KEY"] == KEY and loads(text)["theme"] == "One Dark"
+    vscode = project / ".vscode/mcp.json"
+    vscode.parent.mkdir()
+    vscode.write_text('{\n  /* the team\'s servers */\n  "servers": {"other": {"command": "x"}}\n}\n')
+    done = run("config", "vscode", "--write", env=shell, cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert KEY not in vscode.read_text(), "a workspace file is often committed: VS Code asks for the key"
+    document = loads(vscode.read_text())
+    assert "/* the team's servers */" in vscode.read_text() and "other" in document["servers"]
+    assert document["servers"]["claude"]["env"]["ANTHROPIC_API_KEY"] == "${input:claude-mcp-anthropic-api-key}"
+    assert document["inputs"][0]["password"] is True
+
+
+def _one_line(stderr: str) -> bool:
+    return len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+
+
+def test_help_and_version_answer_without_importing_the_server() -> None:
+    probe = (
+        "import sys, contextlib, io\n"
+        "from claude_mcp import cli\n"
+        "for argv in (['--help'], ['--version'], ['serve', '--help']):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "        cli.main(argv)\n"
+        "heavy = ('mcp', 'uvicorn', 'claude_agent_sdk', 'pydantic')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+    from claude_mcp import cli
+    from claude_mcp.setup.clients import CLIENTS
+    from claude_mcp.telemetry.logs import LOG_FORMATS
+    from claude_mcp.web.app import TRANSPORTS
+
+    assert (cli.CLIENTS, cli.LOG_FORMATS, cli.TRANSPORTS) == (CLIENTS, LOG_FORMATS, TRANSPORTS)
+
+
+def test_the_version_is_the_installed_packages() -> None:
+    from importlib.metadata import version
+
+    from claude_mcp import __version__
+
+    assert __version__ == version("claude-mcp")
+    done = run("--version", env=dict(os.environ))
+    assert done.stdout.strip() == f"claude-mcp {__version__}"
