@@ -12,11 +12,13 @@ from dataclasses import dataclass
 
 from mcp.server.auth.routes import build_resource_metadata_url, create_protected_resource_routes
 from mcp.server.auth.settings import AuthSettings
-from pydantic import AnyHttpUrl
+from pydantic import AnyHttpUrl, ConfigDict, TypeAdapter
 from starlette.routing import Route
 
 from ..config.oauth import OAuthSettings
 
+_URL = TypeAdapter(AnyHttpUrl, config=ConfigDict(url_preserve_empty_path=True))
+"""URLs as written: the origin `https://host`, not `https://host/` (a resource is compared as a string)."""
 RESOURCE_NAME = "claude-mcp"
 API_PREFIX = "/v1/"
 INSUFFICIENT_SCOPE = "claude_mcp.insufficient_scope"
@@ -35,7 +37,7 @@ class ProtectedResource:
 
     @property
     def origin(self) -> AnyHttpUrl:
-        return AnyHttpUrl(self.settings.origin)
+        return _URL.validate_python(self.settings.origin)
 
     @property
     def authorization_server(self) -> AnyHttpUrl:
