@@ -284,3 +284,21 @@ def test_claims_map_to_tenants_by_a_claim_or_by_value() -> None:
 def test_oauth_settings_refuse_what_would_be_unsafe_or_incomplete(fields: dict[str, object], complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
         OAuthSettings.model_validate(fields)
+
+
+async def test_the_sse_transport_is_the_same_protected_resource(world: World) -> None:
+    port = free_port()
+    resource = f"http://127.0.0.1:{port}/sse"
+    config = oauth_config(world.root / "oauth-sse.toml", world.root / "work", world.cli_env, world.idp.issuer, resource)
+    with serving(world.root, config, "sse", "--port", str(port), name="oauth-sse") as server:
+        async with connect(server, world.idp.token("alice-app", resource)) as alice:
+            assert "ask" in {tool.name for tool in (await alice.list_tools()).tools}
+        async with httpx2.AsyncClient(timeout=30) as http:
+            for refused in (await http.get(resource), await http.post(f"{server.base}/messages/?session_id=x")):
+                assert refused.status_code == 401
+                challenge = refused.headers["www-authenticate"]
+                assert f'resource_metadata="{server.base}/.well-known/oauth-protected-resource/sse"' in challenge
+            metadata = (await http.get(f"{server.base}/.well-known/oauth-protected-resource/sse")).json()
+            assert metadata["resource"] == resource and metadata["authorization_servers"] == [world.idp.issuer]
+            elsewhere = world.idp.token("alice-app", world.resource)  # issued for the other server's /mcp
+            assert (await http.get(resource, headers={"authorization": f"Bearer {elsewhere}"})).status_code == 401
