@@ -199,7 +199,22 @@ class Tenancy:
         if len(digests) != sum(spec.has_token for spec in specs.values()):
             raise ConfigError("two tenants share a token; give each its own")
         names = frozenset(specs)
-        identities = accepted(base.oauth, digests, tenants=names, store=store)
+        if base.oauth is not None and base.oauth.authorization_server == "builtin" and not callers_pay:
+            raise ConfigError(
+                'authorization_server = "builtin" signs people in with their own Anthropic key: it needs '
+                'credentials = "caller"'
+            )
+        namespace_key = _namespace_key(base, environ) if callers_pay else b""
+        identities = accepted(
+            base.oauth,
+            digests,
+            tenants=names,
+            store=store,
+            namespace_key=namespace_key,
+            allow_oauth_tokens=base.caller_oauth_tokens,
+            cli_env=base.cli_env,
+            environ=environ,
+        )
         if not callers_pay:
             tenancy = cls(bridges, digests, store, shared_slots=shared, identities=identities, tenants=names)
             tenancy.policy = base
@@ -211,7 +226,7 @@ class Tenancy:
             shared_slots=shared,
             walls=walls,
             workspaces=workspaces,
-            namespace_key=_namespace_key(base, environ),
+            namespace_key=namespace_key,
             state_root=state,
             max_callers=base.max_callers,
             idle_s=base.caller_idle_s,

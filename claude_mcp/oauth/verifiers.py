@@ -16,6 +16,10 @@ def accepted(
     *,
     tenants: frozenset[str],
     store: Store,
+    namespace_key: bytes = b"",
+    allow_oauth_tokens: bool = False,
+    cli_env: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> Identities | None:
     """The kinds of bearer token the server honours (None: no authentication, the local user).
 
@@ -29,7 +33,10 @@ def accepted(
         if kind == "static" and digests:
             kinds.append(StaticTokens(digests, settings.scopes_required))
         elif kind == "oauth":
-            kinds.append(_authorization_server(settings, tenants=tenants, store=store))
+            if settings.authorization_server == "builtin":
+                kinds.append(_builtin(settings, store, namespace_key, allow_oauth_tokens, cli_env or {}, environ))
+            else:
+                kinds.append(_authorization_server(settings, tenants=tenants, store=store))
     if not kinds:
         raise ConfigError(
             '[oauth] accept = ["static"] but no tenant has a token: give tenants tokens, or accept "oauth"'
@@ -38,9 +45,6 @@ def accepted(
 
 
 def _authorization_server(settings: OAuthSettings, *, tenants: frozenset[str], store: Store) -> IdentityVerifier:
-    if settings.authorization_server == "builtin":
-        # The built-in authorization server (oauth/builtin/) plugs in here: an `IdentityVerifier` over `store`.
-        raise ConfigError('authorization_server = "builtin" is not available in this version')
     if not tenants:
         raise ConfigError(
             'authorization_server = "external" maps tokens to tenants: configure [tenants.NAME] (a tenant reached '
@@ -53,3 +57,27 @@ def _authorization_server(settings: OAuthSettings, *, tenants: frozenset[str], s
     from .jwt_tokens import JwtVerifier
 
     return JwtVerifier(settings, tenants)
+
+
+def _builtin(
+    settings: OAuthSettings,
+    store: Store,
+    namespace_key: bytes,
+    allow_oauth_tokens: bool,
+    cli_env: Mapping[str, str],
+    environ: Mapping[str, str] | None,
+) -> IdentityVerifier:
+    """The built-in authorization server (`oauth/builtin/`): its tokens carry the key the person signed in with."""
+    from ..state.oauth_grants import OAuthGrantQueries
+    from .builtin import BuiltinAuthorizationServer
+
+    if not isinstance(store, OAuthGrantQueries):
+        raise ConfigError('authorization_server = "builtin" needs a SQLite or PostgreSQL store')
+    return BuiltinAuthorizationServer.from_settings(
+        settings,
+        store,
+        namespace_key=namespace_key,
+        allow_oauth_tokens=allow_oauth_tokens,
+        cli_env=cli_env,
+        environ=environ,
+    )

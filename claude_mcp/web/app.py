@@ -31,6 +31,7 @@ from ..bridge.tenancy import Tenancy
 from ..config.credentials import CREDENTIAL_HEADER, CredentialRefused, parse_credential
 from ..errors import ConfigError
 from ..http_api.routes import api_routes
+from ..oauth.builtin import BuiltinAuthorizationServer
 from ..oauth.identity import identity_of
 from ..oauth.resource import ProtectedResource
 from .challenges import Challenges
@@ -120,20 +121,31 @@ def http_app(
     if api_heartbeat_s is not None:
         routes += api_routes(tenancy, heartbeat_s=api_heartbeat_s, security=security)
     oauth = tenancy.policy.oauth if tenancy.policy is not None and tenancy.requires_auth else None
+    signing_in = _authorization_server_routes(tenancy)
     resource = ProtectedResource(oauth) if oauth is not None else None
     auth = None
     if resource is not None:  # an OAuth protected resource: its metadata, and challenges that point at it
         routes += resource.metadata_routes(include_resource=transport != "http")
         auth = resource.auth_settings()
+        routes += signing_in
     elif tenancy.requires_auth:
         auth = AuthSettings(issuer_url="http://localhost", resource_server_url=None)
     verifier = tenancy if tenancy.requires_auth else None
     app = _mcp_app(server, transport, security, host, routes, auth, verifier, sessions or McpSessions())
     if tenancy.takes_caller_credentials:  # inside the bearer middleware: a token may carry the credential
-        app.user_middleware.append(Middleware(RequireCallerCredential, allow_oauth=tenancy.accepts_oauth_tokens))
+        open_paths = ("/healthz", *(route.path for route in signing_in))
+        app.user_middleware.append(
+            Middleware(RequireCallerCredential, allow_oauth=tenancy.accepts_oauth_tokens, open_paths=open_paths)
+        )
     if resource is not None:
         app.add_middleware(Challenges, resource=resource)
     return app
+
+
+def _authorization_server_routes(tenancy: Tenancy) -> list[Route]:
+    """The built-in authorization server's endpoints and sign-in page, where its tokens are accepted."""
+    kinds = tenancy.identities.kinds if tenancy.identities is not None else ()
+    return [route for kind in kinds if isinstance(kind, BuiltinAuthorizationServer) for route in kind.routes()]
 
 
 def _mcp_app(

@@ -1,0 +1,213 @@
+"""The built-in authorization server assembled: the `mcp` SDK's OAuth endpoints over `BuiltinProvider`
+(`/.well-known/oauth-authorization-server`, `/authorize`, `/token`, `/register`, `/revoke`), the
+sign-in page (`/oauth/sign-in`), and the `IdentityVerifier` of the tokens it issues.
+
+The SDK's metadata is extended with what this server does beyond it: Client ID Metadata Documents
+(`client_id_metadata_document_supported`) and the `iss` parameter on the redirect back (RFC 9207).
+Its `/authorize` is fronted by a check of a metadata-document client, so a client whose document
+cannot be used is told why (the SDK alone would say only that the client is unknown).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from mcp.server.auth.handlers.metadata import MetadataHandler
+from mcp.server.auth.routes import build_metadata, cors_middleware, create_auth_routes
+from mcp.server.auth.settings import ClientRegistrationOptions, RevocationOptions
+from pydantic import AnyHttpUrl, ConfigDict, TypeAdapter
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from ...config.oauth import OAuthSettings
+from ...config.oauth_builtin import BuiltinSettings
+from ...state.oauth_grants import OAuthGrants
+from ..identity import Identity
+from .cimd import CimdRefused, MetadataDocuments, is_metadata_url
+from .keycheck import DEFAULT_API, KeyChecker
+from .provider import BuiltinProvider
+from .sealing import KeyRing
+from .sign_in import PATH, SignIn
+
+_ISSUER = TypeAdapter(AnyHttpUrl, config=ConfigDict(url_preserve_empty_path=True))
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+
+
+class BuiltinAuthorizationServer:
+    """The built-in authorization server of one replica (every replica with the same store and key
+    ring is the same server to a client)."""
+
+    def __init__(
+        self,
+        settings: BuiltinSettings,
+        store: OAuthGrants,
+        *,
+        issuer: str,
+        resources: tuple[str, ...],
+        scopes: tuple[str, ...],
+        namespace_key: bytes,
+        allow_oauth_tokens: bool,
+        cli_env: Mapping[str, str] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
+        """`issuer`: this server's origin (`https://host[:port]`). `resources`: the resource URLs a token
+        may be issued for (the MCP endpoint first). `cli_env`: the CLI's environment in the policy (its
+        `ANTHROPIC_BASE_URL` is where keys are checked, unless `key_check_url` says otherwise)."""
+        environ = os.environ if environ is None else environ
+        self.settings = settings
+        self.issuer = str(_ISSUER.validate_python(issuer)).rstrip("/")
+        self.ring = KeyRing.load(env=settings.secrets_key_env, file=settings.secrets_key_file, environ=environ)
+        self.documents = MetadataDocuments(
+            max_bytes=settings.client_document_max_bytes,
+            timeout_s=settings.client_document_timeout_s,
+            allow_private_addresses=settings.client_document_private_addresses,
+        )
+        self.provider = BuiltinProvider(
+            settings,
+            store,
+            self.ring,
+            self.documents,
+            issuer=self.issuer,
+            resources=resources,
+            scopes=scopes,
+            namespace_key=namespace_key,
+        )
+        base = str(settings.key_check_url or "") or (cli_env or {}).get("ANTHROPIC_BASE_URL") or DEFAULT_API
+        self.checker = KeyChecker(base)
+        csrf_key = hmac.new(self.ring.keys[self.ring.current], b"claude-mcp sign-in form", hashlib.sha256).digest()
+        self.sign_in = SignIn(self.provider, self.checker, csrf_key=csrf_key, allow_oauth=allow_oauth_tokens)
+
+    @classmethod
+    def from_settings(
+        cls,
+        oauth: OAuthSettings,
+        store: OAuthGrants,
+        *,
+        namespace_key: bytes,
+        allow_oauth_tokens: bool,
+        cli_env: Mapping[str, str],
+        environ: Mapping[str, str] | None = None,
+    ) -> BuiltinAuthorizationServer:
+        """The server `[oauth]` (with `authorization_server = "builtin"`) describes: its issuer is the
+        resource's origin, it issues tokens for the resource (and the server's other audiences)."""
+        return cls(
+            oauth.builtin,
+            store,
+            issuer=oauth.origin,
+            resources=oauth.audiences,
+            scopes=oauth.scopes_required,
+            namespace_key=namespace_key,
+            allow_oauth_tokens=allow_oauth_tokens,
+            cli_env=cli_env,
+            environ=environ,
+        )
+
+    async def identify(self, token: str) -> Identity | None:
+        """`IdentityVerifier`: who one of this server's access tokens says is calling."""
+        return await self.provider.identify(token)
+
+    async def aclose(self) -> None:
+        await self.documents.aclose()
+
+    def routes(self) -> list[Route]:
+        """The authorization server's routes, for the HTTP app."""
+        issuer = _ISSUER.validate_python(self.issuer)
+        scopes = list(self.provider.scopes) or None
+        registration = ClientRegistrationOptions(
+            enabled=self.settings.dynamic_registration, valid_scopes=scopes, default_scopes=scopes
+        )
+        revocation = RevocationOptions(enabled=True)
+        metadata = build_metadata(issuer, None, registration, revocation)
+        metadata.client_id_metadata_document_supported = self.settings.client_metadata_documents
+        metadata.authorization_response_iss_parameter_supported = True
+        routes: list[Route] = []
+        for route in create_auth_routes(self.provider, issuer, None, registration, revocation):
+            if route.path == METADATA_PATH:
+                route = Route(
+                    METADATA_PATH,
+                    endpoint=cors_middleware(MetadataHandler(metadata).handle, ["GET", "OPTIONS"]),
+                    methods=["GET", "OPTIONS"],
+                )
+            elif route.path == "/authorize":
+                route = Route("/authorize", endpoint=_DocumentChecked(route.app, self), methods=["GET", "POST"])
+            elif route.path == "/revoke":
+                route = Route("/revoke", endpoint=_PublicRevocation(route.app), methods=["POST", "OPTIONS"])
+            routes.append(route)
+        routes.append(Route(PATH, endpoint=self.sign_in.handle, methods=["GET", "POST"]))
+        return routes
+
+
+class _DocumentChecked:
+    """`/authorize`, answering a client whose metadata document cannot be used with why (400)."""
+
+    def __init__(self, app: Any, server: BuiltinAuthorizationServer) -> None:
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        client_id = Request(scope).query_params.get("client_id", "")
+        if scope["method"] == "GET" and is_metadata_url(client_id):
+            refusal: str | None = None
+            if not self.server.settings.client_metadata_documents:
+                refusal = "this server does not accept client metadata documents; register the client"
+            else:
+                try:
+                    await self.server.documents.client(client_id)
+                except CimdRefused as refused:
+                    refusal = refused.message
+            if refusal is not None:
+                response: Response = JSONResponse(
+                    {"error": "invalid_client", "error_description": refusal},
+                    status_code=400,
+                    headers={"Cache-Control": "no-store"},
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class _PublicRevocation:
+    """`/revoke` for public clients too: RFC 7009 has them send only `client_id`, but the SDK's
+    handler requires a `client_secret` field; an absent one is given as empty (which a public
+    client's authentication ignores, and a confidential client's refuses)."""
+
+    MOST_BYTES = 64 * 1024
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.MOST_BYTES:
+                await JSONResponse({"error": "invalid_request"}, status_code=413)(scope, receive, send)
+                return
+        if b"client_secret=" not in body:
+            body += b"&client_secret=" if body else b"client_secret="
+        headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app({**scope, "headers": headers}, replay, send)

@@ -1,0 +1,362 @@
+"""The built-in authorization server's flow over HTTP, in process (no CLI runs here; the end-to-end
+tests through a real server and the real CLI are in test_oauth_builtin.py): a client registers,
+sends the person to the sign-in page, the key they enter is checked with the (fake) model API
+before anything is issued, the code is exchanged with PKCE, the access token names the caller
+and carries the key; refresh tokens rotate and a reused one revokes the sign-in; revocation.
+And what a hostile client or page gets: a wrong verifier, a reused code, an unregistered
+redirect URI, a wrong key, a forged form, another resource."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+from starlette.applications import Starlette
+
+from claude_mcp.config.credentials import CallerCredential
+from claude_mcp.config.oauth_builtin import BuiltinSettings
+from claude_mcp.oauth.builtin import BuiltinAuthorizationServer, new_key_line
+from claude_mcp.state.sqlite import SqliteStore
+from tests.conftest import FakeModel
+from tests.https_documents import Documents, serving_documents
+from tests.oauth_browser import Pkce, hidden_fields, query_of, sign_in
+
+pytestmark = pytest.mark.anyio
+
+ISSUER = "http://127.0.0.1:8765"
+RESOURCE = f"{ISSUER}/mcp"
+CALLBACK = "http://127.0.0.1:9/callback"
+KEY = "sk-ant-api03-flow-person-key"
+NAMESPACE_KEY = b"test namespace key"
+
+
+@dataclass
+class Served:
+    server: BuiltinAuthorizationServer
+    store: SqliteStore
+    http: httpx2.AsyncClient
+
+
+@asynccontextmanager
+async def serving(tmp_path: Path, fake_model: FakeModel, settings: BuiltinSettings) -> AsyncIterator[Served]:
+    async with SqliteStore(tmp_path / "state.db") as store:
+        server = BuiltinAuthorizationServer(
+            settings,
+            store,
+            issuer=ISSUER,
+            resources=(RESOURCE, ISSUER),
+            scopes=("claude",),
+            namespace_key=NAMESPACE_KEY,
+            allow_oauth_tokens=False,
+            cli_env={"ANTHROPIC_BASE_URL": fake_model.url},
+            environ={"KEYS": new_key_line("k1")},
+        )
+        app = Starlette(routes=server.routes())
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url=ISSUER) as http:
+            yield Served(server, store, http)
+        await server.aclose()
+
+
+@pytest.fixture
+async def served(tmp_path: Path, fake_model: FakeModel) -> AsyncIterator[Served]:
+    async with serving(tmp_path, fake_model, BuiltinSettings(secrets_key_env="KEYS")) as served:
+        yield served
+
+
+async def register(http: httpx2.AsyncClient, redirect_uri: str = CALLBACK, **extra: Any) -> dict[str, Any]:
+    metadata = {"redirect_uris": [redirect_uri], "client_name": "Flow Test", "token_endpoint_auth_method": "none"}
+    response = await http.post("/register", json={**metadata, **extra})
+    assert response.status_code == 201, response.text
+    registered: dict[str, Any] = response.json()
+    return registered
+
+
+def authorization_url(client_id: str, pkce: Pkce, state: str = "st", redirect_uri: str = CALLBACK, **extra: str) -> str:
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "code_challenge": pkce.challenge,
+        "code_challenge_method": "S256",
+        "state": state,
+        "resource": RESOURCE,
+        **extra,
+    }
+    return str(httpx2.URL(f"{ISSUER}/authorize", params=params))
+
+
+async def exchange(http: httpx2.AsyncClient, client_id: str, code: str, verifier: str) -> httpx2.Response:
+    data = {
+        "grant_type": "authorization_code",
+        "client_id": client_id,
+        "code": code,
+        "code_verifier": verifier,
+        "redirect_uri": CALLBACK,
+        "resource": RESOURCE,
+    }
+    return await http.post("/token", data=data)
+
+
+async def signed_in(served: Served, key: str = KEY) -> tuple[str, dict[str, Any]]:
+    """A registered client, through the sign-in with `key`, holding its first tokens."""
+    client_id = (await register(served.http))["client_id"]
+    pkce = Pkce.new()
+    answer = await sign_in(served.http, authorization_url(client_id, pkce), key)
+    assert answer.status_code == 303, answer.text
+    code = query_of(answer.headers["location"])["code"]
+    tokens = await exchange(served.http, client_id, code, pkce.verifier)
+    assert tokens.status_code == 200, tokens.text
+    return client_id, tokens.json()
+
+
+def key_checks(fake_model: FakeModel) -> list[str]:
+    with urllib.request.urlopen(f"{fake_model.url}/_key_checks") as response:
+        checks: list[str] = json.load(response)
+        return checks
+
+
+async def test_the_metadata_says_what_the_server_supports(served: Served) -> None:
+    metadata = (await served.http.get("/.well-known/oauth-authorization-server")).json()
+    assert metadata["issuer"] == ISSUER
+    assert metadata["code_challenge_methods_supported"] == ["S256"]
+    assert metadata["client_id_metadata_document_supported"] is True
+    assert metadata["authorization_response_iss_parameter_supported"] is True
+    assert {"registration_endpoint", "revocation_endpoint"} <= set(metadata)
+
+
+async def test_a_person_signs_in_with_their_key_and_the_token_carries_it(served: Served, fake_model: FakeModel) -> None:
+    client_id = (await register(served.http))["client_id"]
+    pkce = Pkce.new()
+    page = await served.http.get(authorization_url(client_id, pkce), follow_redirects=True)
+    assert page.status_code == 200
+    assert "Flow Test" in page.text and "127.0.0.1:9" in page.text  # the client's name, and where it sends you
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["cache-control"] == "no-store"
+    answer = await sign_in(served.http, authorization_url(client_id, pkce, state="s-123"), KEY)
+    assert answer.status_code == 303
+    location = answer.headers["location"]
+    assert location.startswith(CALLBACK + "?")
+    back = query_of(location)
+    assert back["state"] == "s-123" and back["iss"] == ISSUER and back["code"].startswith("cmcp_ac_")
+    assert KEY in key_checks(fake_model)  # checked with the model API before anything was issued
+
+    tokens = (await exchange(served.http, client_id, back["code"], pkce.verifier)).json()
+    assert tokens["token_type"] == "Bearer" and tokens["expires_in"] == 3600
+    identity = await served.server.identify(tokens["access_token"])
+    assert identity is not None
+    assert identity.credential == CallerCredential(KEY, "api_key")
+    assert identity.subject == CallerCredential(KEY, "api_key").namespace(NAMESPACE_KEY)  # the header's namespace
+    assert identity.tenant == "" and identity.via == "builtin" and identity.resource == RESOURCE
+    assert identity.scopes == ("claude",) and identity.issuer == ISSUER
+    assert await served.server.identify(tokens["refresh_token"]) is None  # a refresh token is no access token
+
+
+async def test_refresh_tokens_rotate_and_a_reused_one_ends_the_sign_in(served: Served) -> None:
+    client_id, first = await signed_in(served)
+    refreshed = await served.http.post(
+        "/token", data={"grant_type": "refresh_token", "client_id": client_id, "refresh_token": first["refresh_token"]}
+    )
+    assert refreshed.status_code == 200, refreshed.text
+    second = refreshed.json()
+    assert second["refresh_token"] != first["refresh_token"] and second["access_token"] != first["access_token"]
+    assert await served.server.identify(second["access_token"]) is not None
+
+    replay = await served.http.post(
+        "/token", data={"grant_type": "refresh_token", "client_id": client_id, "refresh_token": first["refresh_token"]}
+    )
+    assert replay.status_code == 400 and replay.json()["error"] == "invalid_grant"
+    # Whoever replayed it, the whole sign-in is now refused: its tokens and the newer refresh token.
+    assert await served.server.identify(second["access_token"]) is None
+    assert await served.server.identify(first["access_token"]) is None
+    again = await served.http.post(
+        "/token", data={"grant_type": "refresh_token", "client_id": client_id, "refresh_token": second["refresh_token"]}
+    )
+    assert again.status_code == 400
+
+
+async def test_revoking_either_token_ends_the_sign_in_and_wipes_the_stored_key(served: Served) -> None:
+    client_id, tokens = await signed_in(served)
+    revoked = await served.http.post("/revoke", data={"client_id": client_id, "token": tokens["refresh_token"]})
+    assert revoked.status_code == 200
+    assert await served.server.identify(tokens["access_token"]) is None
+    rows = await served.store._fetch("SELECT credential, revoked_at FROM oauth_grants")
+    assert rows == [{"credential": "", "revoked_at": rows[0]["revoked_at"]}] and rows[0]["revoked_at"] is not None
+
+
+async def test_the_stored_key_is_sealed_and_secrets_are_stored_only_as_hashes(served: Served, tmp_path: Path) -> None:
+    _, tokens = await signed_in(served)
+    stored = b"".join(path.read_bytes() for path in tmp_path.rglob("state.db*"))  # noqa: ASYNC240
+    assert KEY.encode() not in stored
+    assert tokens["access_token"].encode() not in stored and tokens["refresh_token"].encode() not in stored
+    (grant,) = await served.store._fetch("SELECT credential FROM oauth_grants")
+    assert grant["credential"].startswith("v1.k1.")
+
+
+# What a hostile client or page gets.
+async def test_a_wrong_pkce_verifier_gets_no_token(served: Served) -> None:
+    client_id = (await register(served.http))["client_id"]
+    pkce = Pkce.new()
+    answer = await sign_in(served.http, authorization_url(client_id, pkce), KEY)
+    code = query_of(answer.headers["location"])["code"]
+    wrong = await exchange(served.http, client_id, code, Pkce.new().verifier)
+    assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
+
+
+async def test_a_code_used_twice_gets_nothing_and_revokes_what_the_first_use_got(served: Served) -> None:
+    client_id = (await register(served.http))["client_id"]
+    pkce = Pkce.new()
+    answer = await sign_in(served.http, authorization_url(client_id, pkce), KEY)
+    code = query_of(answer.headers["location"])["code"]
+    first = await exchange(served.http, client_id, code, pkce.verifier)
+    assert first.status_code == 200
+    second = await exchange(served.http, client_id, code, pkce.verifier)
+    assert second.status_code == 400 and second.json()["error"] == "invalid_grant"
+    assert await served.server.identify(first.json()["access_token"]) is None
+
+
+async def test_another_clients_code_is_not_exchanged(served: Served) -> None:
+    client_id = (await register(served.http))["client_id"]
+    other = (await register(served.http))["client_id"]
+    pkce = Pkce.new()
+    answer = await sign_in(served.http, authorization_url(client_id, pkce), KEY)
+    code = query_of(answer.headers["location"])["code"]
+    stolen = await exchange(served.http, other, code, pkce.verifier)
+    assert stolen.status_code == 400 and stolen.json()["error"] == "invalid_grant"
+
+
+async def test_a_redirect_uri_not_registered_is_refused_without_redirecting(served: Served) -> None:
+    client_id = (await register(served.http))["client_id"]
+    url = authorization_url(client_id, Pkce.new(), redirect_uri="https://attacker.example/steal")
+    response = await served.http.get(url)
+    assert response.status_code == 400 and "location" not in response.headers
+    assert response.json()["error"] == "invalid_request"
+    bad = await served.http.post("/register", json={"redirect_uris": ["http://attacker.example/cb"]})
+    assert bad.status_code == 400 and bad.json()["error"] == "invalid_redirect_uri"  # http only on loopback
+    bad = await served.http.post("/register", json={"redirect_uris": ["javascript:alert(1)"]})
+    assert bad.status_code == 400
+
+
+async def test_a_wrong_key_is_refused_on_the_page_and_nothing_is_issued(served: Served, fake_model: FakeModel) -> None:
+    client_id = (await register(served.http))["client_id"]
+    pkce = Pkce.new()
+    wrong = "sk-ant-api03-revoked-by-anthropic"
+    answer = await sign_in(served.http, authorization_url(client_id, pkce), wrong)
+    assert answer.status_code == 400 and "location" not in answer.headers
+    assert "rejected this key" in answer.text and wrong not in answer.text  # said so, never echoed
+    assert wrong in key_checks(fake_model)
+    not_a_key = await sign_in(served.http, authorization_url(client_id, pkce), "hunter2")
+    assert not_a_key.status_code == 400 and "not an Anthropic API key" in not_a_key.text
+    subscription = await sign_in(served.http, authorization_url(client_id, pkce), "sk-ant-oat01-subscription")
+    assert subscription.status_code == 400 and "subscription" in subscription.text
+    assert await served.store._fetch("SELECT grant_id FROM oauth_grants") == []
+    assert await served.store._fetch("SELECT code_hash FROM oauth_codes") == []
+    # The page is still good for another try, with the right key.
+    answer = await sign_in(served.http, authorization_url(client_id, pkce), KEY)
+    assert answer.status_code == 303
+
+
+async def test_a_form_not_sent_from_the_page_is_refused(served: Served) -> None:
+    client_id = (await register(served.http))["client_id"]
+    page = await served.http.get(authorization_url(client_id, Pkce.new()), follow_redirects=True)
+    fields = hidden_fields(page.text)
+    form = {**fields, "api_key": KEY, "action": "allow"}
+    cross_site = await served.http.post("/oauth/sign-in", data=form, headers={"Origin": "https://evil.example"})
+    assert cross_site.status_code == 403
+    served.http.cookies.clear()  # the page's cookie is missing: not this browser's page
+    no_cookie = await served.http.post("/oauth/sign-in", data=form, headers={"Origin": ISSUER})
+    assert no_cookie.status_code == 403
+    forged = await served.http.post(
+        "/oauth/sign-in",
+        data={**form, "csrf": "0" * 64},
+        headers={"Origin": ISSUER, "Cookie": "cmcp_sign_in=" + "0" * 64},
+    )
+    assert forged.status_code == 403
+    assert await served.store._fetch("SELECT grant_id FROM oauth_grants") == []
+
+
+async def test_a_person_who_denies_is_sent_back_with_access_denied(served: Served) -> None:
+    client_id = (await register(served.http))["client_id"]
+    answer = await sign_in(served.http, authorization_url(client_id, Pkce.new(), state="s9"), "", action="deny")
+    assert answer.status_code == 303
+    back = query_of(answer.headers["location"])
+    assert back["error"] == "access_denied" and back["state"] == "s9" and "code" not in back
+
+
+async def test_a_token_for_another_resource_is_not_issued(served: Served) -> None:
+    client_id = (await register(served.http))["client_id"]
+    url = authorization_url(client_id, Pkce.new(), resource="https://other.example/mcp")
+    response = await served.http.get(url)
+    assert response.status_code == 302
+    assert query_of(response.headers["location"])["error"] == "invalid_target"
+
+
+async def test_an_expired_or_unknown_sign_in_link_says_so(served: Served) -> None:
+    response = await served.http.get("/oauth/sign-in", params={"request": "nope"})
+    assert response.status_code == 400 and "expired" in response.text
+
+
+# Clients identified by a metadata document (CIMD).
+DOCUMENT = "/app/oauth-client.json"
+
+
+@pytest.fixture
+def documents(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Documents]:
+    with serving_documents(tmp_path, {}) as served:
+        monkeypatch.setenv("SSL_CERT_FILE", str(served.ca_file))  # this server trusts the site's certificate
+        url = served.url(DOCUMENT)
+        document = {"client_id": url, "client_name": "Document Client", "redirect_uris": [CALLBACK]}
+        served.served[DOCUMENT] = json.dumps(document).encode()
+        yield served
+
+
+async def test_a_client_known_by_its_metadata_document_signs_in_without_registering(
+    tmp_path: Path, fake_model: FakeModel, documents: Documents
+) -> None:
+    settings = BuiltinSettings(secrets_key_env="KEYS", client_document_private_addresses=True)
+    async with serving(tmp_path, fake_model, settings) as served:
+        client_id, pkce = documents.url(DOCUMENT), Pkce.new()
+        page = await served.http.get(authorization_url(client_id, pkce), follow_redirects=True)
+        assert page.status_code == 200 and "Document Client" in page.text
+        answer = await sign_in(served.http, authorization_url(client_id, pkce), KEY)
+        assert answer.status_code == 303, answer.text
+        code = query_of(answer.headers["location"])["code"]
+        tokens = await exchange(served.http, client_id, code, pkce.verifier)
+        assert tokens.status_code == 200, tokens.text
+        identity = await served.server.identify(tokens.json()["access_token"])
+        assert identity is not None and identity.credential == CallerCredential(KEY, "api_key")
+        assert documents.fetched.count(DOCUMENT) == 1  # fetched once, then as its Cache-Control says
+
+        wrong = authorization_url(client_id, pkce, redirect_uri="http://127.0.0.1:9/elsewhere")
+        refused = await served.http.get(wrong)
+        assert refused.status_code == 400 and "location" not in refused.headers  # not a redirect URI it lists
+
+
+async def test_an_oversized_or_self_contradicting_document_is_refused_saying_why(
+    tmp_path: Path, fake_model: FakeModel, documents: Documents
+) -> None:
+    big = documents.url("/big.json")
+    padding = "x" * 6000
+    documents.served["/big.json"] = json.dumps({"client_id": big, "redirect_uris": [CALLBACK], "p": padding}).encode()
+    other = documents.url("/other.json")
+    documents.served["/other.json"] = json.dumps({"client_id": big, "redirect_uris": [CALLBACK]}).encode()
+    settings = BuiltinSettings(secrets_key_env="KEYS", client_document_private_addresses=True)
+    async with serving(tmp_path, fake_model, settings) as served:
+        for client_id, reason in ((big, "over 5120 bytes"), (other, "does not name its own URL")):
+            response = await served.http.get(authorization_url(client_id, Pkce.new()))
+            assert response.status_code == 400 and "location" not in response.headers
+            assert response.json()["error"] == "invalid_client" and reason in response.json()["error_description"]
+
+
+async def test_a_document_on_a_loopback_address_is_not_fetched_unless_the_operator_allows_it(
+    served: Served, documents: Documents
+) -> None:
+    response = await served.http.get(authorization_url(documents.url(DOCUMENT), Pkce.new()))
+    assert response.status_code == 400
+    assert "does not fetch from" in response.json()["error_description"]
+    assert documents.fetched == []  # refused before connecting
