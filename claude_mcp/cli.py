@@ -360,9 +360,9 @@ def _usage(args: argparse.Namespace) -> None:
     now = time.time()
     policy = Policy.load(args.config, state_url=args.state_url)
     since = usage.since_of(args.since, now)
-    print(f"claude-mcp usage: reading {usage.store_name(policy)}", file=sys.stderr)
     rows = anyio.run(functools.partial(usage.usage_rows, policy, since=since, until=now + 1, by=args.by))
     print(usage.render(rows, args.by, args.output_format))
+    print(f"(read from {usage.store_name(policy)})", file=sys.stderr)
 
 
 def _metrics_token(policy: Policy) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import stat
 import subprocess
 import sys
@@ -190,3 +191,41 @@ def test_the_version_is_the_installed_packages() -> None:
     assert __version__ == version("claude-mcp")
     done = run("--version", env=dict(os.environ))
     assert done.stdout.strip() == f"claude-mcp {__version__}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def test_start_up_errors_are_one_line_a_person_can_act_on(shell: dict[str, str], project: Path) -> None:
+    bad_key = project / "claude-mcp.toml"
+    bad_key.write_text("max_turn = 5\n")
+    unreachable = f"postgresql://newcomer:hunter2@127.0.0.1:{_free_port()}/claude"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        cases: list[tuple[tuple[str, ...], str, str]] = [
+            (("serve", "--transport", "http", "--port", str(taken.getsockname()[1])), "cannot listen on", "--port"),
+            (("serve", "--state-url", unreachable), "cannot reach PostgreSQL at 127.0.0.1", "Connection refused"),
+            (("usage", "--state-url", unreachable), "cannot reach PostgreSQL at 127.0.0.1", "state_url"),
+            (("serve", "--log-level", "debug", "--root", str(project / "nope")), "nope does not exist", "--root"),
+            (("serve", "--config", str(bad_key)), "max_turn: not a setting", "did you mean 'max_turns'?"),
+            (
+                ("serve", "--transport", "http", "--host", "0.0.0.0"),
+                "Refusing to listen on 0.0.0.0",
+                "--credentials caller",
+            ),
+            (("hash-token",), "no token on stdin", "hash-token"),
+        ]
+        for args, says, advice in cases:
+            done = run(*args, env=shell, cwd=project)
+            assert done.returncode == 2, (args, done.stderr)
+            assert _one_line(done.stderr), (args, done.stderr)
+            assert says in done.stderr and advice in done.stderr, (args, done.stderr)
+            assert "hunter2" not in done.stderr and done.stdout == ""
+    at_slash = run("serve", env=shell, cwd="/")
+    assert at_slash.returncode == 2 and _one_line(at_slash.stderr)
+    assert "started in / with no root named, so Claude could work anywhere on the disk" in at_slash.stderr

@@ -21,6 +21,7 @@ from .call_settings import CallSettings
 from .limits import JSON_SCHEMA_CEILING_KB, InputLimits
 from .oauth import OAuthSettings
 from .specs import AgentSpec, McpServer
+from .suggest import did_you_mean
 from .tenants import TenantSpec
 from .types import Effort, PermissionMode
 
@@ -356,7 +357,7 @@ class Policy(BaseModel):
             return cls.model_validate(data)
         except ValidationError as exc:
             where = f"config file {path}" if path else "settings"
-            raise ConfigError(f"invalid {where}:\n{_format_errors(exc)}") from None
+            raise ConfigError(f"invalid {where}: {_format_errors(exc, cls)}") from None
 
     @property
     def input_limits(self) -> InputLimits:
@@ -504,9 +505,12 @@ def _capped(setting: str, asked: float | None, ceiling: float | None) -> Any:
     return asked
 
 
-def _format_errors(exc: ValidationError) -> str:
+def _format_errors(exc: ValidationError, model: type[BaseModel]) -> str:
     lines = []
     for error in exc.errors():
         where = ".".join(str(part) for part in error["loc"]) or "(top level)"
-        lines.append(f"  {where}: {error['msg']}")
-    return "\n".join(lines)
+        if error["type"] == "extra_forbidden":
+            lines.append(f"{where}: not a setting{did_you_mean(model, error['loc'])}")
+        else:
+            lines.append(f"{where}: {error['msg']}")
+    return "; ".join(lines)  # one line: a person reads it on a terminal, a client in its server log

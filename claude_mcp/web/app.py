@@ -47,7 +47,8 @@ def check_binding(host: str, tenancy: Tenancy) -> None:
     if host not in LOOPBACK and not tenancy.requires_auth and not tenancy.takes_caller_credentials:
         raise ConfigError(
             f"Refusing to listen on {host} without authentication: anyone who can reach it could run Claude "
-            "with your credentials. Configure [tenants.NAME] with a token (see README), or bind to 127.0.0.1."
+            "with your credentials. Configure [tenants.NAME] with a token (see README), let every caller bring their "
+            "own Anthropic key (--credentials caller), or bind to 127.0.0.1."
         )
 
 
