@@ -21,10 +21,14 @@ import httpx2
 import openai
 import psutil
 import pytest
+from pydantic import BaseModel, ValidationError
 from starlette.datastructures import QueryParams
 
-from claude_mcp.http_api.inputs import query_int
-from claude_mcp.http_api.shapes import ApiError
+from claude_mcp.config.limits import MOST_BATCH_REQUESTS, MOST_BLOCKS, MOST_MESSAGES
+from claude_mcp.http_api.batch_shapes import BatchCreate
+from claude_mcp.http_api.inputs import describe, query_int
+from claude_mcp.http_api.openai import ChatRequest
+from claude_mcp.http_api.shapes import ApiError, MessagesRequest
 from tests.conftest import FakeModel
 from tests.test_http import ALICE, RunningServer, serving, tenants_config
 from tests.test_stdio import write_config
@@ -216,6 +220,56 @@ def test_query_int_takes_plain_integers_within_bounds_only() -> None:
         assert "n must be an integer from -5 to 100" in refused.value.message
 
 
+MESSAGES_BODY = {"model": "sonnet", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
+CHAT_BODY = {"model": "sonnet", "messages": [{"role": "user", "content": "hi"}]}
+MANY_WRONG: list[tuple[type[BaseModel], dict[str, Any], str, Any]] = [
+    (MessagesRequest, MESSAGES_BODY, "messages", [0] * 200_000),
+    (MessagesRequest, MESSAGES_BODY, "messages", [{"role": "user", "content": [0] * 200_000}]),
+    (MessagesRequest, MESSAGES_BODY, "system", [0] * 200_000),
+    (MessagesRequest, MESSAGES_BODY, "stop_sequences", [0] * 200_000),
+    (MessagesRequest, MESSAGES_BODY, "tools", [0] * 200_000),
+    (MessagesRequest, MESSAGES_BODY, "mcp_servers", [0] * 200_000),
+    (MessagesRequest, MESSAGES_BODY, "metadata", {f"k{i}": 0 for i in range(200_000)}),
+    (
+        MessagesRequest,
+        MESSAGES_BODY,
+        "messages",
+        [{"role": "user", "content": "hi", **{f"k{i}": 0 for i in range(200_000)}}],
+    ),
+    (ChatRequest, CHAT_BODY, "messages", [0] * 200_000),
+    (ChatRequest, CHAT_BODY, "messages", [{"role": "user", "content": [0] * 200_000}]),
+    (ChatRequest, CHAT_BODY, "metadata", {f"k{i}": 0 for i in range(200_000)}),
+    (ChatRequest, CHAT_BODY, "stop", [0] * 200_000),
+    (ChatRequest, CHAT_BODY, "logit_bias", {f"k{i}": 0 for i in range(200_000)}),
+    (BatchCreate, {"requests": []}, "requests", [0] * 200_000),
+    (BatchCreate, {"requests": []}, "requests", [{"custom_id": "a", "params": {f"k{i}": 0 for i in range(200_000)}}]),
+]
+
+
+@pytest.mark.parametrize(("model", "base", "name", "value"), MANY_WRONG, ids=lambda v: v if isinstance(v, str) else "")
+def test_a_body_of_very_many_wrong_items_is_one_short_refusal(
+    model: type[BaseModel], base: dict[str, Any], name: str, value: Any
+) -> None:
+    """A list or object of 200,000 wrong-typed items (or of unknown fields) is refused at its first
+    wrong item or at its cap: a few errors built, not 200,000 (building them took seconds of the GIL
+    and ~1 GB), and the refusal names the field."""
+    with pytest.raises(ValidationError) as refused:
+        model.model_validate({**base, name: value})
+    assert refused.value.error_count() <= 3
+    message = describe(refused.value)
+    assert name in message and len(message) < 1000, message
+
+
+def test_the_caps_are_at_least_what_the_apis_allow() -> None:
+    """The caps refuse only what the real APIs refuse too: 100,000 messages, 100,000 batch requests."""
+    many = [{"role": "user", "content": "hi"}] * MOST_MESSAGES
+    assert len(MessagesRequest.model_validate({**MESSAGES_BODY, "messages": many}).messages) == MOST_MESSAGES
+    with pytest.raises(ValidationError, match="at most 100000 items"):
+        MessagesRequest.model_validate({**MESSAGES_BODY, "messages": [*many, many[0]]})
+    requests = [{"custom_id": f"r{i}", "params": MESSAGES_BODY} for i in range(MOST_BATCH_REQUESTS)]
+    assert len(BatchCreate.model_validate({"requests": requests}).requests) == MOST_BATCH_REQUESTS
+
+
 # --- request bodies ---------------------------------------------------------------------------------------
 
 
@@ -226,6 +280,19 @@ def tiny_messages(size: int, last: str = "user") -> bytes:
         one * (size // len(one)),
         last.encode(),
     )
+
+
+def tiny_blocks(size: int) -> bytes:
+    """A Messages API body of about `size` bytes, all of it one-character text blocks (as many to a
+    message as one may hold), its last message the assistant's."""
+    block = b'{"type":"text","text":"x"},'
+    count = size // len(block)
+    messages = [
+        b'{"role":"%b","content":[%b{"type":"text","text":"x"}]}'
+        % (b"user" if start + MOST_BLOCKS < count else b"assistant", block * (min(count - start, MOST_BLOCKS) - 1))
+        for start in range(0, count, MOST_BLOCKS)
+    ]
+    return b'{"model":"sonnet","max_tokens":10,"messages":[%b]}' % b",".join(messages)
 
 
 async def answer_to_a_body_never_sent(server: RunningServer, path: str, headers: dict[str, str]) -> tuple[int, Any]:
@@ -328,9 +395,9 @@ async def test_a_body_over_the_cap_gets_413_in_each_apis_shape(capped: RunningSe
 async def test_a_large_allowed_body_is_decoded_while_other_requests_are_served(
     roomy: RunningServer, http: httpx2.AsyncClient
 ) -> None:
-    """14 MiB of one-character messages take seconds to decode and validate (on the event loop,
+    """14 MiB of one-character text blocks take seconds to decode and validate (on the event loop,
     before: /healthz waited ~4 s); off the loop, /healthz keeps answering meanwhile."""
-    body = tiny_messages(14 * MiB, last="assistant")  # refused once all of it is validated: no run starts
+    body = tiny_blocks(14 * MiB)  # refused once all of it is validated: no run starts
     answered = 0
 
     async def ask() -> httpx2.Response:

@@ -34,6 +34,21 @@ LINE_PER_PROMPT_BYTE = 12
 """The CLI echoes a turn's prompt to the SDK twice in one line (its transcript mirror), JSON-escaped:
 at most 6 characters a byte (`\\u0001`), twice."""
 
+MOST_MESSAGES = 100_000
+"""Most messages one HTTP API request may hold (the Messages API's own limit)."""
+MOST_BATCH_REQUESTS = 100_000
+"""Most requests one Message Batch body may hold (the API's own limit; `max_batch_requests` lowers it)."""
+MOST_BLOCKS = 10_000
+"""Most content blocks one message may hold, and system blocks one request."""
+MOST_TOOLS = 100_000
+"""Most client tools one HTTP API request may offer (`max_client_tools`, 256 by default, lowers it)."""
+MOST_ITEMS = 1_000
+"""Most items of any other list or object an HTTP API request carries (`stop_sequences`, `metadata`,
+`logit_bias`, …)."""
+MOST_FIELDS = 100
+"""Most fields one object of an HTTP API request may have, known or not: checked before its fields
+are validated, so an object of 200,000 unknown fields is one refusal, not 200,000 errors built."""
+
 
 def json_size(value: Any, limit: int) -> int:
     """About how many bytes `value` takes as JSON (strings as their UTF-8, escapes not counted);

@@ -13,17 +13,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from ..bridge.results import AskResult, failure_of
-from ..config.limits import InputLimits
+from ..config.limits import MOST_BATCH_REQUESTS, MOST_FIELDS, InputLimits
 from ..errors import APIError
 from ..state.store import BATCH_EXPIRED, BatchOutcome, BatchRecord, JobRecord
 from .anthropic import turn_of
 from .errors import SERVER_CREDENTIAL_REFUSED, api_error_of, status_and_type
 from .inputs import describe
 from .serving import ApiTurn
-from .shapes import ApiError, ManyPerRequest, MessagesRequest, usage_of
+from .shapes import ApiError, ManyPerRequest, MessagesRequest, at_most, usage_of
 from .stream import MessageStream
 
 BATCH_LIFETIME_S = 24 * 3600
@@ -35,15 +35,15 @@ class BatchItem(ManyPerRequest):
     model_config = ConfigDict(extra="forbid")
 
     custom_id: str = Field(..., pattern=r"^[a-zA-Z0-9_-]{1,64}$")
-    params: dict[str, Any]
+    params: dict[str, Any] = at_most(MOST_FIELDS)
 
 
-class BatchCreate(BaseModel):
+class BatchCreate(ManyPerRequest):
     """`POST /v1/messages/batches`."""
 
     model_config = ConfigDict(extra="forbid")
 
-    requests: list[BatchItem] = Field(..., min_length=1)
+    requests: list[BatchItem] = Field(..., min_length=1, max_length=MOST_BATCH_REQUESTS, fail_fast=True)
 
 
 @dataclass(frozen=True, slots=True)

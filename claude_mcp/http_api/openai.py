@@ -7,14 +7,14 @@ from __future__ import annotations
 import functools
 import json
 import time
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..bridge.tenancy import Tenancy
-from ..config.limits import InputLimits
+from ..config.limits import MOST_BLOCKS, MOST_ITEMS, MOST_MESSAGES, MOST_TOOLS, InputLimits
 from ..errors import TooLarge
 from .anthropic import requested_session
 from .auth import caller_of
@@ -23,7 +23,7 @@ from .errors import api_error_of
 from .history import Turn
 from .inputs import Bodies, describe
 from .serving import ApiTurn, Outcome, RunEndpointResponse, RunResponse, ToolCall
-from .shapes import ApiError, ManyPerRequest, api_id, usage_of
+from .shapes import ApiError, ManyPerRequest, api_id, at_most, usage_of
 from .stream import Delta, MessageStream
 
 EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
@@ -40,7 +40,7 @@ class ChatMessage(ManyPerRequest):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[ChatContent] | None = None
+    content: str | Annotated[list[ChatContent], at_most(MOST_BLOCKS)] | None = None
 
     def text(self) -> str:
         if self.content is None or isinstance(self.content, str):
@@ -50,28 +50,28 @@ class ChatMessage(ManyPerRequest):
         return "\n\n".join(part.text or "" for part in self.content)
 
 
-class ChatRequest(BaseModel):
+class ChatRequest(ManyPerRequest):
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(..., min_length=1, max_length=200)
-    messages: list[ChatMessage] = Field(..., min_length=1)
+    messages: list[ChatMessage] = Field(..., min_length=1, max_length=MOST_MESSAGES, fail_fast=True)
     stream: bool = False
-    stream_options: dict[str, Any] | None = None
+    stream_options: dict[str, Any] | None = at_most(MOST_ITEMS, None)
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
     reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
     user: str | None = None
-    metadata: dict[str, str] | None = None
+    metadata: dict[str, str] | None = at_most(MOST_ITEMS, None)
     temperature: float | None = None
     top_p: float | None = None
     n: int | None = None
-    stop: str | list[str] | None = None
-    tools: list[dict[str, Any]] | None = None
+    stop: str | Annotated[list[str], at_most(MOST_ITEMS)] | None = None
+    tools: list[dict[str, Any]] | None = at_most(MOST_TOOLS, None)
     tool_choice: Any = None
-    response_format: dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = at_most(MOST_ITEMS, None)
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
-    logit_bias: dict[str, Any] | None = None
+    logit_bias: dict[str, Any] | None = at_most(MOST_ITEMS, None)
     logprobs: bool | None = None
     seed: int | None = None
     claude_code: ClaudeCode | None = None

@@ -11,11 +11,13 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.fields import FieldInfo
 
 from ..bridge.client_tools import ClientTool
+from ..config.limits import MOST_BLOCKS, MOST_FIELDS, MOST_ITEMS, MOST_MESSAGES, MOST_TOOLS
 from .claude_code import ClaudeCode
 
 ErrorType = Literal[
@@ -44,15 +46,25 @@ class ApiError(Exception):
         return {"type": "error", "error": {"type": self.type, "message": self.message}}
 
 
+def at_most(items: int, default: Any = ...) -> Any:
+    """A list or object field of at most `items` items, whose validation stops at its first wrong
+    item: a hostile body of a million wrong-typed items costs one error, not a million built."""
+    field: FieldInfo = Field(default, max_length=items, fail_fast=True)
+    return field
+
+
 class ManyPerRequest(BaseModel):
     """A shape one request may hold by the hundred thousand (messages, content blocks, a batch's
-    requests). Validating each calls one line of Python, where CPython may hand the GIL to the
-    event loop's thread: a large body is validated on a worker thread (`inputs.Bodies`), and
-    pydantic-core would otherwise hold the GIL for the whole of it, stalling every other request."""
+    requests), and a request itself. Validating each calls one line of Python, where CPython may
+    hand the GIL to the event loop's thread: a large body is validated on a worker thread
+    (`inputs.Bodies`), and pydantic-core would otherwise hold the GIL for the whole of it, stalling
+    every other request. That line also refuses an object of more than `MOST_FIELDS` fields."""
 
     @model_validator(mode="before")
     @classmethod
     def _switch_point(cls, data: Any) -> Any:
+        if isinstance(data, dict) and len(data) > MOST_FIELDS:
+            raise ValueError(f"an object of {len(data):,} fields, where at most {MOST_FIELDS} are taken")
         return data
 
 
@@ -114,7 +126,7 @@ class MessageParam(ManyPerRequest):
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["user", "assistant"]
-    content: str | list[TextBlock | OtherBlock]
+    content: str | Annotated[list[TextBlock | OtherBlock], at_most(MOST_BLOCKS)]
 
     def text(self) -> str:
         """The message's text (tool calls and results written out as text); `ApiError` if it holds
@@ -175,27 +187,27 @@ UNSUPPORTED = {
 }
 
 
-class MessagesRequest(BaseModel):
+class MessagesRequest(ManyPerRequest):
     """`POST /v1/messages`."""
 
     model_config = ConfigDict(extra="forbid")
 
     model: str = Field(..., min_length=1, max_length=200)
-    messages: list[MessageParam] = Field(..., min_length=1)
+    messages: list[MessageParam] = Field(..., min_length=1, max_length=MOST_MESSAGES, fail_fast=True)
     max_tokens: int = Field(..., ge=1)
-    system: str | list[SystemBlock] | None = None
+    system: str | Annotated[list[SystemBlock], at_most(MOST_BLOCKS)] | None = None
     stream: bool = False
-    metadata: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = at_most(MOST_ITEMS, None)
     temperature: float | None = Field(None, ge=0, le=1)
-    stop_sequences: list[str] | None = None
+    stop_sequences: list[str] | None = at_most(MOST_ITEMS, None)
     top_p: float | None = None
     top_k: int | None = None
-    tools: list[dict[str, Any]] | None = None
-    tool_choice: dict[str, Any] | None = None
-    thinking: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] | None = at_most(MOST_TOOLS, None)
+    tool_choice: dict[str, Any] | None = at_most(MOST_ITEMS, None)
+    thinking: dict[str, Any] | None = at_most(MOST_ITEMS, None)
     service_tier: str | None = None
     container: str | None = None
-    mcp_servers: list[dict[str, Any]] | None = None
+    mcp_servers: list[dict[str, Any]] | None = at_most(MOST_ITEMS, None)
     claude_code: ClaudeCode | None = None
     """Claude Code's own settings for the run (an extension of the API: `extra_body`)."""
 
