@@ -8,7 +8,9 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, StringConstraints
 from typing_extensions import TypeAliasType
 
-PermissionMode = Literal["default", "acceptEdits", "plan", "dontAsk", "auto", "bypassPermissions"]
+# In claude-agent-sdk's order: typing caches Literals by their set of values, so with another order the
+# schemas (and the README's reference) would follow whichever module was imported first.
+PermissionMode = Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"]
 Effort = Literal["low", "medium", "high", "xhigh", "max"]
 
 # Model ids from the Messages API (`claude-sonnet-4-5-20250929`), CLI aliases (`sonnet`,
