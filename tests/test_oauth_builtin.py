@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
+import openai
 import psycopg
 import pytest
 from mcp import Client
@@ -222,6 +223,11 @@ async def test_a_token_from_one_replica_works_on_the_other_refreshes_and_is_revo
     async with connected(world.b, token=first.access_token) as client:  # issued by A, honoured by B
         answer = await call(client, "ask", prompt="replicas-on-b")
     assert models_keys(fake_model, "replicas-on-b") == {person.key} and answer["result"] == "Echo: replicas-on-b"
+    # The same token on the HTTP APIs, as the OpenAI SDK sends its key (`Authorization: Bearer`).
+    async with openai.AsyncOpenAI(base_url=f"{world.b.base}/v1", api_key=first.access_token, max_retries=0) as api:
+        chat = await api.chat.completions.create(model="sonnet", messages=[{"role": "user", "content": "replicas-api"}])
+    assert chat.choices[0].message.content == "Echo: replicas-api"
+    assert models_keys(fake_model, "replicas-api") == {person.key}
 
     oauth.context.token_expiry_time = time.time() - 1  # the access token has run out: the client refreshes
     async with connected(world.b, oauth) as client:
