@@ -7,6 +7,8 @@ import io
 import json
 import re
 import shlex
+import subprocess
+import sys
 import tokenize
 import tomllib
 from pathlib import Path
@@ -178,3 +180,27 @@ def test_every_toml_snippet_names_only_settings_the_server_knows() -> None:
         for tenant in tenants.values():
             assert set(tenant) <= set(TenantSpec.model_fields), snippet
             assert set(tenant.get("policy", {})) <= set(Policy.model_fields), snippet
+
+
+def test_the_quick_start_registers_claude_desktop_with_the_key_and_the_root_as_it_says(tmp_path: Path) -> None:
+    """Steps 1–3 of the Quick start, run as written (but the install: this venv is the clone's): the
+    version prints, and the entry written carries the key and the directory it was run from."""
+    steps = _code_blocks(_section(README.read_text(), "Quick start"), "bash")
+    version, key, register = steps[0].splitlines()[-1], steps[1], steps[2]
+    claude_mcp = Path(sys.executable).parent / "claude-mcp"
+    home = tmp_path / "home"
+    (home / "projects").mkdir(parents=True)
+    env = {"HOME": str(home), "PATH": f"{claude_mcp.parent}:/usr/bin:/bin"}
+    script = "\n".join([version.replace(".venv/bin/claude-mcp", "claude-mcp"), key, register])
+    script = script.replace("~/claude-mcp/.venv/bin/claude-mcp", "claude-mcp")
+    done = subprocess.run(
+        ["bash", "-euc", script], env=env, cwd=home, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("claude-mcp "), done.stdout  # the version
+    written = home / ".config" / "Claude" / "claude_desktop_config.json"
+    entry = json.loads(written.read_text())["mcpServers"]["claude"]
+    assert Path(entry["command"]) == claude_mcp
+    assert entry["args"] == ["serve", "--root", str(home / "projects")]
+    assert entry["env"] == {"ANTHROPIC_API_KEY": re.search(r"ANTHROPIC_API_KEY=(\S+)", key)[1]}  # type: ignore[index]
+    assert written.stat().st_mode & 0o777 == 0o600  # it holds a key: readable by its owner only
