@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 
 from claude_mcp.config.credentials import CallerCredential
 from claude_mcp.config.oauth_builtin import BuiltinSettings
-from claude_mcp.oauth.builtin import BuiltinAuthorizationServer, new_key_line
+from claude_mcp.oauth.builtin import BuiltinAuthorizationServer, KeyRing, new_key_line
 from claude_mcp.state.sqlite import SqliteStore
 from tests.conftest import FakeModel
 from tests.https_documents import Documents, serving_documents
@@ -360,3 +360,45 @@ async def test_a_document_on_a_loopback_address_is_not_fetched_unless_the_operat
     assert response.status_code == 400
     assert "does not fetch from" in response.json()["error_description"]
     assert documents.fetched == []  # refused before connecting
+
+
+async def test_a_rotated_key_ring_reseals_a_sign_in_at_its_next_refresh(served: Served) -> None:
+    client_id, tokens = await signed_in(served)
+    old = served.server.ring
+    new_line = new_key_line("k2")
+    rotated = KeyRing.parse(new_line, source="test")
+    both = KeyRing({**rotated.keys, **old.keys}, "k2")  # the new key first: it seals, the old one still opens
+    served.server.provider.ring = both
+    assert await served.server.identify(tokens["access_token"]) is not None
+    refreshed = await served.http.post(
+        "/token", data={"grant_type": "refresh_token", "client_id": client_id, "refresh_token": tokens["refresh_token"]}
+    )
+    assert refreshed.status_code == 200
+    (grant,) = await served.store._fetch("SELECT credential FROM oauth_grants")
+    assert grant["credential"].startswith("v1.k2.")  # re-sealed with the new key
+    served.server.provider.ring = rotated  # the old key retired: the sign-in still works
+    identity = await served.server.identify(refreshed.json()["access_token"])
+    assert identity is not None and identity.credential == CallerCredential(KEY, "api_key")
+
+
+async def test_malformed_sign_in_forms_get_a_page_saying_so_never_a_failure(
+    served: Served, caplog: pytest.LogCaptureFixture
+) -> None:
+    client_id = (await register(served.http))["client_id"]
+    page = await served.http.get(authorization_url(client_id, Pkce.new()), follow_redirects=True)
+    fields = hidden_fields(page.text)
+    origin = {"Origin": ISSUER}
+    for form in (
+        {},
+        {"request": "x" * 100_000},
+        {**fields, "csrf": "é" * 64, "api_key": KEY, "action": "allow"},
+        {**fields, "api_key": "sk-ant-api03-" + "é" * 20, "action": "allow"},
+        {**fields, "api_key": "\x00" * 600, "action": "allow"},
+    ):
+        response = await served.http.post("/oauth/sign-in", data=form, headers=origin)
+        assert 400 <= response.status_code < 500, response.text
+        assert "text/html" in response.headers["content-type"]
+    bad_json = await served.http.post("/token", content=b"\xff\xfe", headers={"content-type": "application/json"})
+    assert bad_json.status_code in (400, 401)
+    assert not [r for r in caplog.records if r.levelno >= 30]  # nothing worth a warning, no traceback
+    assert await served.store._fetch("SELECT grant_id FROM oauth_grants") == []

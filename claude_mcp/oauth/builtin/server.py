@@ -80,8 +80,9 @@ class BuiltinAuthorizationServer:
         )
         base = str(settings.key_check_url or "") or (cli_env or {}).get("ANTHROPIC_BASE_URL") or DEFAULT_API
         self.checker = KeyChecker(base)
-        csrf_key = hmac.new(self.ring.keys[self.ring.current], b"claude-mcp sign-in form", hashlib.sha256).digest()
-        self.sign_in = SignIn(self.provider, self.checker, csrf_key=csrf_key, allow_oauth=allow_oauth_tokens)
+        ordered = [self.ring.keys[self.ring.current], *(k for i, k in self.ring.keys.items() if i != self.ring.current)]
+        csrf_keys = [hmac.new(key, b"claude-mcp sign-in form", hashlib.sha256).digest() for key in ordered]
+        self.sign_in = SignIn(self.provider, self.checker, csrf_keys=csrf_keys, allow_oauth=allow_oauth_tokens)
 
     @classmethod
     def from_settings(

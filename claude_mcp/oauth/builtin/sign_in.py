@@ -60,23 +60,36 @@ def _notice(status: int, message: str) -> HTMLResponse:
 class SignIn:
     """`GET` shows the page for a pending request; `POST` takes the person's answer."""
 
-    def __init__(self, provider: BuiltinProvider, checker: KeyChecker, *, csrf_key: bytes, allow_oauth: bool) -> None:
+    def __init__(
+        self, provider: BuiltinProvider, checker: KeyChecker, *, csrf_keys: list[bytes], allow_oauth: bool
+    ) -> None:
+        """`csrf_keys`: the first makes the form's MAC, any of them checks one (so a key ring rotated on one
+        replica before another does not break a sign-in that spans both)."""
         self.provider = provider
         self.checker = checker
-        self._csrf_key = csrf_key
+        self._csrf_keys = csrf_keys
         self._allow_oauth = allow_oauth
         self._secure = provider.issuer.startswith("https://")
 
-    def _csrf(self, request_hash: str) -> str:
-        return hmac.new(self._csrf_key, request_hash.encode(), hashlib.sha256).hexdigest()
+    def _csrf(self, request_hash: str, key: bytes | None = None) -> str:
+        return hmac.new(key or self._csrf_keys[0], request_hash.encode(), hashlib.sha256).hexdigest()
+
+    def _csrf_holds(self, request_hash: str, form: str, cookie: str) -> bool:
+        """Whether the form's field and the page's cookie both carry this request's MAC (under any key)."""
+        for key in self._csrf_keys:
+            expected = self._csrf(request_hash, key).encode()
+            if hmac.compare_digest(form.encode(), expected) and hmac.compare_digest(cookie.encode(), expected):
+                return True
+        return False
 
     async def handle(self, request: Request) -> Response:
         try:
             if request.method == "POST":
                 return await self._submit(request)
             return await self._show(request)
-        except Exception:
-            logger.exception("the sign-in page failed")
+        except Exception as exc:  # the store unreachable, say: a page saying so, the details at debug level
+            logger.error("the sign-in page failed: %s", type(exc).__name__)
+            logger.debug("the sign-in page failed", exc_info=True)
             return _notice(500, "Something went wrong on this server. Go back to your app and try again.")
 
     async def _pending(self, request_id: str) -> PendingRequest | None:
@@ -131,9 +144,7 @@ class SignIn:
         pending = await self._pending(request_id)
         if pending is None:
             return _notice(400, EXPIRED)
-        expected = self._csrf(pending.request_hash)
-        cookie = request.cookies.get(COOKIE, "")
-        if not (hmac.compare_digest(csrf, expected) and hmac.compare_digest(cookie, expected)):
+        if not self._csrf_holds(pending.request_hash, csrf, request.cookies.get(COOKIE, "")):
             return _notice(403, "This form could not be verified (it was not sent from this page). Connect again.")
         if action == "deny":
             return await self._deny(pending)
