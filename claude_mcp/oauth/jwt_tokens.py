@@ -5,11 +5,14 @@ The keys are discovered from the issuer's metadata, kept `jwks_cache_s`, and fet
 token names a key id not yet seen (the issuer rotated its keys), at most every `jwks_refetch_min_s`
 so a stream of made-up key ids cannot make the server hammer the issuer. A token is honoured when
 its signature (an asymmetric algorithm the operator allows), `iss`, `aud` (this server: RFC 8707),
-`exp`, `nbf` and `iat` (within `clock_skew_s`) hold and its claims map to a tenant.
+`exp`, `nbf` and `iat` (within `clock_skew_s`) hold and its claims map to a tenant. A token once
+verified is remembered by its hash until its `exp` or the next fetch of the keys, so a client's
+later requests cost a hash, not a signature check.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from typing import Any
@@ -23,6 +26,9 @@ from .identity import Identity
 from .issuer import IssuerUnavailable, discover, get_json
 
 logger = logging.getLogger(__name__)
+
+MOST_TOKEN_CHARS = 16 * 1024
+MOST_VERIFIED = 10_000
 
 
 class JwtVerifier:
@@ -40,12 +46,28 @@ class JwtVerifier:
         """When they were last asked for, whatever came of it: not again within `jwks_refetch_min_s`."""
         self._jwks_uri = str(settings.jwks_uri) if settings.jwks_uri is not None else None
         self._lock = anyio.Lock()
+        self._verified: dict[bytes, Identity] = {}
+        """Tokens verified since the keys were last fetched, by SHA-256: a JWT is immutable, so until
+        its `exp` (checked on each use) or the next fetch of the keys, it need not be checked again."""
         self.fetches = 0
         """How many times the key set was fetched (for tests and metrics)."""
 
     async def identify(self, token: str) -> Identity | None:
-        if token.count(".") != 2:
+        if token.count(".") != 2 or len(token) > MOST_TOKEN_CHARS:
             return None
+        digest = hashlib.sha256(token.encode()).digest()  # never the token itself as a key
+        known = self._verified.get(digest)
+        if known is not None and known.expires_at is not None and known.expires_at > time.time():
+            return known
+        identity = await self.verify(token)
+        if identity is not None:
+            if len(self._verified) >= MOST_VERIFIED:
+                self._verified.clear()
+            self._verified[digest] = identity
+        return identity
+
+    async def verify(self, token: str) -> Identity | None:
+        """`identify` without the memory of tokens already verified: the signature checked, and the claims."""
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -127,6 +149,7 @@ class JwtVerifier:
             return
         self.fetches += 1
         self._keys, self._fetched_at = keys, time.monotonic()
+        self._verified.clear()  # a key withdrawn from the set withdraws the tokens it signed
 
 
 def parse_jwks(document: dict[str, Any]) -> dict[str | None, jwt.PyJWK]:
