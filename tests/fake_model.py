@@ -5,7 +5,8 @@ markers in the latest prompt, so one server serves every test and every process:
 
 - `[[say:TEXT]]`            answer TEXT (default: `Echo: <prompt>`).
 - `[[report]]`              answer a JSON report of the request (model, system prompt, tool
-                            names, credentials seen, environment block, other top-level keys).
+                            names, credentials seen, environment block, other top-level keys,
+                            the last user message's image and document blocks).
 - `remember WORD` / `what did I ask you to remember`
                             a memory that only works if the history reached the model.
 - `[[tool:NAME:JSON]]`      call tool NAME with input JSON first; then answer with the result.
@@ -123,7 +124,9 @@ def _user_prompts(messages: list[dict[str, Any]]) -> list[str]:
 
 
 def _typed_text(content: Any) -> list[str]:
-    return [t for t in _text_blocks(content) if not t.startswith("<system-reminder>")]
+    """A user message's text blocks a person typed: the CLI's reminders, and the note it adds after
+    an image saying where it saved it (`[Image: source: PATH]`), left out."""
+    return [t for t in _text_blocks(content) if not t.startswith(("<system-reminder>", "[Image: source: "))]
 
 
 def _tool_rounds_since_prompt(messages: list[dict[str, Any]]) -> int:
@@ -135,6 +138,21 @@ def _tool_rounds_since_prompt(messages: list[dict[str, Any]]) -> int:
         if message.get("role") == "assistant" and isinstance(content, list):
             rounds += any(isinstance(b, dict) and b.get("type") == "tool_use" for b in content)
     return rounds
+
+
+def _last_user_blocks(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The last user message's content blocks other than text: their type and source (a media type,
+    and the size and start of base64 data), as an image or a document reached the model."""
+    users = [m for m in messages if m.get("role") == "user"]
+    content = users[-1].get("content") if users else None
+    blocks = []
+    for block in content if isinstance(content, list) else []:
+        if isinstance(block, dict) and block.get("type") not in ("text", "tool_result"):
+            source = dict(block.get("source") or {})
+            if isinstance(data := source.get("data"), str):
+                source["data"] = f"{len(data)}:{data[:16]}"
+            blocks.append({"type": block.get("type"), "source": source})
+    return blocks
 
 
 def _report(body: dict[str, Any], headers: dict[str, str]) -> str:
@@ -151,6 +169,7 @@ def _report(body: dict[str, Any], headers: dict[str, str]) -> str:
         "environment": env_text,
         "first_user_text": "\n".join(_text_blocks((body.get("messages") or [{}])[0].get("content", ""))),
         "keys": {k: v for k, v in body.items() if k not in {"messages", "system", "tools"}},
+        "blocks": _last_user_blocks(body.get("messages") or []),
     }
     return json.dumps(report)
 

@@ -1,12 +1,16 @@
 """What the HTTP APIs take besides text prompts (#29), with the official `anthropic` and `openai`
 SDKs as clients of one `claude-mcp serve --transport http` subprocess running the real CLI
-against the fake model: Claude Code's own settings per request (`claude_code`)."""
+against the fake model: Claude Code's own settings per request (`claude_code`); images and
+documents, which reach the model as blocks."""
 
 from __future__ import annotations
 
+import base64
 import json
+import os
+import struct
+import zlib
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from typing import Any
 
 import anthropic
@@ -18,6 +22,27 @@ from tests.test_http import RunningServer, serving
 from tests.test_stdio import write_config
 
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("api-content")]
+
+
+def png(width: int, height: int, *, noise: bool = False) -> bytes:
+    """A real PNG image (RGB; `noise`: random pixels, which do not compress)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = lambda: b"\0" + (os.urandom(3 * width) if noise else b"\x80" * 3 * width)  # noqa: E731
+    pixels = zlib.compress(b"".join(row() for _ in range(height)), 1)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+PNG = base64.b64encode(png(2, 2)).decode()
+PDF = base64.b64encode(b"%PDF-1.4\n1 0 obj<</Type/Catalog>>endobj\ntrailer<</Root 1 0 R>>\n%%EOF\n").decode()
+
+
+def image(data: str = PNG, media_type: str = "image/png") -> dict[str, Any]:
+    return {"type": "image", "source": {"type": "base64", "media_type": media_type, "data": data}}
+
 
 POLICY = """
 permission_modes = ["default", "plan"]
@@ -131,7 +156,101 @@ async def test_chat_completions_take_the_same_claude_code_settings(chat: openai.
             messages=[{"role": "user", "content": "hi"}],
             extra_body={"claude_code": {"permission_mode": "bypassPermissions"}},
         )
-    with pytest.raises(openai.BadRequestError, match="claude_code.tool: unknown field"):
+    with pytest.raises(openai.BadRequestError, match=r"claude_code\.tool: unknown field"):
         await chat.chat.completions.create(
             model="sonnet", messages=[{"role": "user", "content": "hi"}], extra_body={"claude_code": {"tool": []}}
+        )
+
+
+async def test_an_image_and_a_pdf_reach_the_model_as_blocks_and_the_conversation_goes_on(
+    claude: anthropic.AsyncAnthropic,
+) -> None:
+    pdf = {"type": "document", "source": {"type": "base64", "media_type": "application/pdf", "data": PDF}}
+    asked: list[anthropic.types.MessageParam] = [
+        {"role": "user", "content": [image(), pdf, {"type": "text", "text": "[[report]]"}]}
+    ]
+    raw = await claude.messages.with_raw_response.create(model="sonnet", max_tokens=100, messages=asked)
+    answer = await raw.parse()
+    blocks = json.loads(answer.content[0].text)["blocks"]  # type: ignore[union-attr]
+    assert blocks == [
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": f"{len(PNG)}:{PNG[:16]}"}},
+        {
+            "type": "document",
+            "source": {"type": "base64", "media_type": "application/pdf", "data": f"{len(PDF)}:{PDF[:16]}"},
+        },
+    ]
+    asked += [{"role": "assistant", "content": answer.content}, {"role": "user", "content": "[[report]]"}]  # type: ignore[typeddict-item]
+    raw_next = await claude.messages.with_raw_response.create(model="sonnet", max_tokens=100, messages=asked)
+    assert raw_next.headers["x-claude-session-id"] == raw.headers["x-claude-session-id"]  # the same conversation
+    assert json.loads((await raw_next.parse()).content[0].text)["blocks"] == []  # type: ignore[union-attr]
+
+
+async def test_an_image_larger_than_a_line_of_the_sdk_reaches_the_model(claude: anthropic.AsyncAnthropic) -> None:
+    large = base64.b64encode(png(700, 700, noise=True)).decode()  # ~2 MiB of base64; the SDK reads 1 MiB lines
+    reported = await claude.messages.create(
+        model="sonnet",
+        max_tokens=100,
+        messages=[{"role": "user", "content": [image(large), {"type": "text", "text": "[[report]]"}]}],
+    )
+    (block,) = json.loads(reported.content[0].text)["blocks"]  # type: ignore[union-attr]
+    assert block["type"] == "image"  # Claude Code re-encodes a large image (as JPEG) before it sends it
+    assert block["source"]["media_type"] in ("image/png", "image/jpeg")
+
+
+@pytest.mark.parametrize(
+    ("block", "refusal"),
+    [
+        (image(media_type="image/jpeg"), "the data is not image/jpeg"),
+        (image("not base64!"), "not valid base64"),
+        (image(media_type="image/tiff"), "'image/tiff' is not supported for a image"),
+        ({"type": "image", "source": {"type": "url", "url": "http://127.0.0.1/x.png"}}, "not fetched by this server"),
+        ({"type": "image", "source": {"type": "file", "file_id": "file_x"}}, "file sources"),
+    ],
+)
+async def test_images_that_are_not_what_they_say_are_refused(
+    claude: anthropic.AsyncAnthropic, block: dict[str, Any], refusal: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match=refusal):
+        await claude.messages.create(
+            model="sonnet",
+            max_tokens=10,
+            messages=[{"role": "user", "content": [block, {"type": "text", "text": "x"}]}],  # type: ignore[list-item]
+        )
+
+
+async def test_an_image_over_the_apis_own_limit_is_refused_as_too_large(claude: anthropic.AsyncAnthropic) -> None:
+    over = PNG + "A" * (5 * 1024 * 1024 - len(PNG) + 4)
+    with pytest.raises(anthropic.RequestTooLargeError, match=r"more than the 5\.0 MiB"):
+        await claude.messages.create(
+            model="sonnet",
+            max_tokens=10,
+            messages=[{"role": "user", "content": [image(over), {"type": "text", "text": "x"}]}],
+        )
+
+
+async def test_chat_completions_take_images_and_files_as_data_urls(chat: openai.AsyncOpenAI) -> None:
+    completion = await chat.chat.completions.create(
+        model="sonnet",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PNG}"}},
+                    {"type": "file", "file": {"filename": "a.pdf", "file_data": f"data:application/pdf;base64,{PDF}"}},
+                    {"type": "text", "text": "[[report]]"},
+                ],
+            }
+        ],
+    )
+    blocks = json.loads(completion.choices[0].message.content or "")["blocks"]
+    assert [(b["type"], b["source"]["media_type"]) for b in blocks] == [
+        ("image", "image/png"),
+        ("document", "application/pdf"),
+    ]
+    with pytest.raises(openai.BadRequestError, match="not fetched by this server"):
+        await chat.chat.completions.create(
+            model="sonnet",
+            messages=[
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}
+            ],
         )

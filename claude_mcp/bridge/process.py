@@ -43,6 +43,7 @@ from claude_agent_sdk import (
     UserMessage,
 )
 
+from ..config.content import user_content
 from ..errors import ClaudeMCPError, CLIFailed, CLINotFound, RunTimeout, SessionNotFound, StreamStalled
 from . import instrument
 from .cli_files import CliFiles, spill
@@ -220,7 +221,7 @@ class CLIProcess:
                 message_in = {
                     "type": "user",
                     "uuid": prompt_uuid,
-                    "message": {"role": "user", "content": prompt},
+                    "message": {"role": "user", "content": user_content(prompt)},
                     "parent_tool_use_id": None,
                     "session_id": self.session_id or "default",
                 }

@@ -33,6 +33,17 @@ SDK_BUFFER_BYTES = 1024 * KiB
 LINE_PER_PROMPT_BYTE = 12
 """The CLI echoes a turn's prompt to the SDK twice in one line (its transcript mirror), JSON-escaped:
 at most 6 characters a byte (`\\u0001`), twice."""
+IMAGE_MOST_BYTES = 5 * KiB * KiB
+"""Most bytes of one image's base64 data (the Messages API's own limit, 5 MB an image)."""
+DOCUMENT_MOST_BYTES = 32 * KiB * KiB
+"""Most bytes of one document's base64 data (the Messages API's 32 MB request limit)."""
+MOST_IMAGES = 100
+"""Most images one request may carry (the Messages API's own limit)."""
+ATTACHMENTS_MOST_BYTES = 32 * KiB * KiB
+"""Most bytes of base64 data all of one turn's images and documents may hold together (the Messages
+API's request limit; the server's `max_request_mb` is usually lower)."""
+LINE_PER_ATTACHMENT_BYTE = 2
+"""The CLI echoes a turn's images and documents in the same line as its prompt: their base64, twice."""
 
 MOST_MESSAGES = 100_000
 """Most messages one HTTP API request may hold (the Messages API's own limit)."""
@@ -103,9 +114,11 @@ class InputLimits:
 
     @property
     def cli_buffer_bytes(self) -> int:
-        """How long a line of the CLI's output may be for a prompt at the limit (the SDK's bound,
-        raised to fit it; the SDK otherwise stops the run on a prompt of ~500 KiB)."""
-        return max(SDK_BUFFER_BYTES, LINE_PER_PROMPT_BYTE * self.prompt_bytes + SDK_BUFFER_BYTES)
+        """How long a line of the CLI's output may be for a prompt at the limit, with images and
+        documents at theirs (the SDK's bound, raised to fit it; the SDK otherwise stops the run on a
+        prompt of ~500 KiB). A bound only: the SDK holds no more than the line it reads."""
+        prompt = LINE_PER_PROMPT_BYTE * self.prompt_bytes + LINE_PER_ATTACHMENT_BYTE * ATTACHMENTS_MOST_BYTES
+        return max(SDK_BUFFER_BYTES, prompt + SDK_BUFFER_BYTES)
 
     def _over(self, field: str, size: int | None, limit: int, setting: str, what: str | None = None) -> TooLarge:
         """The refusal; `size`: how large the input is, where it was measured whole."""

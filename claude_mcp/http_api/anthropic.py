@@ -17,6 +17,7 @@ from ..bridge.tenancy import Tenancy
 from ..config.limits import InputLimits
 from ..config.types import SESSION_ID_PATTERN
 from ..errors import ClaudeMCPError, TooLarge
+from .attachments import message_prompt
 from .auth import caller_of
 from .claude_code import ClaudeCode
 from .client_tools import ToolRuns
@@ -115,7 +116,8 @@ def turn_of(body: MessagesRequest, limits: InputLimits, session_id: str | None =
         limits.client_tools(body.tools)
         if refusals := body.refusals():
             raise ApiError(400, "invalid_request_error", " ".join(refusals))
-        turns: list[Turn] = [(m.role, m.text()) for m in body.messages]
+        turns: list[Turn] = [(m.role, m.text()) for m in body.messages[:-1]]
+        turns.append(("user", message_prompt(body.messages[-1], len(body.messages) - 1)))
         limits.prompt(turns[-1][1], field="messages", what="The last message")
         limits.system_prompt(system := body.system_text(), field="system")
         settings = (body.claude_code or ClaudeCode()).call_settings(

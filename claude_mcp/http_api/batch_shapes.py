@@ -67,6 +67,8 @@ def _problems_of(params: dict[str, Any], limits: InputLimits) -> tuple[ApiTurn |
             "tools cannot be used in a batch: nobody could answer a call of one of your tools in the middle of "
             "it; send such requests to /v1/messages."
         )
+    if request.messages[-1].attachments():
+        problems.append("images and documents cannot be sent in a batch here; send such requests to /v1/messages.")
     try:
         return turn_of(request, limits), problems
     except ApiError as error:

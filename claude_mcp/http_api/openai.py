@@ -14,9 +14,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..bridge.tenancy import Tenancy
+from ..config.content import Prompt
 from ..config.limits import MOST_BLOCKS, MOST_ITEMS, MOST_MESSAGES, MOST_TOOLS, InputLimits
 from ..errors import TooLarge
 from .anthropic import requested_session
+from .attachments import Attachments, chat_attachment
 from .auth import caller_of
 from .claude_code import ClaudeCode
 from .errors import api_error_of
@@ -27,6 +29,7 @@ from .shapes import ApiError, ManyPerRequest, api_id, at_most, usage_of
 from .stream import Delta, MessageStream
 
 EFFORTS = {"minimal": "low", "low": "low", "medium": "medium", "high": "high"}
+ATTACHMENT_PARTS = ("image_url", "file")
 
 
 class ChatContent(ManyPerRequest):
@@ -34,6 +37,8 @@ class ChatContent(ManyPerRequest):
 
     type: str
     text: str | None = None
+    image_url: dict[str, Any] | None = None
+    file: dict[str, Any] | None = None
 
 
 class ChatMessage(ManyPerRequest):
@@ -45,9 +50,21 @@ class ChatMessage(ManyPerRequest):
     def text(self) -> str:
         if self.content is None or isinstance(self.content, str):
             return self.content or ""
-        if any(part.type != "text" for part in self.content):
-            raise ApiError(400, "invalid_request_error", "only text content parts are supported by this server.")
-        return "\n\n".join(part.text or "" for part in self.content)
+        if any(part.type not in ("text", *ATTACHMENT_PARTS) for part in self.content):
+            raise ApiError(
+                400,
+                "invalid_request_error",
+                "only text, image_url and file content parts are supported by this server.",
+            )
+        return "\n\n".join(part.text or "" for part in self.content if part.type == "text")
+
+    def prompt(self, index: int) -> str:
+        """The message as a prompt: its text, with its images and files (checked) as blocks."""
+        found = Attachments([])
+        for at, part in enumerate(self.content if isinstance(self.content, list) else []):
+            if part.type in ATTACHMENT_PARTS:
+                found.add(chat_attachment(f"messages.{index}.content.{at}", part.model_dump()))
+        return Prompt(self.text(), found.blocks) if found.blocks else self.text()
 
 
 class ChatRequest(ManyPerRequest):
@@ -190,7 +207,8 @@ def chat_turn(data: Any, limits: InputLimits, session_id: str | None) -> tuple[C
     if refusals := body.refusals():
         raise ApiError(400, "invalid_request_error", " ".join(refusals))
     system = "\n\n".join(m.text() for m in body.messages if m.role in ("system", "developer")) or None
-    turns: list[Turn] = [(m.role, m.text()) for m in body.messages if m.role in ("user", "assistant")]
+    said = [(index, m) for index, m in enumerate(body.messages) if m.role in ("user", "assistant")]
+    turns: list[Turn] = [(m.role, m.prompt(index) if index == said[-1][0] else m.text()) for index, m in said]
     if not turns or turns[-1][0] != "user":
         raise ApiError(400, "invalid_request_error", "the last message must have role 'user'.")
     try:

@@ -29,6 +29,7 @@ from ..bridge.permissions import PermissionAnswer, PermissionRequest
 from ..bridge.results import AskResult
 from ..bridge.tenancy import Tenancy
 from ..config.call_settings import CallSettings
+from ..config.content import with_blocks_of
 from ..errors import ClaudeMCPError
 from .auth import ApiCaller
 from .errors import api_error_of
@@ -155,7 +156,7 @@ async def run_turn(tenancy: Tenancy, caller: ApiCaller, observer: TurnObserver) 
                     session_id = await bridge.histories.session_for(digest(turn.history))
                 prompt = turn.prompt
                 if session_id is None and turn.history:
-                    prompt = carried_prompt(turn.history, turn.prompt)
+                    prompt = with_blocks_of(carried_prompt(turn.history, turn.prompt), turn.prompt)
                     bridge.policy.input_limits.prompt(prompt, field="messages", what=CARRIED)
                 observer.session_id = session_id
                 result = await bridge.ask(

@@ -122,6 +122,11 @@ def _block_text(block: OtherBlock) -> str:
     return f"[tool result {_field(block, 'tool_use_id')}{error}: {_result_text(block)}]"
 
 
+ATTACHMENT_TYPES = ("image", "document")
+"""Blocks that go to the run as they are (`attachments`), not as text. An earlier answer's thinking is
+history only."""
+
+
 class MessageParam(ManyPerRequest):
     model_config = ConfigDict(extra="forbid")
 
@@ -129,8 +134,9 @@ class MessageParam(ManyPerRequest):
     content: str | Annotated[list[TextBlock | OtherBlock], at_most(MOST_BLOCKS)]
 
     def text(self) -> str:
-        """The message's text (tool calls and results written out as text); `ApiError` if it holds
-        blocks a Claude Code prompt cannot carry."""
+        """The message's text (tool calls and results written out as text; images and documents,
+        which go with it as blocks, left out); `ApiError` if it holds blocks a Claude Code prompt
+        cannot carry."""
         if isinstance(self.content, str):
             return self.content
         texts = []
@@ -139,7 +145,7 @@ class MessageParam(ManyPerRequest):
                 texts.append(block.text)
             elif block.type in ("tool_use", "tool_result"):
                 texts.append(_block_text(block))
-            elif block.type not in ("thinking", "redacted_thinking"):  # an earlier answer's thinking: history only
+            elif block.type not in ("thinking", "redacted_thinking", *ATTACHMENT_TYPES):
                 raise ApiError(
                     400,
                     "invalid_request_error",
@@ -147,6 +153,16 @@ class MessageParam(ManyPerRequest):
                     "text prompts); send the content as text.",
                 )
         return "\n\n".join(texts)
+
+    def attachments(self) -> list[tuple[int, dict[str, Any]]]:
+        """The message's image and document blocks, each with its index, as sent."""
+        if isinstance(self.content, str):
+            return []
+        found = []
+        for index, block in enumerate(self.content):
+            if isinstance(block, OtherBlock) and block.type in ATTACHMENT_TYPES:
+                found.append((index, {"type": block.type, **(block.model_extra or {})}))
+        return found
 
     def tool_result(self) -> ToolResult | None:
         """The tool result this message answers a pending tool call with, if it holds one."""
