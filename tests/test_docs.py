@@ -190,9 +190,9 @@ def test_the_quick_start_registers_claude_desktop_with_the_key_and_the_root_as_i
     claude_mcp = Path(sys.executable).parent / "claude-mcp"
     home = tmp_path / "home"
     (home / "projects").mkdir(parents=True)
-    env = {"HOME": str(home), "PATH": f"{claude_mcp.parent}:/usr/bin:/bin"}
-    script = "\n".join([version.replace(".venv/bin/claude-mcp", "claude-mcp"), key, register])
-    script = script.replace("~/claude-mcp/.venv/bin/claude-mcp", "claude-mcp")
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin"}  # the venv is not on PATH, as after step 1
+    script = "\n".join([version.replace(".venv/bin/claude-mcp", str(claude_mcp)), key, register])
+    script = script.replace("~/claude-mcp/.venv/bin/claude-mcp", str(claude_mcp))
     done = subprocess.run(
         ["bash", "-euc", script], env=env, cwd=home, capture_output=True, text=True, timeout=60, check=False
     )
@@ -200,7 +200,8 @@ def test_the_quick_start_registers_claude_desktop_with_the_key_and_the_root_as_i
     assert done.stdout.startswith("claude-mcp "), done.stdout  # the version
     written = home / ".config" / "Claude" / "claude_desktop_config.json"
     entry = json.loads(written.read_text())["mcpServers"]["claude"]
-    assert Path(entry["command"]) == claude_mcp
-    assert entry["args"] == ["serve", "--root", str(home / "projects")]
+    serve = ["serve", "--root", str(home / "projects")]
+    assert Path(entry["command"]).parent == claude_mcp.parent  # the venv's claude-mcp, or its Python (-m)
+    assert entry["args"] in (serve, ["-m", "claude_mcp", *serve])
     assert entry["env"] == {"ANTHROPIC_API_KEY": re.search(r"ANTHROPIC_API_KEY=(\S+)", key)[1]}  # type: ignore[index]
     assert written.stat().st_mode & 0o777 == 0o600  # it holds a key: readable by its owner only
