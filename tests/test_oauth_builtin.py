@@ -101,6 +101,12 @@ def world(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModel, postg
         yield World(a, b, database, root, documents, key_file)
 
 
+def files_holding(root: Path, needle: bytes, but: Path | None = None) -> tuple[list[Path], list[Path]]:
+    """Every file under `root` (but one), and those holding `needle`."""
+    written = [path for path in root.rglob("*") if path.is_file() and path != but]
+    return written, [path for path in written if needle in path.read_bytes()]
+
+
 def api_key(who: str) -> str:
     return f"sk-ant-api03-{who}-{time.time_ns()}"
 
@@ -293,5 +299,9 @@ async def test_the_keys_people_entered_are_not_readable_in_the_database_or_on_di
                 assert secret not in dump, table
         sealed = conn.execute("SELECT credential FROM oauth_grants WHERE credential LIKE 'v1.2026-12.%%'").fetchall()
         assert sealed  # sealed under the key ring's key
-    written = [path for path in world.root.rglob("*") if path.is_file() and path != world.key_file]
-    assert [path for path in written if person.key.encode() in path.read_bytes()] == []
+        conn.execute("CHECKPOINT")  # what the database holds is on its disk too, WAL and tables
+        data_directory = Path(str(conn.execute("SHOW data_directory").fetchone()[0]))  # type: ignore[index]
+    assert files_holding(data_directory, sealed[-1][0].encode())[1]  # the sealed form is what is there
+    for place in (world.root, data_directory):  # the servers' state, logs and config dirs; the database's files
+        written, holding = files_holding(place, person.key.encode(), but=world.key_file)
+        assert written and holding == []
