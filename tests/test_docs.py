@@ -1,6 +1,7 @@
 """README.md and docs/: the generated references are in step with the models, the Quick start's
 commands are what the CLI takes and CI runs, and every link and snippet holds."""
 
+import argparse
 import ast
 import contextlib
 import io
@@ -205,3 +206,13 @@ def test_the_quick_start_registers_claude_desktop_with_the_key_and_the_root_as_i
     assert entry["args"] in (serve, ["-m", "claude_mcp", *serve])
     assert entry["env"] == {"ANTHROPIC_API_KEY": re.search(r"ANTHROPIC_API_KEY=(\S+)", key)[1]}  # type: ignore[index]
     assert written.stat().st_mode & 0o777 == 0o600  # it holds a key: readable by its owner only
+
+
+def test_every_subcommand_and_flag_of_the_cli_is_in_the_readme() -> None:
+    text = README.read_text()
+    (subcommands,) = (action for action in cli._parser()._actions if isinstance(action, argparse._SubParsersAction))
+    for name, parser in subcommands.choices.items():
+        assert f"claude-mcp {name}" in text, name
+        for action in parser._actions:
+            for flag in action.option_strings:
+                assert flag in ("-h", "--help") or flag in text, f"claude-mcp {name} {flag}"
