@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from claude_mcp import Policy
+from claude_mcp.bridge.tenancy import Tenancy
+from claude_mcp.config.tenants import TenantSpec
 from claude_mcp.errors import ConfigError
+from claude_mcp.oauth.builtin import BuiltinAuthorizationServer
 from claude_mcp.oauth.builtin.cimd import CimdRefused, MetadataDocuments, address_allowed, check_url, parse_document
 from claude_mcp.oauth.builtin.sealing import KeyRing, SealBroken, new_key_line
 from claude_mcp.state._sql import SqlStore
@@ -205,3 +209,23 @@ async def test_a_document_on_a_host_that_resolves_to_loopback_is_not_fetched() -
                 await documents.client(url)
     finally:
         await documents.aclose()
+
+
+# The configuration.
+def test_the_builtin_server_serves_callers_who_pay_with_their_own_keys_and_needs_its_key_ring(
+    tmp_path: Path, workdir: Path
+) -> None:
+    environ = {"CLAUDE_MCP_STATE": str(tmp_path / "state"), "RING": new_key_line("k1")}
+    oauth = {"authorization_server": "builtin", "accept": ["oauth"], "resource": "https://mcp.example/mcp"}
+    keyed = {**oauth, "builtin": {"secrets_key_env": "RING"}}
+    with pytest.raises(ConfigError, match='credentials = "caller"'):
+        Tenancy.from_policy(Policy(roots=(workdir,), oauth=keyed), {}, environ)
+    with pytest.raises(ConfigError, match="not \\[tenants\\]"):
+        alice = TenantSpec(token_sha256="0" * 64)
+        Tenancy.from_policy(Policy(roots=(workdir,), credentials="caller", oauth=keyed), {"alice": alice}, environ)
+    with pytest.raises(ConfigError, match="RING"):  # no key ring: refused at start, not at the first sign-in
+        Tenancy.from_policy(Policy(roots=(workdir,), credentials="caller", oauth=keyed), {}, {**environ, "RING": ""})
+    tenancy = Tenancy.from_policy(Policy(roots=(workdir,), credentials="caller", oauth=keyed), {}, environ)
+    assert tenancy.identities is not None
+    (server,) = tenancy.identities.kinds
+    assert isinstance(server, BuiltinAuthorizationServer) and server.issuer == "https://mcp.example"

@@ -199,10 +199,10 @@ class Tenancy:
         if len(digests) != sum(spec.has_token for spec in specs.values()):
             raise ConfigError("two tenants share a token; give each its own")
         names = frozenset(specs)
-        if base.oauth is not None and base.oauth.authorization_server == "builtin" and not callers_pay:
+        if base.oauth is not None and base.oauth.authorization_server == "builtin" and (not callers_pay or specs):
             raise ConfigError(
                 'authorization_server = "builtin" signs people in with their own Anthropic key: it needs '
-                'credentials = "caller"'
+                'credentials = "caller", and serves callers, not [tenants]'
             )
         namespace_key = _namespace_key(base, environ) if callers_pay else b""
         identities = accepted(
