@@ -92,8 +92,8 @@ async def client(policy: Policy) -> AsyncIterator[Client]:
 
 
 def text_of(result: Any) -> str:
-    """The text content of a tool result."""
-    return "".join(block.text for block in result.content if getattr(block, "type", None) == "text")
+    """The text of a tool result: its first text block (an answer's ids follow in a block of their own)."""
+    return next((block.text for block in result.content if getattr(block, "type", None) == "text"), "")
 
 
 def tool_prompt(tool: str, **tool_input: Any) -> str:

@@ -229,3 +229,19 @@ def test_start_up_errors_are_one_line_a_person_can_act_on(shell: dict[str, str],
     at_slash = run("serve", env=shell, cwd="/")
     assert at_slash.returncode == 2 and _one_line(at_slash.stderr)
     assert "started in / with no root named, so Claude could work anywhere on the disk" in at_slash.stderr
+
+
+@pytest.mark.anyio
+async def test_an_answer_carries_its_session_id_in_text_and_run_agent_says_how_to_define_an_agent(
+    client: Client,
+) -> None:
+    # An optional argument given as null is still accepted (its schema no longer offers null: see test_tool_schemas).
+    answer = await client.call_tool("ask", {"prompt": "[[say:hello]]", "allowed_tools": None})
+    assert not answer.is_error, text_of(answer)
+    assert answer.structured_content is not None
+    session_id = answer.structured_content["session_id"]
+    assert [block.text for block in answer.content] == ["hello", f"(session_id: {session_id})"]  # type: ignore[union-attr]
+    refused = await client.call_tool("run_agent", {"agent": "reviewer", "prompt": "review"})
+    assert refused.is_error
+    assert "Unknown agent 'reviewer': no agents are defined" in text_of(refused)
+    assert "`agents` argument" in text_of(refused) and "[agents.reviewer]" in text_of(refused)

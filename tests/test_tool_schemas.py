@@ -150,6 +150,15 @@ def test_the_check_catches_what_accepts_anything() -> None:
     }
 
 
+def test_optional_arguments_are_their_type_alone_so_form_filling_clients_can_fill_them() -> None:
+    for spec in TOOLS:
+        for name, prop in spec.describe().input_schema["properties"].items():
+            assert {"type": "null"} not in prop.get("anyOf", []), f"{spec.name}.{name}"
+            assert "default" not in prop or prop["default"] is not None, f"{spec.name}.{name}"
+    ask = next(spec for spec in TOOLS if spec.name == "ask").describe().input_schema
+    assert ask["properties"]["allowed_tools"]["type"] == "array" and "allowed_tools" not in ask["required"]
+
+
 # The Inspector release whose `--strict` rules this file's check follows; pinned so they do not
 # change under the test.
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"

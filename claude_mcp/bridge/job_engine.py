@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from ..config.call_settings import CallSettings
 from ..config.policy import Policy
+from ..config.specs import unknown_agent
 from ..errors import ClaudeMCPError, InvalidArguments, LimitReached
 from ..state.store import JobRecord
 from .job_book import CANCELLED, SYNC_S, JobBook
@@ -137,7 +138,7 @@ class JobEngine:
             raise ClaudeMCPError("Background jobs need a running bridge: use `async with ClaudeBridge(...)`.")
         resolved = self._policy.resolve(request.settings, request.prompt)
         if agent is not None and agent not in resolved.agents:
-            raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {', '.join(resolved.agents) or '(none)'}.")
+            raise InvalidArguments(unknown_agent(agent, resolved.agents))
         if not counted:
             return lambda: None
         stored = await self.book.count(owner)

@@ -28,6 +28,7 @@ from claude_agent_sdk import Message, SystemMessage
 from ..config.call_settings import CallSettings
 from ..config.credentials import CALLER_REJECTED
 from ..config.policy import Policy, ResolvedSettings
+from ..config.specs import unknown_agent
 from ..errors import APIError, DepthExceeded, InvalidArguments, LimitReached, SessionNotFound
 from ..state import legacy
 from ..state.conversations import Conversations, sticky_settings
@@ -115,8 +116,7 @@ class Planner:
         resolved = self._policy.resolve(call, prompt)
         if agent is not None:
             if agent not in resolved.agents:
-                known = ", ".join(resolved.agents) or "(none)"
-                raise InvalidArguments(f"Unknown agent {agent!r}; known agents: {known}.")
+                raise InvalidArguments(unknown_agent(agent, resolved.agents))
             resolved = replace(resolved, agent=agent)
             explicit |= {"agent"}
         if target.resume is not None:

@@ -6,6 +6,7 @@ Claude Code works here unchanged; snake_case names are accepted too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
@@ -65,3 +66,15 @@ class AgentSpec(BaseModel):
     def cli_definition(self) -> dict[str, Any]:
         """The CLI's `--agents` JSON for this agent."""
         return self.model_dump(by_alias=True, exclude_none=True)
+
+
+def unknown_agent(agent: str, known: Iterable[str]) -> str:
+    """Why `agent` cannot run, and how to define one when none is."""
+    names = ", ".join(known)
+    if names:
+        return f"Unknown agent {agent!r}; known agents: {names}."
+    return (
+        f"Unknown agent {agent!r}: no agents are defined. Pass one in this call's `agents` argument, e.g. "
+        f'{{"{agent[:64]}": {{"description": "when to use it", "prompt": "its instructions"}}}} (optional: tools, '
+        f"model), or define it in the server's config as [agents.{agent[:64]}] with description and prompt."
+    )

@@ -18,14 +18,28 @@ from pydantic import BaseModel, ValidationError
 from ..bridge.claude import ClaudeBridge
 from ..bridge.permissions import ELICITATION_SCHEMA, Asker, PermissionAnswer, PermissionRequest
 
+IDS = ("session_id", "job_id")
+"""What a client needs to go on (continue the conversation, collect the job): in the text of every
+result, for clients that show the model only text."""
+
+
+def ids_line(result: BaseModel) -> str | None:
+    """`(session_id: …; job_id: …)` for the ids a result carries, as an error's message ends."""
+    found = [f"{name}: {value}" for name in IDS if isinstance(value := getattr(result, name, None), str)]
+    return f"({'; '.join(found)})" if found else None
+
 
 def tool_result(result: BaseModel) -> types.CallToolResult:
-    """A tool's result model as its result: the answer text (or the JSON), and the structure."""
+    """A tool's result model as its result: the answer text and, in a block of its own, its ids (or
+    the JSON, which holds them), and the structure."""
     text = getattr(result, "result", None)
-    return types.CallToolResult(
-        content=[types.TextContent(type="text", text=text if isinstance(text, str) else result.model_dump_json())],
-        structured_content=result.model_dump(mode="json"),
-    )
+    if not isinstance(text, str):
+        content = [types.TextContent(type="text", text=result.model_dump_json())]
+    else:
+        ids = ids_line(result)
+        content = [types.TextContent(type="text", text=text)]
+        content += [types.TextContent(type="text", text=ids)] if ids else []
+    return types.CallToolResult(content=content, structured_content=result.model_dump(mode="json"))
 
 
 def error_result(message: str, structured: BaseModel | None = None) -> types.CallToolResult:

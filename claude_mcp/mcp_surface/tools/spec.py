@@ -30,6 +30,20 @@ READS = types.ToolAnnotations(read_only_hint=True, open_world_hint=False)
 DELEGATES = types.ToolAnnotations(read_only_hint=False, open_world_hint=True)
 
 
+def fillable(schema: dict[str, Any]) -> dict[str, Any]:
+    """An arguments schema whose optional arguments are their type alone: `anyOf [T, null]` with a
+    null default becomes `T`, not required (form-filling clients such as the MCP Inspector cannot
+    fill a union; omitting the argument means the same as null, which is still accepted)."""
+    properties = {}
+    for name, prop in schema.get("properties", {}).items():
+        branches = prop.get("anyOf", [])
+        others = [b for b in branches if b != {"type": "null"}]
+        if len(branches) == 2 and len(others) == 1 and prop.get("default", ...) is None:
+            prop = {**{k: v for k, v in prop.items() if k not in ("anyOf", "default")}, **others[0]}
+        properties[name] = prop
+    return {**schema, "properties": properties} if "properties" in schema else schema
+
+
 @dataclass(frozen=True, slots=True)
 class ToolSpec:
     """One tool: its name and description, its argument and result models, and its handler."""
@@ -47,7 +61,7 @@ class ToolSpec:
         return types.Tool(
             name=self.name,
             description=self.description,
-            input_schema=self.args.model_json_schema(),
+            input_schema=fillable(self.args.model_json_schema()),
             output_schema=self.result.model_json_schema(),
             annotations=self.annotations,
         )
