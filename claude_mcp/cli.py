@@ -57,7 +57,9 @@ def _parser() -> argparse.ArgumentParser:
     serve_cmd.add_argument("--max-depth", type=int, help="how deep claude-mcp may delegate to itself")
     serve_cmd.add_argument("--cli-path", help="the claude executable (default: the bundled one)")
     serve_cmd.add_argument(
-        "--state-url", help="postgresql://… to share state between replicas (default: SQLite in the state dir)"
+        "--state-url",
+        help="postgresql://… to share state between replicas (default: SQLite, ~/.claude/claude-mcp/state.sqlite3 "
+        "for one person, ~/.claude-mcp/state.sqlite3 with tenants or callers)",
     )
     serve_cmd.add_argument(
         "--credentials",
@@ -86,7 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     doctor_cmd.add_argument("--name", default="claude", help="the server's name in that client (default: claude)")
     usage_cmd = commands.add_parser("usage", help="what every tenant or caller used: runs, tokens, USD")
     usage_cmd.add_argument("--config", type=Path, help="policy file (TOML) naming the store")
-    usage_cmd.add_argument("--state-url", help="postgresql://… (default: the config's store, or SQLite)")
+    usage_cmd.add_argument(
+        "--state-url",
+        help="postgresql://… (default: the config's state_url, else the SQLite store `serve` keeps: "
+        "~/.claude/claude-mcp/state.sqlite3 for one person, ~/.claude-mcp/state.sqlite3 with tenants or callers)",
+    )
     usage_cmd.add_argument("--since", default="30d", help="7d, 24h, 30m, or an ISO date or time (default: 30d)")
     usage_cmd.add_argument("--by", choices=["day", "model", "namespace"], default="day", help="sum by (default: day)")
     usage_cmd.add_argument("--format", choices=["table", "csv", "json"], default="table", dest="output_format")

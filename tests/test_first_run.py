@@ -245,3 +245,25 @@ async def test_an_answer_carries_its_session_id_in_text_and_run_agent_says_how_t
     assert refused.is_error
     assert "Unknown agent 'reviewer': no agents are defined" in text_of(refused)
     assert "`agents` argument" in text_of(refused) and "[agents.reviewer]" in text_of(refused)
+
+
+def test_usage_shows_dollars_to_the_cent_and_names_the_store_it_read(shell: dict[str, str], project: Path) -> None:
+    from claude_mcp.setup.usage import render
+    from claude_mcp.state.store import UsageRow
+
+    rows = [
+        UsageRow(runs=1, model="haiku", cost_usd=0.00294),
+        UsageRow(runs=1, model="opus", cost_usd=0.002940000000000005),
+    ]
+    table = render(rows, "model", "table").splitlines()
+    assert table[1].endswith("0.00") and table[-1].split()[0] == "total" and table[-1].endswith("0.01")
+    assert [line["cost_usd"] for line in json.loads(render(rows, "model", "json"))] == [0.00294, 0.00294]
+    done = run("usage", env=shell, cwd=project)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.strip() == f"(read from SQLite at {shell['HOME']}/.claude/claude-mcp/state.sqlite3)"
+    tenants = project / "tenants.toml"
+    tenants.write_text('[tenants.alice]\ntoken_env = "ALICE_TOKEN"\n')
+    shared = run("usage", "--config", str(tenants), env=shell, cwd=project)
+    assert shared.stderr.strip() == f"(read from SQLite at {shell['HOME']}/.claude-mcp/state.sqlite3)"
+    doctor = run("doctor", env=shell, cwd=project)
+    assert f"[ok ] store: SQLite at {shell['HOME']}/.claude/claude-mcp/state.sqlite3" in doctor.stdout

@@ -163,4 +163,6 @@ def diagnose(config: Path | None) -> list[Finding]:
     findings += cli_findings
     if cli is not None:
         findings.append(check_credential(cli, env))
-    return [*findings, *check_paths(policy), check_isolation(policy)]
+    from .usage import store_name  # (the store `serve` and `usage` would use with this config)
+
+    return [*findings, *check_paths(policy), Finding(True, f"store: {store_name(policy)}"), check_isolation(policy)]
