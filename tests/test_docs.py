@@ -19,6 +19,7 @@ import pytest
 from claude_mcp import cli
 from claude_mcp.config.policy import Policy
 from claude_mcp.config.tenants import TenantSpec
+from claude_mcp.setup import clients
 from claude_mcp.setup.reference import tool_reference, with_reference
 from claude_mcp.setup.settings_reference import _sections
 
@@ -219,3 +220,9 @@ def test_every_subcommand_and_flag_of_the_cli_is_in_the_readme() -> None:
         for action in parser._actions:
             for flag in action.option_strings:
                 assert flag in ("-h", "--help") or flag in text, f"claude-mcp {name} {flag}"
+
+
+def test_the_readme_names_every_variable_a_registration_carries() -> None:
+    registering = _section(README.read_text(), "Register it in an MCP client")
+    for name in (*clients.CREDENTIALS, *clients.CARRIED_SETTINGS):
+        assert f"`{name}`" in registering, name
