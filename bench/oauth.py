@@ -22,13 +22,14 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
 
 from claude_mcp.config.oauth import OAuthSettings
 from claude_mcp.config.tenants import token_hash
-from claude_mcp.oauth.identity import Identity, StaticTokens
+from claude_mcp.oauth.identity import Identities, StaticTokens
 from claude_mcp.oauth.jwt_tokens import JwtVerifier
 from tests.conftest import FakeModel
 from tests.fake_model import running_fake_model
@@ -39,7 +40,7 @@ from tests.test_oauth_external import CLIENTS, oauth_config
 from .run import cli_env
 
 
-async def per_check_us(check: Callable[[str], Awaitable[Identity | None]], token: str, calls: int) -> float:
+async def per_check_us(check: Callable[[str], Awaitable[object]], token: str, calls: int) -> float:
     started = time.perf_counter()
     for _ in range(calls):
         assert await check(token) is not None
@@ -47,15 +48,19 @@ async def per_check_us(check: Callable[[str], Awaitable[Identity | None]], token
 
 
 async def checks(idp: Idp, resource: str, rounds: int, calls: int) -> dict[str, float]:
-    settings = OAuthSettings(issuer=idp.issuer, resource=resource, tenant_claim="tenant")
+    settings = OAuthSettings(issuer=idp.issuer, resource=resource, tenant_claim="tenant", scopes_required=("mcp",))
     jwt_verifier = JwtVerifier(settings, frozenset({"alice"}))
-    static = StaticTokens({token_hash(BOB): "bob"})
+    static = StaticTokens({token_hash(BOB): "bob"}, settings.scopes_required)
+    server = Identities([static, jwt_verifier])  # the server's TokenVerifier, as `accept = ["static", "oauth"]`
     token = idp.token("alice-app", resource)
     await jwt_verifier.identify(token)  # the keys, fetched once
-    kinds = {
+
+    kinds: dict[str, tuple[Callable[[str], Awaitable[object]], str]] = {
         "jwt": (jwt_verifier.verify, token),
         "jwt_seen": (jwt_verifier.identify, token),
         "static": (static.identify, BOB),
+        "server_jwt": (server.verify_token, token),
+        "server_static": (server.verify_token, BOB),
     }
     samples: dict[str, list[float]] = {name: [] for name in kinds}
     for _ in range(rounds):
@@ -66,14 +71,18 @@ async def checks(idp: Idp, resource: str, rounds: int, calls: int) -> dict[str, 
 
 
 async def listing(server: RunningServer, oauth_token: str, rounds: int, calls: int) -> dict[str, float]:
-    samples: dict[str, list[float]] = {"oauth": [], "static": []}
-    async with connect(server, oauth_token) as oauth, connect(server, BOB) as static:
-        clients = {"oauth": oauth, "static": static}
+    """`tools/list` per call, by kind of token; `control` is a second static session (the noise between
+    two sessions that differ in nothing)."""
+    tokens = {"oauth": oauth_token, "static": BOB, "control": BOB}
+    samples: dict[str, list[float]] = {name: [] for name in tokens}
+    async with AsyncExitStack() as stack:
+        clients = {name: await stack.enter_async_context(connect(server, token)) for name, token in tokens.items()}
         for client in clients.values():
-            for _ in range(20):  # warm both sessions
+            for _ in range(20):  # warm every session
                 await client.list_tools()
+        names = list(tokens)
         for round_ in range(rounds):
-            for name in ("oauth", "static") if round_ % 2 == 0 else ("static", "oauth"):
+            for name in names[round_ % 3 :] + names[: round_ % 3]:  # the order turned each round
                 started = time.perf_counter()
                 for _ in range(calls):
                     await clients[name].list_tools()
@@ -91,14 +100,18 @@ async def measure(fake: FakeModel, root: Path, rounds: int, calls: int) -> None:
         config = oauth_config(root / "oauth.toml", work, cli_env(fake, home), idp.issuer, resource)
         with serving(root, config, "http", "--port", str(port), name="bench-oauth") as server:
             listed = await listing(server, idp.token("alice-app", resource), rounds, calls)
-    print(f"token check, cached keys (median of {rounds} rounds × {calls * 10}):")
-    print(f"  JWT (RS256, PyJWT), its signature checked   {checked['jwt']:8.1f} µs")
-    print(f"  the same JWT, seen before (a hash)          {checked['jwt_seen']:8.1f} µs")
-    print(f"  a static tenant token (a hash per tenant)   {checked['static']:8.1f} µs")
-    print(f"tools/list over Streamable HTTP (median of {rounds} interleaved rounds × {calls}):")
-    print(f"  OAuth access token   {listed['oauth']:8.3f} ms")
-    print(f"  static bearer token  {listed['static']:8.3f} ms")
-    print(f"  ratio OAuth / static {listed['oauth'] / listed['static']:8.3f}")
+    print(f"token check, cached keys (median of {rounds} rounds × {calls * 10}), per check:")
+    print(f"  a JWT (RS256, PyJWT), its signature and claims checked  {checked['jwt']:8.1f} µs")
+    print(f"  the same JWT seen before (remembered by its hash)        {checked['jwt_seen']:8.1f} µs")
+    print(f"  a static tenant token (its hash against each tenant's)   {checked['static']:8.1f} µs")
+    print(f"  the server's TokenVerifier, a JWT seen before            {checked['server_jwt']:8.1f} µs")
+    print(f"  the server's TokenVerifier, a static token               {checked['server_static']:8.1f} µs")
+    print(f"tools/list over Streamable HTTP (median of {rounds} interleaved rounds × {calls}), per call:")
+    print(f"  with an OAuth access token           {listed['oauth']:8.3f} ms")
+    print(f"  with a static bearer token           {listed['static']:8.3f} ms")
+    print(f"  static again, a second session       {listed['control']:8.3f} ms  (the noise between sessions)")
+    print(f"  ratio OAuth / static                 {listed['oauth'] / listed['static']:8.3f}")
+    print(f"  ratio second static / static         {listed['control'] / listed['static']:8.3f}")
 
 
 def main(rounds: int, calls: int) -> None:
