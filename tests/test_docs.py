@@ -226,3 +226,12 @@ def test_the_readme_names_every_variable_a_registration_carries() -> None:
     registering = _section(README.read_text(), "Register it in an MCP client")
     for name in (*clients.CREDENTIALS, *clients.CARRIED_SETTINGS):
         assert f"`{name}`" in registering, name
+
+
+def test_the_readme_says_what_each_dependency_is_for() -> None:
+    project = tomllib.loads((README.parent / "pyproject.toml").read_text())["project"]
+    listed = _section(README.read_text(), "What each dependency is for")
+    extras = [requirement for group in project["optional-dependencies"].values() for requirement in group]
+    for requirement in [*project["dependencies"], *extras]:
+        name = re.match(r"[\w.-]+", requirement)[0]  # type: ignore[index]
+        assert name == "claude-mcp" or f"`{name}" in listed, f"{name}: add a row to 'What each dependency is for'"
