@@ -1,6 +1,6 @@
 """The built-in authorization server end to end: people sign in with their own Anthropic key and
-the MCP client they use runs Claude on it. Two `claude-mcp serve --transport http` replicas on one
-PostgreSQL (one configuration, as behind one public name), the `mcp` SDK's own OAuth client
+the MCP client they use runs Claude on it. Two `claude-mcp serve` replicas on one PostgreSQL (one
+configuration, as behind one public name; one serves Streamable HTTP, the other the legacy SSE), the `mcp` SDK's own OAuth client
 (`OAuthClientProvider`) driving discovery from the 401, registration (dynamic, and by a Client ID
 Metadata Document served over https), PKCE and the token exchange; the sign-in form submitted as a
 browser would; the real CLI against the fake model, which sees the key the person entered.
@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import openai
@@ -23,6 +24,7 @@ import psycopg
 import pytest
 from mcp import Client
 from mcp.client.auth import OAuthClientProvider
+from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
@@ -97,7 +99,8 @@ def world(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModel, postg
         database = stack.enter_context(fresh_database(postgres_url))
         flags = ("--state-url", database)
         a = stack.enter_context(serving(root, config, "http", *flags, "--port", str(port), name="replica-a"))
-        b = stack.enter_context(serving(root, config, "http", *flags, "--port", str(free_port()), name="replica-b"))
+        # The second replica serves the legacy HTTP+SSE transport: the same tokens work on both transports.
+        b = stack.enter_context(serving(root, config, "sse", *flags, "--port", str(free_port()), name="replica-b"))
         yield World(a, b, database, root, documents, key_file)
 
 
@@ -179,11 +182,13 @@ async def connected(
     server: RunningServer, auth: httpx2.Auth | None = None, token: str | None = None
 ) -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {token}"} if token else None
-    async with (
-        httpx2.AsyncClient(auth=auth, headers=headers, timeout=60) as http,
-        Client(streamable_http_client(server.url, http_client=http)) as client,  # type: ignore[arg-type]
-    ):
-        yield client
+    async with httpx2.AsyncClient(auth=auth, headers=headers, timeout=60) as http:
+        if server.url.endswith("/sse"):
+            transport: Any = sse_client(server.url, headers=headers, timeout=60, auth=auth)
+        else:
+            transport = streamable_http_client(server.url, http_client=http)
+        async with Client(transport) as client:
+            yield client
 
 
 def models_keys(fake: FakeModel, word: str) -> set[str | None]:
@@ -245,10 +250,13 @@ async def test_a_token_from_one_replica_works_on_the_other_refreshes_and_is_revo
         client_id = person.storage.client_info.client_id if person.storage.client_info else ""
         revoked = await http.post(f"{world.b.base}/revoke", data={"client_id": client_id, "token": second.access_token})
         assert revoked.status_code == 200
-        for server in (world.a, world.b):
-            refused = await http.post(server.url, json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
-                                      headers={"Authorization": f"Bearer {second.access_token}",
-                                               "Accept": "application/json, text/event-stream"})  # fmt: skip
+        bearer = {"Authorization": f"Bearer {second.access_token}", "Accept": "application/json, text/event-stream"}
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        for refused in (
+            await http.post(world.a.url, json=ping, headers=bearer),  # Streamable HTTP
+            await http.get(world.b.url, headers=bearer),  # the SSE stream
+            await http.post(f"{world.a.base}/v1/chat/completions", json={}, headers=bearer),  # the HTTP APIs
+        ):
             assert refused.status_code == 401, refused.text
             assert "resource_metadata=" in refused.headers["www-authenticate"]
 
