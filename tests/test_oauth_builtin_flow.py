@@ -45,7 +45,9 @@ class Served:
 
 
 @asynccontextmanager
-async def serving(tmp_path: Path, fake_model: FakeModel, settings: BuiltinSettings) -> AsyncIterator[Served]:
+async def serving(
+    tmp_path: Path, fake_model: FakeModel, settings: BuiltinSettings, *, allow_oauth_tokens: bool = False
+) -> AsyncIterator[Served]:
     async with SqliteStore(tmp_path / "state.db") as store:
         server = BuiltinAuthorizationServer(
             settings,
@@ -54,7 +56,7 @@ async def serving(tmp_path: Path, fake_model: FakeModel, settings: BuiltinSettin
             resources=(RESOURCE, ISSUER),
             scopes=("claude",),
             namespace_key=NAMESPACE_KEY,
-            allow_oauth_tokens=False,
+            allow_oauth_tokens=allow_oauth_tokens,
             cli_env={"ANTHROPIC_BASE_URL": fake_model.url},
             environ={"KEYS": new_key_line("k1")},
         )
@@ -402,3 +404,15 @@ async def test_malformed_sign_in_forms_get_a_page_saying_so_never_a_failure(
     assert bad_json.status_code in (400, 401)
     assert not [r for r in caplog.records if r.levelno >= 30]  # nothing worth a warning, no traceback
     assert await served.store._fetch("SELECT grant_id FROM oauth_grants") == []
+
+
+async def test_a_subscription_token_signs_in_only_where_the_operator_allows_them(
+    tmp_path: Path, fake_model: FakeModel
+) -> None:
+    token = "sk-ant-oat01-the-owners-own-subscription"
+    settings = BuiltinSettings(secrets_key_env="KEYS")
+    async with serving(tmp_path, fake_model, settings, allow_oauth_tokens=True) as served:
+        _, tokens = await signed_in(served, key=token)
+        identity = await served.server.identify(tokens["access_token"])
+        assert identity is not None and identity.credential == CallerCredential(token, "oauth_token")
+    assert f"Bearer {token}" in key_checks(fake_model)  # checked as a subscription token is sent
