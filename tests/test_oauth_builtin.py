@@ -1,10 +1,11 @@
 """The built-in authorization server end to end: people sign in with their own Anthropic key and
 the MCP client they use runs Claude on it. Two `claude-mcp serve` replicas on one PostgreSQL (one
-configuration, as behind one public name; one serves Streamable HTTP, the other the legacy SSE), the `mcp` SDK's own OAuth client
-(`OAuthClientProvider`) driving discovery from the 401, registration (dynamic, and by a Client ID
-Metadata Document served over https), PKCE and the token exchange; the sign-in form submitted as a
-browser would; the real CLI against the fake model, which sees the key the person entered.
-Refresh, revocation, and the stored key never readable: not in the database, not on disk."""
+configuration, as behind one public name; one serves Streamable HTTP, the other the legacy SSE),
+the `mcp` SDK's own OAuth client (`OAuthClientProvider`) driving discovery from the 401,
+registration (dynamic, and by a Client ID Metadata Document served over https), PKCE and the token
+exchange; the sign-in form submitted as a browser would; the real CLI against the fake model,
+which sees the key the person entered. Refresh, revocation, and the stored key never readable: not
+in the database, not on disk."""
 
 from __future__ import annotations
 
