@@ -20,9 +20,10 @@ import pytest
 
 from claude_mcp.config.oauth import OAuthSettings
 from claude_mcp.config.tenants import token_hash
+from claude_mcp.oauth.introspection import Introspection
 from claude_mcp.oauth.jwt_tokens import JwtVerifier
 from tests.conftest import FakeModel, call, text_of
-from tests.oidc_provider import Idp, free_port, new_key, running_idp, ts_client
+from tests.oidc_provider import SECRET, Idp, free_port, new_key, running_idp, ts_client
 from tests.test_http import BOB, RunningServer, connect, serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("oauth-external")]
@@ -34,7 +35,7 @@ INITIALIZE = {
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
 }
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-CLIENTS = {"alice-app": "alice", "bob-app": "bob", "stranger-app": "nobody"}
+CLIENTS = {"alice-app": "alice", "bob-app": "bob", "stranger-app": "nobody", "resource-server": "nobody"}
 
 
 @dataclass
@@ -242,6 +243,31 @@ async def test_an_unknown_key_id_refetches_the_keys_at_most_once_per_interval(wo
             assert await checking.identify(unknown) is None
     assert patient.fetches == 1  # the keys, once: unknown key ids within the interval ask nobody
     assert eager.fetches == 4  # once, then once per unknown key id
+
+
+async def test_opaque_tokens_are_checked_by_introspection(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("IDP_CLIENT_ID", "resource-server")
+    monkeypatch.setenv("IDP_CLIENT_SECRET", SECRET)
+    resource = f"{world.origin}/opaque"
+    settings = OAuthSettings(
+        issuer=world.idp.issuer,
+        resource=resource,
+        introspection_endpoint=f"{world.idp.issuer}/token/introspection",
+        introspection_client_id_env="IDP_CLIENT_ID",
+        introspection_client_secret_env="IDP_CLIENT_SECRET",
+        tenant_claim="tenant",
+    )
+    introspection = Introspection(settings, frozenset({"alice"}))
+    token = world.idp.token("alice-app", resource)
+    assert token.count(".") != 2  # opaque: only the provider knows what it stands for
+    identity = await introspection.identify(token)
+    assert identity is not None and identity.tenant == "alice" and identity.scopes == ("mcp",)
+    assert identity.resource == resource and identity.issuer == world.idp.issuer
+    assert await introspection.identify(world.idp.token("alice-app", f"{world.origin}/elsewhere/opaque")) is None
+    assert await introspection.identify(world.idp.token("stranger-app", resource)) is None
+    assert await introspection.identify("made-up-token") is None
+    monkeypatch.setenv("IDP_CLIENT_ID", "alice-app")  # a client the provider does not let introspect
+    assert await Introspection(settings, frozenset({"alice"})).identify(token) is None
 
 
 def test_claims_map_to_tenants_by_a_claim_or_by_value() -> None:

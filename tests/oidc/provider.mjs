@@ -2,7 +2,8 @@
 // JSON file (argv[2]): { keys: [private JWKs], clients: [{client_id, client_secret, tenant, scope}],
 // scope: "<scopes>" }. It issues JWT access tokens through the client_credentials grant for any
 // resource indicator asked for (RFC 8707; the token's audience), each carrying its client's
-// `tenant` claim. It listens on 127.0.0.1 (an ephemeral port), prints `listening <issuer>` on stdout once
+// `tenant` claim; for a resource whose URL ends in `/opaque`, an opaque token that only the client
+// `resource-server` may introspect (RFC 7662, at /token/introspection). It listens on 127.0.0.1 (an ephemeral port), prints `listening <issuer>` on stdout once
 // ready, and `POST /__rotate` with `{keys: [...]}` replaces its signing keys (a key rotation).
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
@@ -27,13 +28,16 @@ function provider(issuer, keys) {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
-      introspection: { enabled: true },
+      introspection: { enabled: true, allowedPolicy: async (ctx, client) => client.clientId === 'resource-server' },
       resourceIndicators: {
         enabled: true,
         defaultResource: () => undefined,
         useGrantedResource: () => true,
         getResourceServerInfo: (ctx, indicator) => ({
-          scope: config.scope, audience: indicator, accessTokenTTL: 600, accessTokenFormat: 'jwt',
+          scope: config.scope,
+          audience: indicator,
+          accessTokenTTL: 600,
+          accessTokenFormat: indicator.endsWith('/opaque') ? 'opaque' : 'jwt', // opaque: checked by introspection
         }),
       },
     },
