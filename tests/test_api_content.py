@@ -204,7 +204,7 @@ async def test_an_image_larger_than_a_line_of_the_sdk_reaches_the_model(claude: 
         (image("not base64!"), "not valid base64"),
         (image(media_type="image/tiff"), "'image/tiff' is not supported for a image"),
         ({"type": "image", "source": {"type": "url", "url": "http://127.0.0.1/x.png"}}, "not fetched by this server"),
-        ({"type": "image", "source": {"type": "file", "file_id": "file_x"}}, "file sources"),
+        ({"type": "image", "source": {"type": "file", "file_id": "file_x"}}, "not a file id"),
     ],
 )
 async def test_images_that_are_not_what_they_say_are_refused(

@@ -142,6 +142,21 @@ class Policy(BaseModel):
         "a larger one is refused with 413 before the rest is read. 64 MiB is ~6 KiB for each of 10,000 requests, "
         "and every request is stored. Server-wide.",
     )
+    max_file_mb: float = Field(
+        32,
+        gt=0,
+        description="Most MiB the body of `POST /v1/files` (one upload, multipart) may hold; a larger one is refused "
+        "with 413 before the rest is read. An image given to a run holds at most 5 MB, a document 32 MB. Server-wide.",
+    )
+    files_quota_mb: float = Field(
+        256,
+        gt=0,
+        description="Most MiB of uploaded files one namespace (a tenant, or a caller) keeps at once; past it an "
+        "upload is refused until files are deleted or expire.",
+    )
+    file_ttl_s: float = Field(
+        7 * 24 * 3600, gt=0, description="How long an uploaded file is kept (then it is gone, as if deleted)."
+    )
     max_prompt_kb: float = Field(
         1024,
         gt=0,

@@ -3,9 +3,9 @@ completions' `image_url` and `file` parts, checked as the Messages API checks th
 base64 data that is what it says, the size limits of `config/limits.py`) and handed to the run
 as the Messages API's own blocks, which the CLI's streaming input takes. Pure.
 
-Sources: `base64` data (and plain `text` for a document). A `url` source is refused: this
-server fetches nothing on a caller's behalf. A `file` source (a `file_id`) is refused until
-the Files API is served.
+Sources: `base64` data (and plain `text` for a document), or a `file` uploaded to `/v1/files`
+(its `file_id`; the run gets its data, `file_blocks.with_files`). A `url` source is refused:
+this server fetches nothing on a caller's behalf.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ DATA_URL = re.compile(r"^data:(?P<media_type>[\w.+-]+/[\w.+-]+);base64,(?P<data>
 URL_REFUSED = (
     "url sources are not fetched by this server (it fetches nothing on a caller's behalf): send the data as base64."
 )
-FILE_REFUSED = "file sources (file_id) are not supported by this server yet: send the data as base64."
+FILE_ID = re.compile(r"^file_[0-9a-f]{24}$")
 
 
 def _bad(where: str, message: str) -> ApiError:
@@ -61,6 +61,14 @@ def _checked_data(where: str, data: Any, media_type: str, signatures: tuple[byte
         raise _bad(f"{where}.source", f"the data is not {media_type} (its media_type says it is).")
 
 
+def file_block(where: str, kind: Any, file_id: Any) -> dict[str, Any]:
+    """A block whose data is an uploaded file's, to be read from the store before the run
+    (`file_blocks.with_files`); until then its size counts as nothing."""
+    if not isinstance(file_id, str) or not FILE_ID.match(file_id):
+        raise _bad(f"{where}.file_id", "not a file id (file_…) this server gave.")
+    return {"type": kind, "source": {"type": "file", "file_id": file_id}}
+
+
 def attachment(where: str, block: dict[str, Any]) -> dict[str, Any]:
     """An `image` or `document` block as the run is given it (its type and source), once checked;
     `ApiError` otherwise (413 for data over its limit)."""
@@ -71,7 +79,7 @@ def attachment(where: str, block: dict[str, Any]) -> dict[str, Any]:
     if source_type == "url":
         raise _bad(f"{where}.source", URL_REFUSED)
     if source_type == "file":
-        raise _bad(f"{where}.source", FILE_REFUSED)
+        return file_block(where, kind, source.get("file_id"))
     media_type = source.get("media_type")
     if kind == "document" and source_type == "text":
         if media_type != "text/plain" or not isinstance(source.get("data"), str):
@@ -105,7 +113,7 @@ def chat_attachment(where: str, part: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(file, dict):
         raise _bad(f"{where}.file", "an object is required.")
     if file.get("file_id") is not None:
-        raise _bad(f"{where}.file.file_id", FILE_REFUSED)
+        return file_block(f"{where}.file", "document", file.get("file_id"))
     data = file.get("file_data")
     if not isinstance(data, str) or not (found := DATA_URL.match(data)):
         raise _bad(f"{where}.file.file_data", "send the file as a data URL (data:application/pdf;base64,…).")
@@ -123,7 +131,7 @@ class Attachments:
 
     def add(self, block: dict[str, Any]) -> None:
         self.images += block["type"] == "image"
-        self.size += len(block["source"]["data"])
+        self.size += len(block["source"].get("data") or "")
         if self.images > MOST_IMAGES:
             raise _bad("messages", f"more than {MOST_IMAGES} images in one request (the Messages API's own limit).")
         if self.size > ATTACHMENTS_MOST_BYTES:

@@ -41,7 +41,7 @@ INTEGER = re.compile(r"-?[0-9]{1,18}")
 """A plain decimal integer: no sign but minus, no exponent, point, space, underscore or non-ASCII digit."""
 DECLARED_LENGTH = re.compile(r"[0-9]{1,20}")
 
-BodySetting = Literal["max_request_mb", "max_batch_mb"]
+BodySetting = Literal["max_request_mb", "max_batch_mb", "max_file_mb"]
 
 
 def _shown(text: str) -> str:

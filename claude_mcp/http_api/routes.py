@@ -13,6 +13,7 @@ from starlette.routing import Match, Route
 from ..bridge.tenancy import Tenancy
 from .anthropic import MessagesApi, error_response
 from .batches import BatchesApi
+from .files import FilesApi
 from .inputs import Bodies
 from .openai import ChatCompletionsApi, openai_error
 from .shapes import ApiError, ErrorType, api_id
@@ -46,7 +47,7 @@ def anthropic_error(error: ApiError) -> Response:
 
 def api_routes(tenancy: Tenancy, *, heartbeat_s: float, security: TransportSecuritySettings) -> list[Route]:
     """`/v1/messages`, `/v1/messages/count_tokens`, `/v1/messages/batches…`, `/v1/models`, `/v1/models/{id}`,
-    `/v1/chat/completions`, `/v1/organizations/analytics/usage_report` and `…/cost_report`."""
+    `/v1/chat/completions`, `/v1/files…`, `/v1/organizations/analytics/usage_report` and `…/cost_report`."""
     checks = TransportSecurityMiddleware(security)
 
     def guarded(endpoint: Endpoint, *, post: bool, shape: Callable[[ApiError], Response] = anthropic_error) -> Endpoint:
@@ -62,6 +63,7 @@ def api_routes(tenancy: Tenancy, *, heartbeat_s: float, security: TransportSecur
     batches = BatchesApi(tenancy, bodies)
     batch = "/v1/messages/batches/{batch_id}"
     usage = UsageApi(tenancy)
+    files, file = FilesApi(tenancy), "/v1/files/{file_id}"
     reports = "/v1/organizations/analytics"
     routes = [
         Route("/v1/chat/completions", guarded(chat.create, post=True, shape=openai_error), methods=["POST"]),
@@ -74,6 +76,12 @@ def api_routes(tenancy: Tenancy, *, heartbeat_s: float, security: TransportSecur
         Route(f"{batch}/cancel", guarded(batches.cancel, post=True), methods=["POST"]),
         Route(f"{batch}/results", guarded(batches.results, post=False), methods=["GET"]),
         Route("/v1/models", guarded(messages.list_models, post=False), methods=["GET"]),
+        # An upload is multipart, not JSON: the Host/Origin checks apply, the JSON content type does not.
+        Route("/v1/files", guarded(files.upload, post=False), methods=["POST"]),
+        Route("/v1/files", guarded(files.list, post=False), methods=["GET"]),
+        Route(file, guarded(files.retrieve, post=False), methods=["GET"]),
+        Route(file, guarded(files.delete, post=False), methods=["DELETE"]),
+        Route(f"{file}/content", guarded(files.content, post=False), methods=["GET"]),
         Route(f"{reports}/usage_report", guarded(usage.usage_report, post=False), methods=["GET"]),
         Route(f"{reports}/cost_report", guarded(usage.cost_report, post=False), methods=["GET"]),
         Route("/v1/models/{model_id:path}", guarded(messages.get_model, post=False), methods=["GET"]),

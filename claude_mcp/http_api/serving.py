@@ -33,6 +33,7 @@ from ..config.content import with_blocks_of
 from ..errors import ClaudeMCPError
 from .auth import ApiCaller
 from .errors import api_error_of
+from .file_blocks import with_files
 from .history import CARRIED, Turn, carried_prompt, digest
 from .shapes import ApiError
 from .stream import Delta, MessageStream, deltas_of
@@ -154,9 +155,9 @@ async def run_turn(tenancy: Tenancy, caller: ApiCaller, observer: TurnObserver) 
                 session_id = turn.session_id
                 if session_id is None and turn.history:
                     session_id = await bridge.histories.session_for(digest(turn.history))
-                prompt = turn.prompt
+                prompt = await with_files(turn.prompt, bridge)
                 if session_id is None and turn.history:
-                    prompt = with_blocks_of(carried_prompt(turn.history, turn.prompt), turn.prompt)
+                    prompt = with_blocks_of(carried_prompt(turn.history, turn.prompt), prompt)
                     bridge.policy.input_limits.prompt(prompt, field="messages", what=CARRIED)
                 observer.session_id = session_id
                 result = await bridge.ask(

@@ -25,7 +25,7 @@ from claude_agent_sdk import (
     fold_session_summary,
 )
 
-from . import _usage_sql, oauth_grants
+from . import _usage_sql, files, oauth_grants
 from .store import BATCH_EXPIRED, BatchOutcome, BatchRecord, JobRecord, SessionRecord
 
 Dialect = Literal["sqlite", "postgres"]
@@ -39,10 +39,15 @@ CURRENT_VERSION_SQL = "SELECT coalesce(max(version), 0) AS version FROM schema_v
 RECORD_VERSION_SQL = "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)"
 
 # `{json}`: a document the store queries (JSONB on PostgreSQL). `{blob}`: an opaque SDK document
-# kept verbatim (JSON on PostgreSQL, which unlike JSONB accepts "\u0000" in strings).
+# kept verbatim (JSON on PostgreSQL, which unlike JSONB accepts "\u0000" in strings). `{bytes}`: bytes.
 _TYPES: dict[Dialect, dict[str, str]] = {
-    "sqlite": {"seq": "INTEGER PRIMARY KEY", "json": "TEXT", "blob": "TEXT"},
-    "postgres": {"seq": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", "json": "JSONB", "blob": "JSON"},
+    "sqlite": {"seq": "INTEGER PRIMARY KEY", "json": "TEXT", "blob": "TEXT", "bytes": "BLOB"},
+    "postgres": {
+        "seq": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        "json": "JSONB",
+        "blob": "JSON",
+        "bytes": "BYTEA",
+    },
 }
 
 _MIGRATIONS: list[list[str]] = [
@@ -105,6 +110,7 @@ _MIGRATIONS: list[list[str]] = [
     ],
     _usage_sql.AGE_MIGRATION,  # 9: chain accounts and heads are forgotten once their turns are long over
     oauth_grants.MIGRATION,  # 10: the built-in OAuth authorization server's clients, grants and tokens
+    files.MIGRATION,  # 11: files uploaded through the Files API
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -204,7 +210,7 @@ def folded(key: SessionKey, row: dict[str, Any] | None, data: Any, entries: list
     return fold_session_summary(prev, key, entries)["data"]
 
 
-class SqlStore(_usage_sql.UsageQueries, oauth_grants.OAuthGrantQueries, ABC):
+class SqlStore(_usage_sql.UsageQueries, oauth_grants.OAuthGrantQueries, files.FileQueries, ABC):
     """The `Store` methods whose SQL reads the same in both dialects (the usage table's in `_usage_sql`)."""
 
     @abstractmethod
