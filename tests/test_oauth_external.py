@@ -19,7 +19,8 @@ import openai
 import pytest
 
 from claude_mcp.config.oauth import OAuthSettings
-from claude_mcp.config.tenants import token_hash
+from claude_mcp.config.tenants import TenantSpec, token_hash
+from claude_mcp.errors import ConfigError
 from claude_mcp.oauth.introspection import Introspection
 from claude_mcp.oauth.jwt_tokens import JwtVerifier
 from tests.conftest import FakeModel, call, text_of
@@ -35,7 +36,13 @@ INITIALIZE = {
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
 }
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-CLIENTS = {"alice-app": "alice", "bob-app": "bob", "stranger-app": "nobody", "resource-server": "nobody"}
+CLIENTS = {
+    "alice-app": "alice",
+    "bob-app": "bob",
+    "carol-app": "carol",
+    "stranger-app": "nobody",
+    "resource-server": "nobody",
+}
 
 
 @dataclass
@@ -59,12 +66,14 @@ class World:
 
 
 def oauth_config(path: Path, workdir: Path, cli_env: dict[str, str], issuer: str, resource: str) -> Path:
-    """alice is reached only through the identity provider; bob by his static token too."""
+    """alice is reached only through the identity provider, on her own credential; carol too, on the
+    server's; bob by his static token too."""
     env_lines = "\n".join(f"{key} = {json.dumps(value)}" for key, value in cli_env.items())
     path.write_text(
         f"roots = [{json.dumps(str(workdir))}]\napi_retries = 0\nmax_concurrent = 8\ndrain_grace_s = 2\n"
         f"[cli_env]\n{env_lines}\n"
         '[tenants.alice]\napi_key_env = "ALICE_KEY"\n'
+        '[tenants.carol]\ncredential = "server"\n'
         f'[tenants.bob]\ntoken_sha256 = "{token_hash(BOB)}"\napi_key_env = "BOB_KEY"\n'
         f'[oauth]\naccept = ["static", "oauth"]\nissuer = "{issuer}"\nresource = "{resource}"\n'
         'tenant_claim = "tenant"\nscopes_required = ["mcp"]\njwks_refetch_min_s = 0\nclock_skew_s = 5\n'
@@ -111,6 +120,9 @@ async def test_a_token_from_the_identity_provider_reaches_its_tenant_over_mcp_an
     async with connect(world.server, token) as alice:
         seen = json.loads((await call(alice, "ask", prompt="[[report]]"))["result"])
     assert seen["api_key"] == "sk-alice"  # alice's own credential, from her tenant's configuration
+    async with connect(world.server, world.idp.token("carol-app", world.resource)) as carol:
+        seen = json.loads((await call(carol, "ask", prompt="[[report]]"))["result"])
+    assert seen["api_key"] == world.cli_env["ANTHROPIC_API_KEY"]  # carol's tenant runs on the server's credential
     api_token = world.idp.token("alice-app", world.origin)  # the resource of /v1/*, the server's origin
     async with anthropic.AsyncAnthropic(
         base_url=world.origin, api_key=None, auth_token=api_token, max_retries=0, timeout=60
@@ -335,3 +347,12 @@ async def test_the_typescript_sdk_client_discovers_the_provider_from_the_401_and
     assert "ask" in seen["tools"]
     assert json.loads(seen["answer"]["result"])["api_key"] == "sk-alice"
     assert seen["audience"] == world.resource  # it asked for a token for the resource the metadata names
+
+
+def test_a_tenant_runs_on_its_own_credential_or_on_the_servers() -> None:
+    assert TenantSpec(credential="server").credentials("carol", {}) == {}
+    assert TenantSpec(api_key_env="K").credentials("alice", {"K": "sk-alice"}) == {"ANTHROPIC_API_KEY": "sk-alice"}
+    with pytest.raises(ConfigError, match='credential = "server" takes no api_key_env'):
+        TenantSpec(credential="server", api_key_env="K").credentials("carol", {"K": "sk-carol"})
+    with pytest.raises(ConfigError, match="give api_key_env or oauth_token_env"):
+        TenantSpec().credentials("dave", {})

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -28,6 +28,11 @@ class TenantSpec(BaseModel):
     api_key_env: str | None = Field(None, description="Environment variable with this tenant's ANTHROPIC_API_KEY.")
     oauth_token_env: str | None = Field(
         None, description="Environment variable with this tenant's CLAUDE_CODE_OAUTH_TOKEN (subscription)."
+    )
+    credential: Literal["own", "server"] = Field(
+        "own",
+        description="Whose Claude credential this tenant's runs use: its own (`api_key_env` or `oauth_token_env`) "
+        "or the server's (`\"server\"`: the one in the server's [cli_env]).",
     )
     config_dir: Path | None = Field(None, description="The tenant's Claude config directory (default: under state).")
     policy: dict[str, Any] = Field(default_factory=dict, description="Policy settings that differ for this tenant.")
@@ -65,6 +70,13 @@ class TenantSpec(BaseModel):
             if not environ.get(variable):
                 raise ConfigError(f"tenant {name!r}: the environment variable {variable} (its credential) is not set")
             env[target] = environ[variable]
+        if self.credential == "server":
+            if env:
+                raise ConfigError(f'tenant {name!r}: credential = "server" takes no api_key_env or oauth_token_env')
+            return env
         if not env and required:
-            raise ConfigError(f"tenant {name!r}: give api_key_env or oauth_token_env, so it uses its own credential")
+            raise ConfigError(
+                f"tenant {name!r}: give api_key_env or oauth_token_env, so it uses its own credential "
+                '(or credential = "server", so it uses the server\'s)'
+            )
         return env
