@@ -15,7 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..oauth.resource import INSUFFICIENT_SCOPE, ProtectedResource
 
-UNPROTECTED = ("/healthz", "/readyz", "/metrics", "/.well-known/")
+PROTECTED = ("/mcp", "/sse", "/messages/", "/v1/")
+"""The resource's paths: the transports' and the HTTP APIs'. Others (`/healthz`, the metadata, the
+built-in authorization server's endpoints, whose 401s challenge a client's own credentials) pass as they are."""
 
 
 class Challenges:
@@ -27,7 +29,7 @@ class Challenges:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        if scope["type"] != "http" or path.startswith(UNPROTECTED):
+        if scope["type"] != "http" or not path.startswith(PROTECTED):
             await self.app(scope, receive, send)
             return
         presented = Headers(scope=scope).get("authorization", "").lower().startswith("bearer ")
