@@ -356,3 +356,24 @@ def test_a_tenant_runs_on_its_own_credential_or_on_the_servers() -> None:
         TenantSpec(credential="server", api_key_env="K").credentials("carol", {"K": "sk-carol"})
     with pytest.raises(ConfigError, match="give api_key_env or oauth_token_env"):
         TenantSpec().credentials("dave", {})
+
+
+async def test_an_mcp_session_answers_only_the_principal_that_opened_it(world: World) -> None:
+    alice, carol = (world.idp.token(client, world.resource) for client in ("alice-app", "carol-app"))
+    listing = {"jsonrpc": "2.0", "id": 2, "method": "tools/list"}
+    async with httpx2.AsyncClient(timeout=30) as http:
+        opened = await http.post(
+            world.resource, json=INITIALIZE, headers={**MCP_HEADERS, "authorization": f"Bearer {alice}"}
+        )
+        assert opened.status_code == 200
+        session = {"mcp-session-id": opened.headers["mcp-session-id"], "mcp-protocol-version": "2025-11-25"}
+        for stranger in (carol, BOB):  # another tenant's OAuth token, a static token
+            borrowed = await http.post(
+                world.resource, json=listing, headers={**MCP_HEADERS, **session, "authorization": f"Bearer {stranger}"}
+            )
+            assert borrowed.status_code in (403, 404), borrowed.text
+            assert "ask" not in borrowed.text
+        own = await http.post(
+            world.resource, json=listing, headers={**MCP_HEADERS, **session, "authorization": f"Bearer {alice}"}
+        )
+        assert own.status_code == 200 and '"ask"' in own.text  # the session itself works, for alice
