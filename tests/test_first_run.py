@@ -178,9 +178,9 @@ def test_help_and_version_answer_without_importing_the_server() -> None:
     from claude_mcp import cli
     from claude_mcp.setup.clients import CLIENTS
     from claude_mcp.telemetry.logs import LOG_FORMATS
-    from claude_mcp.web.app import TRANSPORTS
+    from claude_mcp.web.app import LOOPBACK, TRANSPORTS
 
-    assert (cli.CLIENTS, cli.LOG_FORMATS, cli.TRANSPORTS) == (CLIENTS, LOG_FORMATS, TRANSPORTS)
+    assert (cli.CLIENTS, cli.LOG_FORMATS, cli.TRANSPORTS, cli.LOOPBACK) == (CLIENTS, LOG_FORMATS, TRANSPORTS, LOOPBACK)
 
 
 def test_the_version_is_the_installed_packages() -> None:

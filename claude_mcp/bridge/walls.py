@@ -351,7 +351,7 @@ def walls_for(policy: Policy, state: Path, *, isolation: Isolation, person: bool
         passthrough=policy.cli_env_passthrough,
         bwrap=policy.bwrap_path,
         readable=policy.sandbox_readable,
-        hidden=(state, *hidden, *(private_system_files() if os.getuid() == 0 else ())),
+        hidden=(state, *hidden, *(private_system_files() if os.getuid() == 0 and isolation == "sandbox" else ())),
     )
 
 

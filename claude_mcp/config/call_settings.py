@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from .limits import JSON_SCHEMA_CEILING_KB, KiB, json_size
@@ -84,6 +83,8 @@ class ClaudeCodeSettings(BaseModel):
         if json_size(schema, JSON_SCHEMA_CEILING_KB * KiB) > JSON_SCHEMA_CEILING_KB * KiB:
             # Checked before the (slow) meta-schema check; the policy's `max_json_schema_kb` may be lower.
             raise ValueError(f"the schema is larger than the {JSON_SCHEMA_CEILING_KB} KiB a CLI can be given")
+        import jsonschema  # (~0.1 s: imported by the first call with a schema, not by every start)
+
         try:
             jsonschema.validators.validator_for(schema).check_schema(schema)
         except jsonschema.SchemaError as exc:

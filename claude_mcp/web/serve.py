@@ -5,24 +5,18 @@ ones given the grace period, then stopped) and a second one stops everything at 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import signal
-from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import uvicorn
 from mcp.server.stdio import stdio_server
 
 from ..bridge.tenancy import Tenancy
 from ..mcp_surface.server import build_server
-from ..telemetry import logs
-from .app import McpSessions, Transport, check_binding, http_app, security_settings, with_host_checks
-from .disconnects import with_cancel_on_disconnect
-from .drain import Drain
-from .limits import BoundedH11
-from .metrics import MetricsAccess, with_metrics
+
+if TYPE_CHECKING:
+    from .app import McpSessions, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -34,28 +28,6 @@ async def _on_signal(stop: Any) -> None:
             logger.info("received %s: stopping every run and shutting down", signal.Signals(signum).name)
             stop()
             return
-
-
-async def _drain_on_signals(drain: Drain, stop: Callable[[], None]) -> None:
-    """Drain at the first SIGTERM, SIGINT or SIGHUP; at the next, stop every run at once."""
-    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT, signal.SIGHUP) as signals:
-        async with anyio.create_task_group() as tasks:
-            async for signum in signals:
-                name = signal.Signals(signum).name
-                if not drain.draining:
-                    logger.info("received %s: draining (up to %g s), then shutting down", name, drain.grace_s)
-                    tasks.start_soon(drain.run, stop)
-                else:
-                    logger.info("received %s again: stopping every run now", name)
-                    drain.hurry()
-
-
-class _WebServer(uvicorn.Server):
-    """uvicorn, minus its own signal handling: ours stops the runs first, then the server."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
 
 
 async def serve(
@@ -86,42 +58,18 @@ async def serve(
                 await server.run(read_stream, write_stream, server.create_initialization_options())
             tasks.cancel_scope.cancel()
         return
-    check_binding(host, tenancy)
-    app = http_app(server, tenancy, transport, host, allowed_hosts, api_heartbeat_s=api_heartbeat_s, sessions=sessions)
-    drain = Drain(drain_grace_s, ready=tenancy.store.ping)
-    served = with_host_checks(
-        with_metrics(
-            drain.guard(with_cancel_on_disconnect(app)),
-            MetricsAccess(tenancy, host=host, operator_token=metrics_token),
-        ),
-        security_settings(host, allowed_hosts),
-    )
-    # Once drained only idle streams are left open: uvicorn need not wait long for them. Its log
-    # lines go through our handlers (text or JSON), not a format of its own.
-    config = uvicorn.Config(
-        served,
+    from .http_serve import serve_http
+
+    await serve_http(
+        server,
+        tenancy,
+        transport,
         host=host,
         port=port,
-        log_level="warning",
-        log_config=None,
-        timeout_graceful_shutdown=1,
-        http=BoundedH11,
-        limit_concurrency=max_connections,
+        allowed_hosts=allowed_hosts,
+        api_heartbeat_s=api_heartbeat_s,
+        drain_grace_s=drain_grace_s,
+        metrics_token=metrics_token,
+        max_connections=max_connections,
+        sessions=sessions,
     )
-    web = _WebServer(config)
-    async with tenancy, anyio.create_task_group() as tasks:  # the store and warm processes live as long as the server
-
-        def stop() -> None:
-            web.should_exit = True
-
-        tasks.start_soon(_drain_on_signals, drain, stop)
-        tasks.start_soon(_announce, web, host, "/mcp" if transport == "http" else "/sse")
-        await web.serve()
-        tasks.cancel_scope.cancel()
-
-
-async def _announce(web: uvicorn.Server, host: str, path: str) -> None:
-    while not web.started:
-        await anyio.sleep(0.01)
-    port = web.servers[0].sockets[0].getsockname()[1]
-    logs.announce(f"claude-mcp listening on http://{host}:{port}{path}")
