@@ -126,3 +126,6 @@ def test_config_write_for_claude_code_uses_claude_mcp_add(clean_env: dict[str, s
     assert done.returncode == 0, done.stderr
     listed = subprocess.run(["claude", "mcp", "get", "claude"], capture_output=True, text=True, env=env, timeout=60)
     assert "serve" in listed.stdout and ("claude-mcp" in listed.stdout or "-m claude_mcp" in listed.stdout)
+    checked = run("doctor", "--client", "claude-code", env=env)  # reads the entry Claude Code keeps
+    assert f"[ok ] claude-code: entry 'claude' in {clean_env['HOME']}/.claude.json" in checked.stdout
+    assert f"[ok ] root {tmp_path.resolve()}" in checked.stdout
