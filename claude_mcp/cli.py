@@ -288,9 +288,12 @@ def _serve(args: argparse.Namespace) -> None:
             anyio.run(run)
     except BaseExceptionGroup as group:  # a refusal raised inside the server's task groups
         refusal = _config_error_in(group)
-        if refusal is None:
-            raise
-        _refuse(str(refusal), announce=True)
+        if refusal is not None:
+            _refuse(str(refusal), announce=True)
+        _, rest = group.split(SystemExit)
+        if rest is None:  # uvicorn exits from inside when it cannot listen, having logged why in one line
+            sys.exit(1)
+        raise
     finally:
         if stop_tracing is not None:
             stop_tracing()
