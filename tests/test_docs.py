@@ -98,7 +98,7 @@ def test_every_section_of_the_readme_is_in_its_contents() -> None:
     contents = _section(text, "Contents")
     for heading in re.findall(r"^## (.+)$", _outside_code(text), re.MULTILINE):
         if heading not in ("Quick start", "Contents"):
-            assert f"](#{_slug(heading)})" in contents, heading
+            assert f"](#{_slug(heading)})" in contents, f"{heading}: add it to README's Contents"
 
 
 def _commands(text: str) -> list[list[str]]:
