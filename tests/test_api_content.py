@@ -254,3 +254,29 @@ async def test_chat_completions_take_images_and_files_as_data_urls(chat: openai.
                 {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://example.com/a.png"}}]}
             ],
         )
+
+
+@pytest.mark.parametrize(
+    ("mcp_server", "refusal"),
+    [
+        ({"type": "url", "url": "http://127.0.0.1:9/mcp", "name": "local"}, "not a public address"),
+        ({"type": "url", "url": "http://localhost:9/mcp", "name": "local"}, "not a public address"),
+        ({"type": "url", "url": "http://[::1]:9/mcp", "name": "local"}, "not a public address"),
+        ({"type": "url", "url": "http://10.1.2.3/mcp", "name": "private"}, "not a public address"),
+        ({"type": "url", "url": "http://169.254.169.254/mcp", "name": "metadata"}, "not a public address"),
+        ({"type": "url", "url": "file:///etc/passwd", "name": "file"}, "must be an http or https URL"),
+        ({"type": "stdio", "url": "http://example.com", "name": "x"}, "type 'stdio' is not supported"),
+        ({"type": "url", "url": "http://example.com", "name": "x", "command": "sh"}, "command: unknown field"),
+    ],
+)
+async def test_mcp_servers_at_private_addresses_are_refused_by_the_default_policy(
+    claude: anthropic.AsyncAnthropic, mcp_server: dict[str, Any], refusal: str
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match=refusal):
+        await claude.beta.messages.create(
+            model="sonnet",
+            max_tokens=10,
+            messages=[{"role": "user", "content": "hi"}],
+            mcp_servers=[mcp_server],  # type: ignore[list-item]
+            betas=["mcp-client-2025-04-04"],
+        )

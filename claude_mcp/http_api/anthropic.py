@@ -46,8 +46,8 @@ def sse(event: Event) -> bytes:
 class AnthropicRenderer:
     """A run as one Messages API message: streamed events, or the whole message."""
 
-    def __init__(self, model: str) -> None:
-        self.stream = MessageStream(message_id(), model)
+    def __init__(self, model: str, mcp_servers: frozenset[str] = frozenset()) -> None:
+        self.stream = MessageStream(message_id(), model, mcp_servers)
 
     def opening(self) -> list[bytes]:
         return [sse(event) for event in self.stream.start()]
@@ -128,7 +128,7 @@ def turn_of(body: MessagesRequest, limits: InputLimits, session_id: str | None =
     except TooLarge as exc:
         raise api_error_of(exc) from None
     agent = body.claude_code.agent if body.claude_code else None
-    return ApiTurn(turns[-1][1], turns[:-1], settings, session_id, agent)
+    return ApiTurn(turns[-1][1], turns[:-1], settings, session_id, agent, tuple(body.mcp_servers or ()))
 
 
 def _messages_request(data: Any, limits: InputLimits, session_id: str | None) -> tuple[MessagesRequest, ApiTurn]:
@@ -179,7 +179,7 @@ class MessagesApi:
             self.tenancy,
             caller,
             turn,
-            AnthropicRenderer(body.model),
+            AnthropicRenderer(body.model, frozenset(server.name for server in body.mcp_servers or ())),
             stream=body.stream,
             heartbeat_s=self.heartbeat_s,
             request_id=request_id,

@@ -67,6 +67,10 @@ def _problems_of(params: dict[str, Any], limits: InputLimits) -> tuple[ApiTurn |
             "tools cannot be used in a batch: nobody could answer a call of one of your tools in the middle of "
             "it; send such requests to /v1/messages."
         )
+    if request.mcp_servers:
+        problems.append(
+            "mcp_servers cannot be used in a batch (a batch's requests are stored; their tokens may not be)."
+        )
     if request.messages[-1].attachments():
         problems.append("images and documents cannot be sent in a batch here; send such requests to /v1/messages.")
     try:

@@ -35,6 +35,8 @@ from .auth import ApiCaller
 from .errors import api_error_of
 from .file_blocks import with_files
 from .history import CARRIED, Turn, carried_prompt, digest
+from .mcp_connector import with_servers
+from .mcp_params import McpServerParam
 from .shapes import ApiError
 from .stream import Delta, MessageStream, deltas_of
 
@@ -53,6 +55,8 @@ class ApiTurn:
     session_id: str | None = None
     agent: str | None = None
     """Run the conversation as this agent (`claude_code.agent`)."""
+    mcp_servers: tuple[McpServerParam, ...] = ()
+    """The request's own MCP servers (the MCP connector's), checked against the policy when it runs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +167,7 @@ async def run_turn(tenancy: Tenancy, caller: ApiCaller, observer: TurnObserver) 
                 result = await bridge.ask(
                     prompt,
                     session_id=session_id,
-                    settings=turn.settings,
+                    settings=await with_servers(turn.settings, turn.mcp_servers, bridge.policy),
                     observer=observer,
                     client_tools=observer.client_tools(),
                     agent=turn.agent,

@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 from ..bridge.client_tools import ClientTool
 from ..config.limits import MOST_BLOCKS, MOST_FIELDS, MOST_ITEMS, MOST_MESSAGES, MOST_TOOLS
 from .claude_code import ClaudeCode
+from .mcp_params import MOST_SERVERS, McpServerParam
 
 ErrorType = Literal[
     "invalid_request_error",
@@ -123,8 +124,9 @@ def _block_text(block: OtherBlock) -> str:
 
 
 ATTACHMENT_TYPES = ("image", "document")
-"""Blocks that go to the run as they are (`attachments`), not as text. An earlier answer's thinking is
-history only."""
+"""Blocks that go to the run as they are (`attachments`), not as text."""
+HISTORY_ONLY = ("thinking", "redacted_thinking", "mcp_tool_use", "mcp_tool_result")
+"""An earlier answer's blocks that are not its text: what the conversation already holds."""
 
 
 class MessageParam(ManyPerRequest):
@@ -145,7 +147,7 @@ class MessageParam(ManyPerRequest):
                 texts.append(block.text)
             elif block.type in ("tool_use", "tool_result"):
                 texts.append(_block_text(block))
-            elif block.type not in ("thinking", "redacted_thinking", *ATTACHMENT_TYPES):
+            elif block.type not in HISTORY_ONLY and block.type not in ATTACHMENT_TYPES:
                 raise ApiError(
                     400,
                     "invalid_request_error",
@@ -199,7 +201,6 @@ UNSUPPORTED = {
     "of the server policy).",
     "service_tier": "service_tier is not supported by this server.",
     "container": "container is not supported by this server.",
-    "mcp_servers": "mcp_servers in the request body is not supported; configure MCP servers in the server policy.",
 }
 
 
@@ -223,7 +224,7 @@ class MessagesRequest(ManyPerRequest):
     thinking: dict[str, Any] | None = at_most(MOST_ITEMS, None)
     service_tier: str | None = None
     container: str | None = None
-    mcp_servers: list[dict[str, Any]] | None = at_most(MOST_ITEMS, None)
+    mcp_servers: list[McpServerParam] | None = at_most(MOST_SERVERS, None)
     claude_code: ClaudeCode | None = None
     """Claude Code's own settings for the run (an extension of the API: `extra_body`)."""
 
