@@ -22,10 +22,12 @@ class StdioServer(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["stdio"] = "stdio"
-    command: Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-    args: list[str] = Field(default_factory=list, max_length=100)
-    env: dict[str, str] = Field(default_factory=dict)
+    type: Literal["stdio"] = Field("stdio", description="`stdio` (the default when `type` is left out).")
+    command: Annotated[str, StringConstraints(min_length=1, max_length=4096)] = Field(
+        description="The executable Claude starts."
+    )
+    args: list[str] = Field(default_factory=list, max_length=100, description="Its arguments.")
+    env: dict[str, str] = Field(default_factory=dict, description="More environment for it (never logged).")
 
 
 class RemoteServer(BaseModel):
@@ -33,9 +35,11 @@ class RemoteServer(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["http", "sse"]
-    url: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=4096)]
-    headers: dict[str, str] = Field(default_factory=dict)
+    type: Literal["http", "sse"] = Field(description="`http` (Streamable HTTP) or `sse`.")
+    url: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=4096)] = Field(
+        description="Its URL (`http://` or `https://`)."
+    )
+    headers: dict[str, str] = Field(default_factory=dict, description="Headers sent with each request (never logged).")
 
 
 def _server_kind(value: Any) -> str:
@@ -57,11 +61,15 @@ class AgentSpec(BaseModel):
     description: str = Field(..., min_length=1, max_length=2000, description="When to use this agent.")
     prompt: str = Field(..., min_length=1, max_length=200_000, description="The agent's instructions.")
     tools: list[ToolRule] | None = Field(None, description="The tools it may use (default: all).")
-    disallowed_tools: list[ToolRule] | None = Field(None, alias="disallowedTools")
-    model: ModelName | None = None
-    permission_mode: PermissionMode | None = Field(None, alias="permissionMode")
-    max_turns: int | None = Field(None, ge=1, alias="maxTurns")
-    effort: Effort | None = None
+    disallowed_tools: list[ToolRule] | None = Field(
+        None, alias="disallowedTools", description="Tools it may not use (also `disallowedTools`)."
+    )
+    model: ModelName | None = Field(None, description="Its model (default: the call's).")
+    permission_mode: PermissionMode | None = Field(
+        None, alias="permissionMode", description="Its permission mode (also `permissionMode`)."
+    )
+    max_turns: int | None = Field(None, ge=1, alias="maxTurns", description="Its most turns (also `maxTurns`).")
+    effort: Effort | None = Field(None, description="How much effort it spends.")
 
     def cli_definition(self) -> dict[str, Any]:
         """The CLI's `--agents` JSON for this agent."""
