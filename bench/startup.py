@@ -8,7 +8,8 @@ Each round starts each server once (the order turned each round) as a client wou
 process from `/`, the client's bare environment (HOME and PATH), the handshake and `tools/list`
 written at once; the time from spawn until the `tools/list` answer is in, and the server's CPU
 time until then (steadier than the wall on a busy machine). Medians over N rounds, and
-claude-mcp's ratios to the bare server (the goal: at most 1.10).
+claude-mcp's ratios to the bare server (the goal: at most 1.10). Then how long `claude-mcp --help`
+takes (the goal: at most 0.3 s), beside a bare `python -c pass`.
 """
 
 from __future__ import annotations
@@ -111,6 +112,17 @@ def measure(runs: int) -> dict[str, list[tuple[float, float]]]:
     return times
 
 
+def help_seconds(runs: int) -> tuple[float, float]:
+    """Medians of `claude-mcp --help` and of a bare `python -c pass`, in seconds (the wall)."""
+    times: dict[str, list[float]] = {"help": [], "python": []}
+    for _ in range(runs):
+        for name, argv in (("help", ["-m", "claude_mcp", "--help"]), ("python", ["-c", "pass"])):
+            started = time.perf_counter()
+            subprocess.run([sys.executable, *argv], check=True, stdout=subprocess.DEVNULL)
+            times[name].append(time.perf_counter() - started)
+    return statistics.median(times["help"]), statistics.median(times["python"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=10, help="rounds (default 10)")
@@ -124,6 +136,8 @@ def main() -> None:
             f"  {name:<11} wall {wall * 1000:6.0f} ms (ratio {wall / bare[0]:.2f})   "
             f"server CPU {cpu * 1000:6.0f} ms (ratio {cpu / bare[1]:.2f})"
         )
+    shown, python = help_seconds(args.runs)
+    print(f"claude-mcp --help: {shown * 1000:.0f} ms (python -c pass: {python * 1000:.0f} ms; goal: at most 300 ms)")
 
 
 if __name__ == "__main__":
