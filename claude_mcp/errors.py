@@ -5,6 +5,7 @@ The tree (`kind` in brackets: the tool result's, the job record's and the HTTP m
     ClaudeMCPError [error]
     ├── ConfigError [config]                    the server's own configuration
     ├── InvalidArguments [invalid_arguments]    the call's arguments
+    │   └── UnfitText [invalid_arguments]       a text a run cannot carry (`config.limits`)
     ├── PolicyViolation [policy]                a setting outside the server policy
     ├── TooLarge [too_large]                    an input over its size limit (`config.limits`)
     ├── DepthExceeded [depth_exceeded]          too deep a chain of delegations
@@ -66,6 +67,15 @@ class InvalidArguments(ClaudeMCPError):
     """The call's arguments are malformed."""
 
     kind = "invalid_arguments"
+
+
+class UnfitText(InvalidArguments):
+    """A text a run cannot carry (a NUL where the CLI's command line takes it, a lone surrogate
+    anywhere): refused before any run starts, naming the field."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class PolicyViolation(ClaudeMCPError):

@@ -236,6 +236,8 @@ MANY_WRONG: list[tuple[type[BaseModel], dict[str, Any], str, Any]] = [
         "messages",
         [{"role": "user", "content": "hi", **{f"k{i}": 0 for i in range(200_000)}}],
     ),
+    (MessagesRequest, MESSAGES_BODY, "claude_code", {f"k{i}": 0 for i in range(200_000)}),
+    (ChatRequest, CHAT_BODY, "claude_code", {f"k{i}": 0 for i in range(200_000)}),
     (ChatRequest, CHAT_BODY, "messages", [0] * 200_000),
     (ChatRequest, CHAT_BODY, "messages", [{"role": "user", "content": [0] * 200_000}]),
     (ChatRequest, CHAT_BODY, "metadata", {f"k{i}": 0 for i in range(200_000)}),

@@ -16,11 +16,12 @@ validation, and refuse a hostile call without spending the event loop on it.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import TooLarge
+from ..errors import TooLarge, UnfitText
 
 KiB = 1024
 JSON_SCHEMA_CEILING_KB = 96
@@ -87,6 +88,26 @@ def json_size(value: Any, limit: int) -> int:
     return size
 
 
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+"""A surrogate left in a decoded text (a pair decodes to one character): no UTF-8 can carry it, so
+the store refuses it and the CLI cannot be given it."""
+
+
+def unfit_text(text: str, field: str, *, nul: bool) -> None:
+    """`UnfitText` if `text` holds a lone surrogate, or (`nul`: it goes on the CLI's command line,
+    or in a file read as one) a NUL."""
+    if (found := LONE_SURROGATE.search(text)) is not None:
+        raise UnfitText(
+            field,
+            f"{field} holds a lone surrogate (U+{ord(found[0]):04X} at character {found.start()}), which is not "
+            "Unicode text. Send UTF-8 text.",
+        )
+    if nul and (at := text.find("\0")) >= 0:
+        raise UnfitText(
+            field, f"{field} holds a NUL character (at character {at}), which a system prompt cannot carry."
+        )
+
+
 def _text_size(text: str, limit: int) -> int:
     """The UTF-8 size of `text`, or a number over `limit` if it is known to be (without encoding a
     long text: a character takes one to four bytes)."""
@@ -128,17 +149,22 @@ class InputLimits:
             f"{what or field} is {measured} this server accepts: {_shown(limit)} (its `{setting}` setting). Send less.",
         )
 
-    def _text(self, text: str | None, limit: int, field: str, setting: str, what: str | None) -> None:
-        if text is not None and _text_size(text, limit) > limit:
+    def _text(self, text: str | None, limit: int, field: str, setting: str, what: str | None, *, nul: bool) -> None:
+        if text is None:
+            return
+        if _text_size(text, limit) > limit:
             raise self._over(field, len(text.encode("utf-8", "surrogatepass")), limit, setting, what)
+        unfit_text(text, field, nul=nul)
 
     def prompt(self, text: str, *, field: str = "prompt", what: str | None = None) -> None:
-        """A turn's prompt (MCP `prompt`; over HTTP the last user message, or the history carried with it)."""
-        self._text(text, self.prompt_bytes, field, "max_prompt_kb", what)
+        """A turn's prompt (MCP `prompt`; over HTTP the last user message, or the history carried with it):
+        within `max_prompt_kb`, and text (`unfit_text`)."""
+        self._text(text, self.prompt_bytes, field, "max_prompt_kb", what, nul=False)
 
     def system_prompt(self, text: str | None, *, field: str = "system_prompt", what: str | None = None) -> None:
-        """`system_prompt` or `append_system_prompt` (over HTTP: `system`, or the system messages)."""
-        self._text(text, self.system_prompt_bytes, field, "max_system_prompt_kb", what)
+        """`system_prompt` or `append_system_prompt` (over HTTP: `system`, or the system messages): within
+        `max_system_prompt_kb`, and text without a NUL (it goes on the CLI's command line)."""
+        self._text(text, self.system_prompt_bytes, field, "max_system_prompt_kb", what, nul=True)
 
     def json_schema(self, schema: Any) -> None:
         """`json_schema`, as the JSON text the CLI is given (non-ASCII escaped, as the SDK writes it)."""

@@ -7,7 +7,9 @@ number from its query string or its body from the connection.
   then), at most its cap (`max_request_mb`, `max_batch_mb`): a `Content-Length` over the cap is
   refused before a byte is read, a body without one as soon as it passes the cap — 413
   `request_too_large`. A body over `OFF_LOOP_BYTES` is decoded and validated on a worker thread,
-  so other requests keep being served meanwhile (see `ManyPerRequest` in `shapes`).
+  so other requests keep being served meanwhile (see `ManyPerRequest` in `shapes`). A body whose
+  JSON escapes leave a lone surrogate in any of its texts is refused with a 400 naming where (no
+  store or CLI could carry it).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from pydantic import ValidationError
 from starlette.datastructures import QueryParams
 from starlette.requests import ClientDisconnect, Request
 
+from ..config.limits import LONE_SURROGATE
 from ..config.policy import Policy
+from ..errors import ClaudeMCPError
+from .errors import api_error_of
 from .shapes import ApiError
 
 T = TypeVar("T")
@@ -40,6 +45,8 @@ MOST_PROBLEMS_NAMED = 10
 INTEGER = re.compile(r"-?[0-9]{1,18}")
 """A plain decimal integer: no sign but minus, no exponent, point, space, underscore or non-ASCII digit."""
 DECLARED_LENGTH = re.compile(r"[0-9]{1,20}")
+SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+"""A JSON escape of a surrogate: in a pair it decodes to one character, alone it stays a surrogate."""
 
 BodySetting = Literal["max_request_mb", "max_batch_mb", "max_file_mb"]
 
@@ -132,6 +139,24 @@ def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON value")
 
 
+def lone_surrogate_at(data: Any) -> str | None:
+    """Where in decoded JSON a text (a value or a key) holds a lone surrogate, if one does."""
+    stack: list[tuple[str, Any]] = [("body", data)]
+    while stack:
+        at, value = stack.pop()
+        if isinstance(value, str):
+            if LONE_SURROGATE.search(value):
+                return at
+        elif isinstance(value, dict):
+            for key, inner in value.items():
+                if LONE_SURROGATE.search(key):
+                    return f"{at} (a key)"
+                stack.append((key if at == "body" else f"{at}.{key}", inner))
+        elif isinstance(value, list):
+            stack.extend((str(index) if at == "body" else f"{at}.{index}", inner) for index, inner in enumerate(value))
+    return None
+
+
 def decoded(raw: bytes, parse: Callable[[Any], T]) -> T:
     """`parse` (a model's `model_validate`, and whatever else is slow for a large body) applied to
     the JSON in `raw`; `ApiError` 400 naming what is wrong."""
@@ -143,10 +168,19 @@ def decoded(raw: bytes, parse: Callable[[Any], T]) -> T:
         raise ApiError(400, "invalid_request_error", "The request body's JSON is nested too deeply.") from None
     except ValueError as exc:
         raise ApiError(400, "invalid_request_error", f"The request body is not valid JSON: {exc}.") from None
+    if SURROGATE_ESCAPE.search(raw) and (at := lone_surrogate_at(data)) is not None:
+        raise ApiError(
+            400,
+            "invalid_request_error",
+            f"{_shown(at)} holds a lone surrogate (a \\uD800-\\uDFFF escape not in a pair), which is not Unicode text. "
+            "Send UTF-8 text.",
+        )
     try:
         return parse(data)
     except ValidationError as exc:
         problems = describe(exc)
+    except ClaudeMCPError as exc:  # what the request asks is refused (its texts, its sizes): in the API's shape
+        raise api_error_of(exc) from None
     del data  # freed here, not by whoever handles the error (for a large body, on the event loop)
     raise ApiError(400, "invalid_request_error", problems)
 

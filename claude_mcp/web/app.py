@@ -35,6 +35,7 @@ from ..oauth.builtin import BuiltinAuthorizationServer
 from ..oauth.identity import identity_of
 from ..oauth.resource import ProtectedResource
 from .challenges import Challenges
+from .jsonrpc_guard import JsonRpcGuard
 
 Transport = Literal["stdio", "http", "sse"]
 TRANSPORTS: tuple[Transport, ...] = ("stdio", "http", "sse")
@@ -140,6 +141,8 @@ def http_app(
         )
     if resource is not None:
         app.add_middleware(Challenges, resource=resource)
+    if transport == "http":  # outermost: the transport's plain-text refusals, whoever made them
+        app.add_middleware(JsonRpcGuard, path="/mcp")
     return app
 
 
