@@ -16,6 +16,7 @@ markers in the latest prompt, so one server serves every test and every process:
                             `nested_tool(NAME, **input)` writes one.
 - `[[structured:JSON]]`     call the `StructuredOutput` tool (added by `--json-schema`).
 - `[[slow:MS]]`             stream the answer one word every MS milliseconds.
+- `[[think:TEXT]]`          think TEXT (a thinking block, signed) before the answer.
 - `[[stall]]`               start the response, then send nothing more (a stalled stream).
 - `[[error:CODE]]`          answer with HTTP CODE and an Anthropic error body.
 - a credential (API key or bearer token) containing `revoked` gets 401, whatever the prompt.
@@ -76,6 +77,7 @@ class Reply:
     delay_s: float = 0.0
     stall: bool = False
     error: int | None = None
+    thinking: str | None = None
 
 
 @dataclass
@@ -188,6 +190,8 @@ def plan_reply(body: dict[str, Any], headers: dict[str, str]) -> Reply:
             reply.stall = True
         elif name == "error":
             reply.error = int(arg or "500")
+        elif name == "think":
+            reply.thinking = arg or "Hmm."
     steps = [(n, a) for n, a in markers if n in {"tool", "structured"}]
     rounds = _tool_rounds_since_prompt(messages)
     if rounds < len(steps):
@@ -225,12 +229,12 @@ def nested_tool(tool: str, **tool_input: Any) -> str:
     return f"[[tool:{tool}:{ENCODED}{encoded}]]"
 
 
-def _block_start(block: dict[str, Any]) -> bytes:
-    return _sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": block})
+def _block_start(block: dict[str, Any], index: int = 0) -> bytes:
+    return _sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": block})
 
 
-def _block_delta(delta: dict[str, Any]) -> bytes:
-    return _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+def _block_delta(delta: dict[str, Any], index: int = 0) -> bytes:
+    return _sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
 
 
 def _sse(event: str, data: dict[str, Any]) -> bytes:
@@ -262,6 +266,7 @@ async def _stream(reply: Reply, model: str, record: Record) -> AsyncIterator[byt
     )
     if reply.stall:
         await anyio.sleep_forever()
+    index = 0  # of the last block
     if reply.tool is not None:
         name, tool_input = reply.tool
         tool_id = "toolu_" + uuid.uuid4().hex[:20]
@@ -269,15 +274,21 @@ async def _stream(reply: Reply, model: str, record: Record) -> AsyncIterator[byt
         yield _block_delta({"type": "input_json_delta", "partial_json": json.dumps(tool_input)})
         stop_reason = "tool_use"
     else:
-        yield _block_start({"type": "text", "text": ""})
+        if reply.thinking is not None:
+            yield _block_start({"type": "thinking", "thinking": "", "signature": ""})
+            yield _block_delta({"type": "thinking_delta", "thinking": reply.thinking})
+            yield _block_delta({"type": "signature_delta", "signature": "fake-signature"})
+            yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+            index = 1
+        yield _block_start({"type": "text", "text": ""}, index)
         for word in _words(reply.text):
             if record.first_text_at is None:
                 record.first_text_at = time.time()
-            yield _block_delta({"type": "text_delta", "text": word})
+            yield _block_delta({"type": "text_delta", "text": word}, index)
             if reply.delay_s:
                 await anyio.sleep(reply.delay_s)
         stop_reason = "end_turn"
-    yield _sse("content_block_stop", {"type": "content_block_stop", "index": 0})
+    yield _sse("content_block_stop", {"type": "content_block_stop", "index": index})
     yield _sse(
         "message_delta",
         {

@@ -280,3 +280,27 @@ async def test_mcp_servers_at_private_addresses_are_refused_by_the_default_polic
             mcp_servers=[mcp_server],  # type: ignore[list-item]
             betas=["mcp-client-2025-04-04"],
         )
+
+
+async def test_thinking_reaches_the_model_and_its_thinking_comes_back_streamed_and_not(
+    claude: anthropic.AsyncAnthropic,
+) -> None:
+    asked: dict[str, Any] = {
+        "model": "claude-sonnet-4-5",  # the newest models think adaptively whatever Claude Code is told
+        "max_tokens": 100,
+        "thinking": {"type": "enabled", "budget_tokens": 2048},
+        "messages": [{"role": "user", "content": "[[think:Let me see.]] [[report]]"}],
+    }
+    created = await claude.messages.create(**asked)
+    thinking, text = created.content
+    assert thinking.type == "thinking" and thinking.thinking == "Let me see."  # type: ignore[union-attr]
+    sent = json.loads(text.text)["keys"]["thinking"]  # type: ignore[union-attr]
+    assert (sent["type"], sent["budget_tokens"]) == ("enabled", 2048)  # Claude Code asked the model so
+    async with claude.messages.stream(**asked) as stream:
+        deltas = [event.delta.type async for event in stream if event.type == "content_block_delta"]
+        final = await stream.get_final_message()
+    assert "thinking_delta" in deltas and final.content[0].thinking == "Let me see."  # type: ignore[union-attr]
+    off = await claude.messages.create(**{**asked, "thinking": {"type": "disabled"}})
+    assert json.loads(off.content[-1].text)["keys"]["thinking"] == {"type": "disabled"}  # type: ignore[union-attr]
+    with pytest.raises(anthropic.BadRequestError, match="budget_tokens goes with type 'enabled'"):
+        await claude.messages.create(**{**asked, "thinking": {"type": "enabled"}})

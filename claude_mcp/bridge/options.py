@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from claude_agent_sdk import ClaudeAgentOptions, McpServerConfig, SessionStore
-from claude_agent_sdk.types import SystemPromptCustom, SystemPromptPreset
+from claude_agent_sdk.types import SystemPromptCustom, SystemPromptPreset, ThinkingConfig
 
 from ..config.policy import Policy, ResolvedSettings
 from .client_tools import SERVER, ToolRelay
@@ -86,6 +86,7 @@ def build_options(
         max_turns=settings.max_turns,
         max_budget_usd=settings.max_budget_usd,
         effort=settings.effort,
+        thinking=cast(ThinkingConfig, settings.thinking.model_dump(exclude_none=True)) if settings.thinking else None,
         output_format=(
             {"type": "json_schema", "schema": settings.json_schema} if settings.json_schema is not None else None
         ),

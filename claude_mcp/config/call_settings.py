@@ -10,13 +10,28 @@ tools' argument models (`claude_mcp.mcp_surface.arguments`) extend it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from .limits import JSON_SCHEMA_CEILING_KB, KiB, json_size
 from .specs import AgentSpec, McpServer, ServerName
 from .types import Effort, JsonObject, ModelName, PathText, PermissionMode, PromptText, ToolRule
+
+
+class Thinking(BaseModel):
+    """Extended thinking, as the Messages API's `thinking`: a fixed budget, adaptive, or off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["enabled", "adaptive", "disabled"]
+    budget_tokens: int | None = Field(None, ge=1024, description="With `enabled`: the most tokens thinking takes.")
+
+    @model_validator(mode="after")
+    def _budget_with_enabled(self) -> Thinking:
+        if (self.type == "enabled") != (self.budget_tokens is not None):
+            raise ValueError("budget_tokens goes with type 'enabled' (and only with it)")
+        return self
 
 
 class ModelSettings(BaseModel):
@@ -29,6 +44,11 @@ class ModelSettings(BaseModel):
     system_prompt: PromptText | None = Field(None, description="Replaces Claude Code's system prompt entirely.")
     append_system_prompt: PromptText | None = Field(
         None, description="Text appended to the system prompt (Claude Code's, or `system_prompt`)."
+    )
+    thinking: Thinking | None = Field(
+        None,
+        description='Extended thinking: `{"type": "enabled", "budget_tokens": N}`, `{"type": "adaptive"}` or '
+        '`{"type": "disabled"}` (default: Claude Code\'s).',
     )
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..errors import ConfigError, PolicyViolation
-from .call_settings import CallSettings
+from .call_settings import CallSettings, Thinking
 from .limits import JSON_SCHEMA_CEILING_KB, InputLimits
 from .oauth import OAuthSettings
 from .specs import AgentSpec, McpServer
@@ -440,6 +440,7 @@ class Policy(BaseModel):
             max_turns=max_turns,
             max_budget_usd=budget,
             effort=merged.effort,
+            thinking=merged.thinking,
             json_schema=merged.json_schema,
             add_dirs=add_dirs,
             timeout_s=float(timeout_s),
@@ -513,6 +514,7 @@ class ResolvedSettings:
     max_turns: int | None
     max_budget_usd: float | None
     effort: Effort | None
+    thinking: Thinking | None
     json_schema: dict[str, Any] | None
     add_dirs: tuple[Path, ...]
     timeout_s: float

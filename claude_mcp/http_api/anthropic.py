@@ -120,9 +120,10 @@ def turn_of(body: MessagesRequest, limits: InputLimits, session_id: str | None =
         turns.append(("user", message_prompt(body.messages[-1], len(body.messages) - 1)))
         limits.prompt(turns[-1][1], field="messages", what="The last message")
         limits.system_prompt(system := body.system_text(), field="system")
-        settings = (body.claude_code or ClaudeCode()).call_settings(
-            model=body.model, **({"system_prompt": system} if system else {})
-        )
+        own: dict[str, Any] = {"system_prompt": system} if system else {}
+        if body.thinking is not None:
+            own["thinking"] = body.thinking
+        settings = (body.claude_code or ClaudeCode()).call_settings(model=body.model, **own)
     except ValidationError as exc:
         raise ApiError(400, "invalid_request_error", describe(exc)) from None
     except TooLarge as exc:

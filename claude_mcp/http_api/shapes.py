@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic.fields import FieldInfo
 
 from ..bridge.client_tools import ClientTool
+from ..config.call_settings import Thinking
 from ..config.limits import MOST_BLOCKS, MOST_FIELDS, MOST_ITEMS, MOST_MESSAGES, MOST_TOOLS
 from .claude_code import ClaudeCode
 from .mcp_params import MOST_SERVERS, McpServerParam
@@ -197,8 +198,6 @@ UNSUPPORTED = {
     "stop_sequences": "stop_sequences cannot be honoured: Claude Code decides when its answer ends.",
     "top_p": "top_p is not supported: Claude Code sets the sampling itself.",
     "top_k": "top_k is not supported: Claude Code sets the sampling itself.",
-    "thinking": "thinking cannot be set per request here: Claude Code decides its thinking (use the `effort` "
-    "of the server policy).",
     "service_tier": "service_tier is not supported by this server.",
     "container": "container is not supported by this server.",
 }
@@ -221,7 +220,7 @@ class MessagesRequest(ManyPerRequest):
     top_k: int | None = None
     tools: list[dict[str, Any]] | None = at_most(MOST_TOOLS, None)
     tool_choice: dict[str, Any] | None = at_most(MOST_ITEMS, None)
-    thinking: dict[str, Any] | None = at_most(MOST_ITEMS, None)
+    thinking: Thinking | None = None
     service_tier: str | None = None
     container: str | None = None
     mcp_servers: list[McpServerParam] | None = at_most(MOST_SERVERS, None)
