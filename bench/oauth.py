@@ -26,6 +26,7 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
+import psutil
 
 from claude_mcp.config.oauth import OAuthSettings
 from claude_mcp.config.tenants import token_hash
@@ -71,10 +72,13 @@ async def checks(idp: Idp, resource: str, rounds: int, calls: int) -> dict[str, 
 
 
 async def listing(server: RunningServer, oauth_token: str, rounds: int, calls: int) -> dict[str, float]:
-    """`tools/list` per call, by kind of token; `control` is a second static session (the noise between
-    two sessions that differ in nothing)."""
+    """`tools/list` per call, by kind of token: the client's wall-clock time, and the server process's
+    CPU time (user + system), which other processes on a busy machine disturb far less. `control` is
+    a second static session (the noise between two sessions that differ in nothing)."""
     tokens = {"oauth": oauth_token, "static": BOB, "control": BOB}
     samples: dict[str, list[float]] = {name: [] for name in tokens}
+    cpu: dict[str, list[float]] = {name: [] for name in tokens}
+    process = psutil.Process(server.process.pid)
     async with AsyncExitStack() as stack:
         clients = {name: await stack.enter_async_context(connect(server, token)) for name, token in tokens.items()}
         for client in clients.values():
@@ -83,11 +87,18 @@ async def listing(server: RunningServer, oauth_token: str, rounds: int, calls: i
         names = list(tokens)
         for round_ in range(rounds):
             for name in names[round_ % 3 :] + names[: round_ % 3]:  # the order turned each round
-                started = time.perf_counter()
+                started, used = time.perf_counter(), _cpu_s(process)
                 for _ in range(calls):
                     await clients[name].list_tools()
                 samples[name].append((time.perf_counter() - started) / calls * 1e3)
-    return {name: statistics.median(values) for name, values in samples.items()}
+                cpu[name].append((_cpu_s(process) - used) / calls * 1e3)
+    medians = {name: statistics.median(values) for name, values in samples.items()}
+    return medians | {f"{name}_cpu": statistics.median(values) for name, values in cpu.items()}
+
+
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 async def measure(fake: FakeModel, root: Path, rounds: int, calls: int) -> None:
@@ -112,6 +123,12 @@ async def measure(fake: FakeModel, root: Path, rounds: int, calls: int) -> None:
     print(f"  static again, a second session       {listed['control']:8.3f} ms  (the noise between sessions)")
     print(f"  ratio OAuth / static                 {listed['oauth'] / listed['static']:8.3f}")
     print(f"  ratio second static / static         {listed['control'] / listed['static']:8.3f}")
+    print("the server process's CPU time per tools/list (the same rounds):")
+    print(f"  with an OAuth access token           {listed['oauth_cpu']:8.3f} ms")
+    print(f"  with a static bearer token           {listed['static_cpu']:8.3f} ms")
+    print(f"  static again, a second session       {listed['control_cpu']:8.3f} ms")
+    print(f"  ratio OAuth / static                 {listed['oauth_cpu'] / listed['static_cpu']:8.3f}")
+    print(f"  ratio second static / static         {listed['control_cpu'] / listed['static_cpu']:8.3f}")
 
 
 def main(rounds: int, calls: int) -> None:
