@@ -209,6 +209,7 @@ def _config(args: argparse.Namespace) -> None:
         print(key_note(args.client, given))
     else:
         print(registration(args.client, args.name, given))
+        print("# " + key_note(args.client, given, written=False))
 
 
 def _serve(args: argparse.Namespace) -> None:

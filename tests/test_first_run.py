@@ -134,6 +134,7 @@ def test_config_never_registers_slash_or_a_missing_root(shell: dict[str, str], p
     printed = run("config", "claude-desktop", env=shell, cwd=project)
     assert printed.returncode == 0 and KEY not in printed.stdout, "a printed snippet shows a placeholder"
     assert "<your ANTHROPIC_API_KEY>" in printed.stdout
+    assert "the key is then in" in printed.stdout and "--no-key" in printed.stdout
 
 
 def test_zed_and_vscode_settings_with_comments_are_added_to_and_keep_them(shell: dict[str, str], project: Path) -> None:

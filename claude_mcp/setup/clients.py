@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -185,9 +186,10 @@ def registration(client: str, name: str, given: Carried) -> str:
     command, prefix = launcher()
     args = [*prefix, *given.args]
     if client == "claude-code":
-        env = [f'{k}="${k}"' if k == given.secret else f"{k}={json.dumps(v)}" for k, v in given.env.items()]
+        env = [f'{k}="${k}"' if k == given.secret else shlex.quote(f"{k}={v}") for k, v in given.env.items()]
         flags = [part for pair in env for part in ("-e", pair)]
-        return " ".join(["claude", "mcp", "add", "--scope", "user", name, *flags, "--", command, *args])
+        head = shlex.join(["claude", "mcp", "add", "--scope", "user", name])
+        return " ".join([head, *flags, "--", shlex.join([command, *args])])
     if client == "codex":
         return f"# {_codex_path()}\n" + _codex_section(name, command, args, given.shown())
     spec = JSON_CLIENTS[client]
@@ -268,8 +270,17 @@ def write(client: str, name: str, given: Carried) -> str:
     )
 
 
-def key_note(client: str, given: Carried) -> str:
+def key_note(client: str, given: Carried, *, written: bool = True) -> str:
     """What the user should know about the credential the registration carries (or does not)."""
+    if given.secret is not None and not written and client != "vscode":
+        if client == "claude-code":
+            put = f"Run from a shell that has your {given.secret}, it puts the key in Claude Code's ~/.claude.json"
+        else:
+            put = f"With your {given.secret} in place of the placeholder, the key is then in {client_path(client)}"
+        return (
+            f"{put}: anyone who can read that file can use it. To keep keys out of client config files, log in "
+            "once with `claude /login` and register with --no-key."
+        )
     if given.secret is None:
         return (
             "No Claude key or token in this shell's environment, so none is registered: the server will use "
