@@ -268,3 +268,11 @@ def test_usage_shows_dollars_to_the_cent_and_names_the_store_it_read(shell: dict
     assert shared.stderr.strip() == f"(read from SQLite at {shell['HOME']}/.claude-mcp/state.sqlite3)"
     doctor = run("doctor", env=shell, cwd=project)
     assert f"[ok ] store: SQLite at {shell['HOME']}/.claude/claude-mcp/state.sqlite3" in doctor.stdout
+
+
+def test_only_local_file_roots_are_paths_the_server_looks_at() -> None:
+    from claude_mcp.mcp_surface.roots import local_path
+
+    assert local_path("file:///home/you/my%20project") == "/home/you/my project"
+    assert local_path("file://localhost/srv/x") == "/srv/x"
+    assert local_path("file://fileserver/share") is None and local_path("https://example.com/repo") is None

@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 ROOTS_WAIT_S = 5.0
 """How long a call waits for the client's `roots/list` answer before working in the server's root."""
 
+MOST_ROOTS = 100
+"""The most of a client's roots looked at (each is resolved on disk): a workspace has a few."""
+
 Settings = TypeVar("Settings", bound=CallSettings)
 
 
@@ -51,7 +54,7 @@ async def in_client_root(args: Settings, call: Call) -> Settings:
     except Exception as exc:  # a client that fails or is slow to list its roots still gets its answer
         logger.info("the client's roots/list failed (%s): working in the server's root", type(exc).__name__)
         return args
-    for root in listed.roots:
+    for root in listed.roots[:MOST_ROOTS]:
         path = local_path(str(root.uri))
         if path is None:
             continue
