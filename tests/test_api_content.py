@@ -304,3 +304,15 @@ async def test_thinking_reaches_the_model_and_its_thinking_comes_back_streamed_a
     assert json.loads(off.content[-1].text)["keys"]["thinking"] == {"type": "disabled"}  # type: ignore[union-attr]
     with pytest.raises(anthropic.BadRequestError, match="budget_tokens goes with type 'enabled'"):
         await claude.messages.create(**{**asked, "thinking": {"type": "enabled"}})
+
+
+async def test_a_batch_refuses_images_and_mcp_servers(claude: anthropic.AsyncAnthropic) -> None:
+    def params(**extra: Any) -> Any:
+        return {"model": "sonnet", "max_tokens": 10, "messages": [{"role": "user", "content": "x"}], **extra}
+
+    with_image = params(messages=[{"role": "user", "content": [image(), {"type": "text", "text": "x"}]}])
+    with pytest.raises(anthropic.BadRequestError, match="images and documents cannot be sent in a batch"):
+        await claude.messages.batches.create(requests=[{"custom_id": "a", "params": with_image}])
+    with_server = params(mcp_servers=[{"type": "url", "url": "https://example.com/mcp", "name": "x"}])
+    with pytest.raises(anthropic.BadRequestError, match="mcp_servers cannot be used in a batch"):
+        await claude.messages.batches.create(requests=[{"custom_id": "a", "params": with_server}])

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anthropic
+import httpx2
+import openai
 import pytest
 
 from claude_mcp.state.files import FileQueries, FileRecord
@@ -194,3 +196,38 @@ async def test_the_store_keeps_files_per_namespace_within_the_quota_until_they_e
     assert [f.file_id for f in await files.list_files("ns-a", now=later, limit=10)] == [new.file_id]
     assert await files.put_file(record("ns-a", later), b"y" * 10, quota_bytes=20)  # the expired one's room is free
     assert await files.delete_file("ns-a", new.file_id) and not await files.delete_file("ns-a", new.file_id)
+
+
+async def test_chat_completions_take_an_uploaded_file_by_id(replicas: Replicas) -> None:
+    async with (
+        claude_at(replicas.a, ALICE) as alice,
+        openai.AsyncOpenAI(base_url=f"{replicas.b.base}/v1", api_key=ALICE, max_retries=0, timeout=60) as chat,
+    ):
+        uploaded = await alice.beta.files.upload(file=("pixel.png", base64.b64decode(PNG), "image/png"))
+        completion = await chat.chat.completions.create(
+            model="sonnet",
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "file", "file": {"file_id": uploaded.id}},
+                        {"type": "text", "text": "[[report]]"},
+                    ],
+                }
+            ],
+        )
+        blocks = json.loads(completion.choices[0].message.content or "")["blocks"]
+        assert [(b["type"], b["source"]["media_type"]) for b in blocks] == [("image", "image/png")]
+        await alice.beta.files.delete(uploaded.id)
+
+
+async def test_an_upload_named_with_control_characters_is_kept_under_a_printable_name(replicas: Replicas) -> None:
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="file"; filename="a\x00b\x1bc.txt"\r\n'
+        b"Content-Type: text/plain\r\n\r\nx\r\n--b--\r\n"
+    )  # a NUL no store takes (PostgreSQL refuses it in text)
+    headers = {"x-api-key": ALICE, "content-type": "multipart/form-data; boundary=b"}
+    async with httpx2.AsyncClient(base_url=replicas.a.base, headers=headers) as raw:
+        uploaded = (await raw.post("/v1/files", content=body)).json()
+        assert uploaded["filename"] == "abc.txt"
+        assert (await raw.delete(f"/v1/files/{uploaded['id']}")).status_code == 200

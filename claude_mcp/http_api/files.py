@@ -55,6 +55,12 @@ def not_found(file_id: str) -> ApiError:
     return ApiError(404, "not_found_error", f"File not found: {shown}")
 
 
+def _printable(text: str, most: int) -> str:
+    """`text` without control characters or lone surrogates (no store takes a NUL; PostgreSQL no
+    surrogate), at most `most` characters."""
+    return "".join(ch for ch in text[: most * 2] if ch.isprintable() and not 0xD800 <= ord(ch) <= 0xDFFF)[:most]
+
+
 def checked_id(request: Request) -> str:
     file_id = str(request.path_params["file_id"])
     if not FILE_ID.match(file_id):
@@ -117,8 +123,8 @@ async def _upload(request: Request, store: FileStore, namespace: str) -> dict[st
     content = await upload.read()
     policy = request.state.policy
     now = time.time()
-    filename = (upload.filename or "upload")[:255]
-    mime_type = (upload.content_type or "application/octet-stream")[:100]
+    filename = _printable(upload.filename or "", 255) or "upload"
+    mime_type = _printable(upload.content_type or "", 100) or "application/octet-stream"
     record = FileRecord(
         namespace=namespace,
         file_id=api_id("file_"),
