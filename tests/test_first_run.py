@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 
@@ -121,8 +122,18 @@ def test_without_a_key_the_registration_says_so_and_doctor_names_what_the_client
     checked = run("doctor", "--client", "cursor", env=shell)  # the shell has the key; the client's server does not
     assert checked.returncode == 1
     assert "[FIX] the server cursor starts has no credential" in checked.stdout
+    entry = json.loads((Path(shell["HOME"]) / ".cursor/mcp.json").read_text())["mcpServers"]["claude"]
+    refused = anyio.run(_ask_as_client, entry, {"HOME": shell["HOME"], "PATH": shell["PATH"], **entry["env"]})
+    assert refused.is_error and "Claude has no valid credential where the server runs" in text_of(refused)
+    assert "bare environment" in text_of(refused) and "claude-mcp doctor --client" in text_of(refused)
     missing = run("doctor", "--client", "windsurf", env=shell)
     assert missing.returncode == 1 and "no entry 'claude'" in missing.stdout
+
+
+async def _ask_as_client(entry: dict[str, Any], env: dict[str, str]) -> Any:
+    params = StdioServerParameters(command=entry["command"], args=entry["args"], env=env, cwd="/")
+    async with Client(params) as client:
+        return await client.call_tool("ask", {"prompt": "hello"})
 
 
 def test_config_never_registers_slash_or_a_missing_root(shell: dict[str, str], project: Path) -> None:

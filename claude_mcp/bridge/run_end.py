@@ -49,6 +49,13 @@ _LIMIT_KINDS: dict[str, RunEndKind] = {
 METRIC_API_STATUSES = frozenset({400, 401, 403, 404, 413, 429, 500, 502, 503, 529})
 """The API statuses a metric label names (`api_<status>`); any other is `api_other`."""
 
+_NOT_LOGGED_IN = (
+    "Claude has no valid credential where the server runs (HTTP 401): set ANTHROPIC_API_KEY (or "
+    "CLAUDE_CODE_OAUTH_TOKEN) in the server's environment, or log in once with `claude /login` as the user it runs "
+    "as. An MCP client starts its servers with a bare environment, so a key exported only in your shell does not "
+    "reach it: `claude-mcp config CLIENT --write`, run where the key is set, carries it; `claude-mcp doctor "
+    "--client CLIENT` checks."
+)
 _API_ADVICE = {
     400: "Claude's API refused the request as invalid (HTTP 400); sending it again unchanged fails the same way.",
     413: "Claude's API refused the request as too large (HTTP 413): send a shorter prompt, or start a new "
@@ -132,7 +139,7 @@ class RunEnd:
         if self.kind in _LIMIT_ADVICE:
             return CLIFailed(_LIMIT_ADVICE[self.kind], session_id=session_id)
         if self.kind == "not_logged_in":
-            return APIError(_API_ADVICE[401] + f" Detail: {detail}", status=401, session_id=session_id)
+            return APIError(f"{_NOT_LOGGED_IN} Detail: {detail}", status=401, session_id=session_id)
         return CLIFailed(f"Claude ended with an error ({self.subtype}): {detail or 'no detail'}", session_id=session_id)
 
 
