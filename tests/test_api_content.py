@@ -265,6 +265,8 @@ async def test_chat_completions_take_images_and_files_as_data_urls(chat: openai.
         ({"type": "url", "url": "http://10.1.2.3/mcp", "name": "private"}, "not a public address"),
         ({"type": "url", "url": "http://169.254.169.254/mcp", "name": "metadata"}, "not a public address"),
         ({"type": "url", "url": "file:///etc/passwd", "name": "file"}, "must be an http or https URL"),
+        ({"type": "url", "url": f"http://{'a' * 100}.example/mcp", "name": "long"}, "could not be resolved"),
+        ({"type": "url", "url": "http://[fe80::1%25eth0]/mcp", "name": "zoned"}, "not a public address"),
         ({"type": "stdio", "url": "http://example.com", "name": "x"}, "type 'stdio' is not supported"),
         ({"type": "url", "url": "http://example.com", "name": "x", "command": "sh"}, "command: unknown field"),
     ],

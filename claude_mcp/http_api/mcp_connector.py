@@ -41,7 +41,7 @@ async def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Ad
         pass
     try:
         found = await anyio.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError:
+    except (OSError, UnicodeError, ValueError):  # unknown, or not a host name at all (a label too long, …)
         return []
     return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in found]
 
