@@ -1,10 +1,23 @@
-"""Failures the real CLI can't be made to show: a stand-in CLI crashes, hangs or writes garbage.
-Each must come back as a clear `isError` result, leave no process behind, and the server
-must go on serving."""
+"""Faults, and what each must leave behind.
+
+A stand-in CLI crashes, hangs or writes garbage (failures the real CLI can't be made to show): each
+comes back as a clear `isError` result, leaves no process behind, and the server goes on serving.
+A served server is SIGKILLed mid-run: no CLI of it outlives it, and every `session_id` it reported
+is continued by the server started again on its state.
+
+The other faults are held where their surface is tested: a SIGKILLed server's CLI and its tools die
+with it, sandboxed or not (`test_http.test_a_killed_servers_cli_and_its_tools_die_with_it`); the
+store gone is a refusal within seconds, `store_unavailable` (MCP `isError`, HTTP 503), with `/readyz`
+503 (`test_replicas.test_with_the_store_gone_a_call_is_refused_in_seconds_and_readyz_says_so`); a
+replica that dies leaves its jobs failed with their session (`test_replicas`); a client gone mid-call
+stops its run (`test_http.test_a_streamable_http_client_that_goes_away_mid_call_stops_its_run`,
+`test_streaming_and_cancellation.test_a_client_disconnect_stops_the_work`, and the HTTP API's in
+`test_messages_api`); a drain ends runs with a session to continue (`test_drain`)."""
 
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import psutil
@@ -13,7 +26,10 @@ from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
 from claude_mcp.mcp_surface.server import build_server
-from tests.conftest import FAKE_CLI, text_of
+from tests.conftest import FAKE_CLI, call, text_of
+from tests.test_http import connect, serving
+from tests.test_stdio import write_config
+from tests.test_streaming_and_cancellation import ALLOW_SLEEP, SLEEP, wait_for_sleep, wait_until_gone
 
 pytestmark = pytest.mark.anyio
 
@@ -77,3 +93,31 @@ async def test_a_missing_cli_is_a_clear_error_and_the_server_keeps_serving(polic
 
 def test_the_fake_cli_is_executable() -> None:
     assert os.access(FAKE_CLI, os.X_OK)
+
+
+SLEEPER = {"sleeper": {"description": "Waits", "prompt": "You wait.", "tools": ["Bash"]}}
+
+
+async def test_a_killed_servers_clis_die_with_it_and_every_session_id_it_reported_continues(
+    tmp_path: Path, workdir: Path, cli_env: dict[str, str]
+) -> None:
+    """SIGKILL in the middle of a conversation's first turn (a job's, running a tool): the CLIs die with the
+    server, and the session_id it reported while the turn ran is continued by the server started again."""
+    config = write_config(tmp_path / "c.toml", workdir, cli_env)
+    with serving(tmp_path, config, "http", name="killed") as server:
+        async with connect(server, None) as client:
+            job = {"agent": "sleeper", "agents": SLEEPER, "prompt": SLEEP, "wait_s": 0, **ALLOW_SLEEP}
+            started = await call(client, "run_agent", **job)
+            tree = await wait_for_sleep(psutil.Process(server.process.pid))
+            running = await call(client, "get_job", job_id=started["job_id"], wait_s=0.5)
+        server.process.send_signal(signal.SIGKILL)  # no goodbye: nothing of it may go on
+        server.process.wait(timeout=10)
+        await wait_until_gone([p for p in tree if p.pid != server.process.pid])
+    session_id = running["session_id"]
+    assert session_id
+    with serving(tmp_path, config, "http", name="killed") as again:  # the same state
+        async with connect(again, None) as client:
+            ended = await call(client, "get_job", job_id=started["job_id"], wait_s=0)
+            continued = await call(client, "ask", session_id=session_id, prompt="[[say:continued]]")
+    assert ended["session_id"] == session_id  # still "running" until its lease runs out, then failed (test_replicas)
+    assert continued["result"] == "continued" and continued["session_id"] == session_id
