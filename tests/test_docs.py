@@ -93,12 +93,13 @@ def test_every_link_to_a_file_or_a_heading_of_the_docs_resolves(page: Path) -> N
             assert anchor in _anchors(linked.read_text()), f"{page.name}: {target} names no heading"
 
 
-def test_every_section_of_the_readme_is_in_its_contents() -> None:
-    text = README.read_text()
-    contents = _section(text, "Contents")
+@pytest.mark.parametrize("page", DOCS, ids=lambda page: page.name)
+def test_every_section_of_a_page_is_in_its_contents(page: Path) -> None:
+    text = page.read_text()
+    contents = _section(text, "Contents") if page == README else text.split("\n## ", 1)[0]
     for heading in re.findall(r"^## (.+)$", _outside_code(text), re.MULTILINE):
         if heading not in ("Quick start", "Contents"):
-            assert f"](#{_slug(heading)})" in contents, f"{heading}: add it to README's Contents"
+            assert f"](#{_slug(heading)})" in contents, f"{heading}: add it to the contents of {page.name}"
 
 
 def _commands(text: str) -> list[list[str]]:
