@@ -26,7 +26,8 @@ from claude_mcp.state.sqlite import SqliteStore
 from tests.conftest import FakeModel
 from tests.pg_server import fresh_database
 from tests.test_api_content import PDF, PNG
-from tests.test_http import ALICE, BOB, RunningServer, tenants_config
+from tests.test_callers import api_key, callers_config
+from tests.test_http import ALICE, BOB, RunningServer, serving, tenants_config
 from tests.test_replicas import replica
 
 pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("files-api")]
@@ -231,3 +232,17 @@ async def test_an_upload_named_with_control_characters_is_kept_under_a_printable
         uploaded = (await raw.post("/v1/files", content=body)).json()
         assert uploaded["filename"] == "abc.txt"
         assert (await raw.delete(f"/v1/files/{uploaded['id']}")).status_code == 200
+
+
+async def test_callers_who_bring_their_own_key_never_see_each_others_files(
+    tmp_path: Path, workdir: Path, cli_env: dict[str, str]
+) -> None:
+    config = callers_config(tmp_path / "callers.toml", workdir, cli_env)
+    with serving(tmp_path, config, "http", name="callers") as server:
+        async with claude_at(server, api_key("carol")) as carol, claude_at(server, api_key("dave")) as dave:
+            uploaded = await carol.beta.files.upload(file=("notes.txt", b"carol's", "text/plain"))
+            assert [f.id async for f in carol.beta.files.list()] == [uploaded.id]
+            assert [f.id async for f in dave.beta.files.list()] == []
+            with pytest.raises(anthropic.NotFoundError):
+                await dave.beta.files.download(uploaded.id)
+            assert await (await carol.beta.files.download(uploaded.id)).read() == b"carol's"
