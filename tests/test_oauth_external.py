@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import anthropic
 import httpx2
@@ -21,8 +22,11 @@ import pytest
 from claude_mcp.config.oauth import OAuthSettings
 from claude_mcp.config.tenants import TenantSpec, token_hash
 from claude_mcp.errors import ConfigError
+from claude_mcp.oauth.identity import StaticTokens
 from claude_mcp.oauth.introspection import Introspection
 from claude_mcp.oauth.jwt_tokens import JwtVerifier
+from claude_mcp.oauth.verifiers import accepted
+from claude_mcp.state.store import Store
 from tests.conftest import FakeModel, call, text_of
 from tests.oidc_provider import SECRET, Idp, free_port, new_key, running_idp, ts_client
 from tests.test_http import BOB, RunningServer, connect, serving
@@ -36,6 +40,8 @@ INITIALIZE = {
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
 }
 MCP_HEADERS = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+NO_STORE = cast(Store, None)
+"""Where the built-in authorization server keeps its grants: the external provider's verifiers need none."""
 CLIENTS = {
     "alice-app": "alice",
     "bob-app": "bob",
@@ -377,3 +383,15 @@ async def test_an_mcp_session_answers_only_the_principal_that_opened_it(world: W
             world.resource, json=listing, headers={**MCP_HEADERS, **session, "authorization": f"Bearer {alice}"}
         )
         assert own.status_code == 200 and '"ask"' in own.text  # the session itself works, for alice
+
+
+def test_claims_mapped_to_a_tenant_that_does_not_exist_are_refused_at_start() -> None:
+    oauth = {"issuer": "https://idp.example", "resource": "https://mcp.example/mcp"}
+    for mapping in ({"claim_tenants": {"groups=eng": "engineering"}}, {"default_tenant": "guests"}):
+        with pytest.raises(ConfigError, match="not a tenant"):
+            accepted(OAuthSettings.model_validate(oauth | mapping), {}, tenants=frozenset({"alice"}), store=NO_STORE)
+    with pytest.raises(ConfigError, match=r"configure \[tenants.NAME\]"):
+        accepted(OAuthSettings.model_validate(oauth), {}, tenants=frozenset(), store=NO_STORE)
+    settings, bob = OAuthSettings.model_validate(oauth), {token_hash(BOB): "bob"}
+    identities = accepted(settings, bob, tenants=frozenset({"bob"}), store=NO_STORE)
+    assert identities is not None and [type(kind) for kind in identities.kinds] == [StaticTokens, JwtVerifier]

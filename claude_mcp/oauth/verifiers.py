@@ -8,6 +8,8 @@ from ..config.oauth import OAuthSettings
 from ..errors import ConfigError
 from ..state.store import Store
 from .identity import Identities, IdentityVerifier, StaticTokens
+from .introspection import Introspection
+from .jwt_tokens import JwtVerifier
 
 
 def accepted(
@@ -36,7 +38,7 @@ def accepted(
             if settings.authorization_server == "builtin":
                 kinds.append(_builtin(settings, store, namespace_key, allow_oauth_tokens, cli_env or {}, environ))
             else:
-                kinds.append(_authorization_server(settings, tenants=tenants, store=store))
+                kinds.append(_external(settings, tenants))
     if not kinds:
         raise ConfigError(
             '[oauth] accept = ["static"] but no tenant has a token: give tenants tokens, or accept "oauth"'
@@ -44,18 +46,18 @@ def accepted(
     return Identities(kinds)
 
 
-def _authorization_server(settings: OAuthSettings, *, tenants: frozenset[str], store: Store) -> IdentityVerifier:
+def _external(settings: OAuthSettings, tenants: frozenset[str]) -> IdentityVerifier:
+    """The identity provider's tokens: checked at its introspection endpoint, or as JWTs against its keys."""
     if not tenants:
         raise ConfigError(
             'authorization_server = "external" maps tokens to tenants: configure [tenants.NAME] (a tenant reached '
             "only through [oauth] needs no token) and tenant_claim, claim_tenants or default_tenant"
         )
+    named = [*settings.claim_tenants.values(), *([settings.default_tenant] if settings.default_tenant else [])]
+    if unknown := sorted(set(named) - tenants):
+        raise ConfigError(f"[oauth] maps tokens to {unknown[0]!r}, which is not a tenant: add [tenants.{unknown[0]}]")
     if settings.introspection_endpoint is not None:
-        from .introspection import Introspection
-
         return Introspection(settings, tenants)
-    from .jwt_tokens import JwtVerifier
-
     return JwtVerifier(settings, tenants)
 
 
