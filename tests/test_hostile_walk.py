@@ -1244,7 +1244,9 @@ def test_the_server_stayed_bounded_and_answering_throughout(walk: Walk) -> None:
         f"\nhostile walk: {walk.walked} inputs, {len(samples)} /healthz polls, worst {worst * 1000:.0f} ms; "
         f"the server's RSS idle {walk.idle_own_mb:.0f} MB, peak {peak_own:.0f} MB "
         f"(+{peak_own - walk.idle_own_mb:.0f}, bound {walk.rss_bound_mb:.0f}); "
-        f"CLIs held at most {max(s.clis for s in samples)} (bound {MOST_CLIS})"
+        f"CLIs held at most {max(s.clis for s in samples)} (bound {MOST_CLIS}); "
+        f"at the RSS peak: {walk.in_flight(max(samples, key=lambda s: s.own_rss_mb))[:4]}; "
+        f"at the slowest /healthz: {walk.in_flight(max(samples, key=lambda s: s.healthz_s))[:4]}"
     )
     assert len(samples) > 50
     problems = walk.health_problems(0)

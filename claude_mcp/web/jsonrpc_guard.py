@@ -24,11 +24,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import anyio
+import anyio.to_thread
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from pydantic import BaseModel, ConfigDict
 from pydantic_core import from_json
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ..http_api.inputs import OFF_LOOP_BYTES, give_back_memory
 
 INVALID_REQUEST = -32600
 PREFIX_BYTES = 64 * 1024
@@ -94,6 +98,8 @@ class JsonRpcGuard:
             return
         body, receive = await _read_some(receive, self.max_body)
         found = request_id_in(body) if body is not None else None
+        large = body is None or len(body) > OFF_LOOP_BYTES
+        del body  # the transport reads it again (from `receive`): not held twice while it runs
         if found is None:
             await self.app(scope, receive, send)
             return
@@ -116,6 +122,8 @@ class JsonRpcGuard:
             await self.app(scope, receive, send)
         finally:
             self._in_flight.discard(key)
+            if large:  # what the transport parsed of it is dropped by now
+                await anyio.to_thread.run_sync(give_back_memory)
 
 
 async def _read_some(receive: Receive, most: int) -> tuple[bytes | None, Receive]:
