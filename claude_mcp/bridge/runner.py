@@ -145,12 +145,15 @@ class Planner:
 
     async def room_for_a_conversation(self) -> Callable[[], None]:
         """Refuse a new conversation when this namespace already keeps `max_conversations` (those
-        being started here included); else hold its place until the returned function is called."""
+        being started here included); else hold its place until the returned function is called.
+        The store is asked either way: a store that cannot be reached refuses the conversation now
+        (`StoreUnavailable`), not after a run that could not be recorded (~17 s over HTTP, whose
+        runs touched the store only then)."""
         limit = self._policy.max_conversations
-        if limit is None:
-            return _nothing
         conversations = self._conversations
         kept = await conversations.store.count_sessions(conversations.namespace)
+        if limit is None:
+            return _nothing
         if kept + self._starting >= limit:  # no checkpoint from here to taking the place
             raise LimitReached(
                 f"You keep {limit} conversations, the limit on this server; delete some (delete_session) before "
