@@ -25,6 +25,7 @@ async def test_json_logs_are_one_object_per_line_with_the_calls_facts_and_no_sec
     tmp_path: Path, workdir: Path, cli_env: dict[str, str]
 ) -> None:
     config = tenants_config(tmp_path / "tenants.toml", workdir, cli_env)
+    config.write_text("mcp_private_addresses = true\n" + config.read_text())  # the per-call server is on loopback
     servers = {"tools": {"type": "http", "url": "http://127.0.0.1:9/mcp", "headers": {"X-Workspace": HEADER_SECRET}}}
     # The legacy SSE transport is the one whose DEBUG lines would dump request bodies (and with them the
     # per-call MCP server's header).

@@ -111,14 +111,15 @@ class Policy(BaseModel):
     )
     mcp_url_hosts: tuple[str, ...] | None = Field(
         None,
-        description="If set, the only hosts the HTTP API's `mcp_servers` (the Messages API's MCP connector) may point "
-        "at: a name, or `*.example.com` for its subdomains. Such servers are permitted where `http` is in "
-        "`mcp_server_types`.",
+        description="If set, the only hosts a call's own URL MCP servers may point at (the MCP tools' `mcp_servers` of "
+        "type `http`/`sse`, and the HTTP API's MCP connector, permitted where `http` is in `mcp_server_types`): a "
+        "name, or `*.example.com` for its subdomains.",
     )
     mcp_private_addresses: bool = Field(
         False,
-        description="Whether the HTTP API's `mcp_servers` may point at loopback, private, link-local or other "
-        "non-public addresses (a host name is resolved, and every address it has must be public).",
+        description="Whether a call's own URL MCP servers (the MCP tools' and the HTTP API's) may point at loopback, "
+        "private, link-local or other non-public addresses (a host name is resolved, and every address it has must be "
+        "public).",
     )
     default_wait_s: float = Field(25, ge=0, description="How long `run_agent` waits before returning a job handle.")
     detach_after_s: float = Field(

@@ -2,24 +2,18 @@
 (`mcp_servers`: `type: "url"`, `url`, `name`, `authorization_token`, `tool_configuration`) handed
 to the run as HTTP MCP servers.
 
-The policy decides: such servers are permitted where `http` is in `mcp_server_types`, only on
-the hosts `mcp_url_hosts` names (if set), and never at a non-public address (loopback, private,
-link-local, …; a host name is resolved and each of its addresses checked) unless
-`mcp_private_addresses` is on. The authorization token is a secret: it lives in memory and in
-the CLI's MCP configuration only (an `Authorization` header), never stored (per-call settings
-never stick to a conversation) nor logged. A server's tools run without asking where its
-`tool_configuration` allows them (all, by default); the others are refused when called.
+The policy decides: such servers are permitted where `http` is in `mcp_server_types`, and where
+they may point is checked as for the MCP tools' own URL servers (`config.mcp_hosts`). The
+authorization token is a secret: it lives in memory and in the CLI's MCP configuration only (an
+`Authorization` header), never stored (per-call settings never stick to a conversation) nor
+logged. A server's tools run without asking where its `tool_configuration` allows them (all, by
+default); the others are refused when called.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-from urllib.parse import urlsplit
-
-import anyio
-
 from ..config.call_settings import CHECKED, CallSettings
+from ..config.mcp_hosts import url_refusal
 from ..config.policy import Policy
 from ..config.specs import RemoteServer
 from .mcp_params import McpServerParam, ToolConfiguration
@@ -30,45 +24,14 @@ def _refused(index: int, message: str) -> ApiError:
     return ApiError(400, "invalid_request_error", f"mcp_servers.{index}: {message}")
 
 
-def _host_named(host: str, patterns: tuple[str, ...]) -> bool:
-    return any(host == p or (p.startswith("*.") and host.endswith(p[1:])) for p in patterns)
-
-
-async def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    try:
-        found = await anyio.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError, ValueError):  # unknown, or not a host name at all (a label too long, …)
-        return []
-    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in found]
-
-
 async def check_server(index: int, server: McpServerParam, policy: Policy) -> None:
     """`ApiError` unless the policy lets a request hand the run this server."""
     if server.type != "url":
         raise _refused(index, f"type {server.type!r} is not supported; send 'url'.")
     if "http" not in policy.mcp_server_types:
         raise _refused(index, "this server's policy permits no MCP servers of a request's own.")
-    parts = urlsplit(server.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _refused(index, "url must be an http or https URL.")
-    host = parts.hostname.lower()
-    if policy.mcp_url_hosts is not None and not _host_named(host, policy.mcp_url_hosts):
-        raise _refused(index, f"the host {host!r} is not one this server's policy lets MCP servers be reached on.")
-    if policy.mcp_private_addresses:
-        return
-    addresses = await _addresses(host)
-    if not addresses:
-        raise _refused(index, f"the host {host!r} could not be resolved.")
-    if not all(address.is_global for address in addresses):
-        raise _refused(
-            index,
-            f"the host {host!r} is not a public address (loopback, private, link-local and other non-public "
-            "addresses are refused unless the server's policy allows them).",
-        )
+    if (why := await url_refusal(server.url, policy)) is not None:
+        raise _refused(index, why)
 
 
 async def with_servers(settings: CallSettings, servers: tuple[McpServerParam, ...], policy: Policy) -> CallSettings:
