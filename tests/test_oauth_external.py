@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -395,3 +396,13 @@ def test_claims_mapped_to_a_tenant_that_does_not_exist_are_refused_at_start() ->
     settings, bob = OAuthSettings.model_validate(oauth), {token_hash(BOB): "bob"}
     identities = accepted(settings, bob, tenants=frozenset({"bob"}), store=NO_STORE)
     assert identities is not None and [type(kind) for kind in identities.kinds] == [StaticTokens, JwtVerifier]
+
+
+def test_the_readmes_identity_provider_example_is_a_config_that_maps_its_claims() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("### OAuth: the protected resource, and your identity provider\n", 1)[1].split("\n### ")[0]
+    example = tomllib.loads(section.split("```toml\n", 1)[1].split("```", 1)[0])
+    settings = OAuthSettings.model_validate(example["oauth"])
+    tenants = {name: TenantSpec.model_validate(spec) for name, spec in example["tenants"].items()}
+    assert settings.tenant_mapped({"groups": ["staff", "research"]}, frozenset(tenants)) == "research"
+    assert tenants["alice"].credentials("alice", {}) == {}  # the server pays for alice
