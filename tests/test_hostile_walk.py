@@ -51,6 +51,7 @@ from claude_mcp.http_api.shapes import MessagesRequest
 from claude_mcp.mcp_surface.server import build_server
 from claude_mcp.mcp_surface.tools import TOOLS
 from claude_mcp.web.app import OPEN_PATHS, http_app
+from claude_mcp.web.jsonrpc_guard import PREFIX_BYTES, request_id_in
 from tests.conftest import FakeModel
 from tests.test_http import ALICE, RunningServer, serving, tenants_config
 
@@ -1125,6 +1126,22 @@ async def test_unfit_text_is_a_400_or_an_is_error_naming_where(walk: Walk) -> No
     result = [data for _, data in sse_events(response.text) if isinstance(data, dict) and "result" in data][-1]
     assert result["result"]["isError"], result
     assert "system_prompt holds a NUL" in result["result"]["content"][0]["text"]
+
+
+def test_a_requests_id_is_read_from_the_start_of_its_body_or_else_from_the_whole() -> None:
+    """The guard reads a request's id from the first 64 KiB of its body, where clients write it; an id
+    written after its params, or cut short where the 64 KiB end, is read from the whole body."""
+    big = {"arguments": {"allowed_tools": [0] * 100_000}}
+    assert request_id_in(encoded({"jsonrpc": "2.0", "id": 5, "method": "tools/call", "params": big})) == (5,)
+    assert request_id_in(encoded({"params": big, "jsonrpc": "2.0", "id": "x7", "method": "tools/call"})) == ("x7",)
+    head = b'{"jsonrpc":"2.0","method":"ping","pad":"'
+    cut = head + b"a" * (PREFIX_BYTES - len(head) - len(b'","id":1234')) + b'","id":123456789}'
+    assert cut[:PREFIX_BYTES].endswith(b'"id":1234')  # the prefix ends inside the id
+    assert request_id_in(cut) == (123456789,)
+    assert request_id_in(encoded({"jsonrpc": "2.0", "id": 1.5, "method": "ping"})) == (1.5,)
+    for not_a_request in ({"jsonrpc": "2.0", "method": "notifications/initialized"}, {"id": 3, "result": {}}, [1]):
+        assert request_id_in(encoded(not_a_request)) is None
+    assert request_id_in(b'{"id": 1, "method": "pi') is None
 
 
 async def test_the_mcp_transports_refusals_are_json_rpc_errors(walk: Walk) -> None:
