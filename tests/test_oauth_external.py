@@ -20,6 +20,7 @@ import jwt
 import openai
 import pytest
 
+from claude_mcp.bridge.tenancy import Tenancy
 from claude_mcp.config.oauth import OAuthSettings
 from claude_mcp.config.tenants import TenantSpec, token_hash
 from claude_mcp.errors import ConfigError
@@ -406,3 +407,13 @@ def test_the_readmes_identity_provider_example_is_a_config_that_maps_its_claims(
     tenants = {name: TenantSpec.model_validate(spec) for name, spec in example["tenants"].items()}
     assert settings.tenant_mapped({"groups": ["staff", "research"]}, frozenset(tenants)) == "research"
     assert tenants["alice"].credentials("alice", {}) == {}  # the server pays for alice
+
+
+def test_an_operator_who_accepts_only_oauth_turns_the_static_tokens_off() -> None:
+    oauth = {"issuer": "https://idp.example", "resource": "https://mcp.example/mcp", "accept": ["oauth"]}
+    digests = {token_hash(BOB): "bob"}
+    identities = accepted(OAuthSettings.model_validate(oauth), digests, tenants=frozenset({"bob"}), store=NO_STORE)
+    assert identities is not None and [type(kind) for kind in identities.kinds] == [JwtVerifier]
+    tenancy = Tenancy({}, digests, identities=identities)
+    assert tenancy.requires_auth and tenancy.tenant_of_token(BOB) is None  # not as x-api-key on /v1/* either
+    assert Tenancy({}, digests).tenant_of_token(BOB) == "bob"  # without [oauth]: the static tokens, as before
