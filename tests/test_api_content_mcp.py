@@ -151,3 +151,25 @@ async def test_the_authorization_token_and_the_tool_allowlist_decide_what_the_ru
     allowlisted = await shout_with(echo(echo_url, tool_configuration={"allowed_tools": ["whisper"]}))
     assert allowlisted[1]["type"] == "mcp_tool_result" and allowlisted[1]["is_error"]
     assert "HI!" not in json.dumps(allowlisted)
+
+
+async def test_a_tool_outside_the_allowlist_is_not_offered_to_the_model(
+    claude: anthropic.AsyncAnthropic, echo_url: str
+) -> None:
+    async def offered(server: dict[str, Any]) -> bool:
+        """Whether the model is offered the echo server's tool: Claude Code lists MCP tools among its
+        deferred tools (loaded with ToolSearch) in the request's environment, or sends them as tools."""
+        created = await claude.beta.messages.create(
+            model="sonnet",
+            max_tokens=100,
+            messages=[{"role": "user", "content": "[[report]]"}],
+            mcp_servers=[server],  # type: ignore[list-item]
+            betas=BETA,  # type: ignore[list-item]
+        )
+        report = json.loads(created.content[-1].text)  # type: ignore[union-attr]
+        return "mcp__echo__shout" in report["tools"] or "\nmcp__echo__shout\n" in report["environment"]
+
+    assert await offered(echo(echo_url))
+    assert await offered(echo(echo_url, tool_configuration={"allowed_tools": ["shout"]}))
+    assert not await offered(echo(echo_url, tool_configuration={"allowed_tools": ["whisper"]}))
+    assert not await offered(echo(echo_url, tool_configuration={"enabled": False}))

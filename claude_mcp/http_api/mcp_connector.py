@@ -7,7 +7,7 @@ they may point is checked as for the MCP tools' own URL servers (`config.mcp_hos
 authorization token is a secret: it lives in memory and in the CLI's MCP configuration only (an
 `Authorization` header), never stored (per-call settings never stick to a conversation) nor
 logged. A server's tools run without asking where its `tool_configuration` allows them (all, by
-default); the others are refused when called.
+default); the others are not offered to the model (`mcp_listing`), and refused if called.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from ..config.call_settings import CHECKED, CallSettings
 from ..config.mcp_hosts import url_refusal
 from ..config.policy import Policy
 from ..config.specs import RemoteServer
+from .mcp_listing import listed_tools
 from .mcp_params import McpServerParam, ToolConfiguration
 from .shapes import ApiError
 
@@ -54,6 +55,8 @@ async def with_servers(settings: CallSettings, servers: tuple[McpServerParam, ..
             allowed.append(f"mcp__{server.name}")
         else:
             allowed += [f"mcp__{server.name}__{tool}" for tool in configured.allowed_tools]
+            listed = await listed_tools(server.name, server.url, headers)  # the others are not offered at all
+            disallowed += [f"mcp__{server.name}__{tool}" for tool in listed if tool not in configured.allowed_tools]
     fields = settings.model_dump(exclude_unset=True) | {
         "mcp_servers": {**(settings.mcp_servers or {}), **given},
         "allowed_tools": allowed,
