@@ -2,7 +2,7 @@
 two `claude-mcp serve --transport http` replicas sharing one PostgreSQL store, running the real CLI
 against the fake model: a file uploaded to one replica is listed, used by `file_id` in a message,
 downloaded and deleted through the other, and another tenant never sees it. The store's Files
-role (expiry, quota, paging, namespaces) on both backends."""
+role (expiry, quota — concurrent uploads too —, paging, namespaces) on both backends."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import anthropic
+import anyio
 import httpx2
 import openai
 import pytest
@@ -246,3 +247,24 @@ async def test_callers_who_bring_their_own_key_never_see_each_others_files(
             with pytest.raises(anthropic.NotFoundError):
                 await dave.beta.files.download(uploaded.id)
             assert await (await carol.beta.files.download(uploaded.id)).read() == b"carol's"
+
+
+async def test_concurrent_uploads_never_hold_more_than_the_quota_together(files: FileQueries) -> None:
+    # Eight uploads of 64 KiB at once, room for three: on PostgreSQL each may run on a connection of its
+    # own (as on replicas of their own), so the check and the insert must be one step per namespace.
+    now, size, quota = time.time(), 64 * 1024, 3 * 64 * 1024 + 10
+    kept: list[bool] = []
+
+    async def upload() -> None:
+        kept.append(await files.put_file(record("ns-race", now, size=size), b"r" * size, quota_bytes=quota))
+
+    for _ in range(5):  # several rounds: one lucky interleaving proves nothing
+        kept.clear()
+        async with anyio.create_task_group() as uploads:
+            for _ in range(8):
+                uploads.start_soon(upload)
+        assert sorted(kept) == [False] * 5 + [True] * 3
+        stored = await files.list_files("ns-race", now=now, limit=100)
+        assert sum(f.size_bytes for f in stored) <= quota and len(stored) == 3
+        for file in stored:
+            await files.delete_file("ns-race", file.file_id)

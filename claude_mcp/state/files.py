@@ -68,16 +68,26 @@ class FileQueries(ABC):
     @abstractmethod
     async def _execute(self, sql: str, params: Sequence[Any] = ()) -> int: ...
 
+    @abstractmethod
+    async def _serialized(self, key: str, statements: list[tuple[str, Sequence[Any]]]) -> int:
+        """Run `statements` in one transaction that no other one serialized on `key` overlaps (on
+        PostgreSQL an advisory lock on the key; on SQLite a write transaction from its start); the
+        rows the last one changed."""
+
     async def put_file(self, record: FileRecord, content: bytes, quota_bytes: int) -> bool:
-        await self._execute("DELETE FROM files WHERE expires_at <= ?", (record.created_at,))
         values = [getattr(record, column) for column in _COLUMNS]
-        # One statement: the quota is checked by the insert itself.
+        # The quota is checked by the insert itself, and inserts into one namespace take turns: two
+        # uploads at once (on two replicas) would otherwise each count the files without the other's.
         sql = (
             f"INSERT INTO files ({', '.join(_COLUMNS)}, content) "
             f"SELECT {', '.join('?' * (len(_COLUMNS) + 1))} "
             "WHERE (SELECT coalesce(sum(size_bytes), 0) FROM files WHERE namespace = ?) + ? <= ?"
         )
-        return await self._execute(sql, [*values, content, record.namespace, record.size_bytes, quota_bytes]) == 1
+        statements: list[tuple[str, Sequence[Any]]] = [
+            ("DELETE FROM files WHERE expires_at <= ?", (record.created_at,)),
+            (sql, [*values, content, record.namespace, record.size_bytes, quota_bytes]),
+        ]
+        return await self._serialized(f"files:{record.namespace}", statements) == 1
 
     async def get_file(self, namespace: str, file_id: str, now: float) -> FileRecord | None:
         sql = f"SELECT {', '.join(_COLUMNS)} FROM files WHERE namespace = ? AND file_id = ? AND expires_at > ?"

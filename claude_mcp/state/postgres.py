@@ -139,6 +139,14 @@ class PostgresStore(SqlStore):
             for sql, params in statements:
                 await conn.execute(_pg(sql), params)
 
+    async def _serialized(self, key: str, statements: list[Statement]) -> int:
+        changed = 0
+        async with self._connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+            for sql, params in statements:  # each reads what was committed before it (read committed)
+                changed = (await conn.execute(_pg(sql), params)).rowcount
+        return changed
+
     def _dump(self, value: Any) -> Any:
         return Jsonb(value)
 

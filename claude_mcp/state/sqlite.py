@@ -111,6 +111,15 @@ class SqliteStore(SqlStore):
 
         await self._run(lambda conn: _in_transaction(conn, work))
 
+    async def _serialized(self, key: str, statements: list[Statement]) -> int:
+        def work(conn: sqlite3.Connection) -> int:
+            changed = 0
+            for sql, params in statements:
+                changed = conn.execute(sql, params).rowcount
+            return changed
+
+        return await self._run(lambda conn: _in_transaction(conn, work))  # BEGIN IMMEDIATE: the one writer
+
     def _dump(self, value: Any) -> Any:
         return json.dumps(value)
 
