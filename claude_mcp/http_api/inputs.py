@@ -40,7 +40,7 @@ T = TypeVar("T")
 MiB = 1024 * 1024
 OFF_LOOP_BYTES = 256 * 1024
 """Bodies larger than this are decoded on a worker thread (a 256 KiB body takes ~25 ms at most)."""
-DECODERS = 2
+DECODERS = 1
 """Large bodies decoded at once (the work holds the GIL, so more threads would not be faster; the
 rest wait, which also bounds the memory their decoded forms take together)."""
 MOST_PROBLEMS_NAMED = 10
