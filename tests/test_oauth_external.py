@@ -19,6 +19,10 @@ import httpx2
 import jwt
 import openai
 import pytest
+from mcp import Client
+from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import OAuthClientInformationFull, OAuthToken
 
 from claude_mcp.bridge.tenancy import Tenancy
 from claude_mcp.config.oauth import OAuthSettings
@@ -417,3 +421,37 @@ def test_an_operator_who_accepts_only_oauth_turns_the_static_tokens_off() -> Non
     tenancy = Tenancy({}, digests, identities=identities)
     assert tenancy.requires_auth and tenancy.tenant_of_token(BOB) is None  # not as x-api-key on /v1/* either
     assert Tenancy({}, digests).tenant_of_token(BOB) == "bob"  # without [oauth]: the static tokens, as before
+
+
+@dataclass
+class Kept:
+    """What an MCP client keeps between runs: its tokens (its registration is given)."""
+
+    tokens: OAuthToken | None = None
+    client_info: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client_info
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client_info = client_info
+
+
+async def test_the_python_sdks_oauth_client_finds_the_provider_from_the_401(world: World) -> None:
+    kept = Kept()
+    auth = ClientCredentialsOAuthProvider(
+        world.resource, kept, "alice-app", SECRET, scope="mcp", issuer=world.idp.issuer
+    )
+    async with (
+        httpx2.AsyncClient(auth=auth, timeout=60) as http,
+        Client(streamable_http_client(world.resource, http_client=http)) as alice,
+    ):
+        assert "ask" in {tool.name for tool in (await alice.list_tools()).tools}
+    assert kept.tokens is not None  # it was refused, read the metadata, and got a token from the provider
+    assert jwt.decode(kept.tokens.access_token, options={"verify_signature": False})["aud"] == world.resource
