@@ -416,3 +416,46 @@ async def test_a_subscription_token_signs_in_only_where_the_operator_allows_them
         identity = await served.server.identify(tokens["access_token"])
         assert identity is not None and identity.credential == CallerCredential(token, "oauth_token")
     assert f"Bearer {token}" in key_checks(fake_model)  # checked as a subscription token is sent
+
+
+# What an anonymous stranger can make the server keep or do.
+async def test_a_registration_flood_is_refused_at_the_cap_and_a_client_that_signed_in_is_kept(
+    tmp_path: Path, fake_model: FakeModel
+) -> None:
+    settings = BuiltinSettings(secrets_key_env="KEYS", most_unused_clients=10)
+    async with serving(tmp_path, fake_model, settings) as served:
+        used_id, tokens = await signed_in(served)
+        for _ in range(10):
+            await register(served.http)
+        metadata = {"redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none"}
+        for _ in range(5):
+            refused = await served.http.post("/register", json=metadata)
+            assert refused.status_code == 429 and refused.headers["retry-after"]
+            assert refused.json()["error"] == "invalid_client_metadata"
+        assert len(await served.store._fetch("SELECT client_id FROM oauth_clients")) == 11
+        # An hour on, the clients never used for a sign-in are forgotten; the one that was is kept.
+        await served.store._execute("UPDATE oauth_clients SET created_at = created_at - 3601")
+        await register(served.http)
+        assert len(await served.store._fetch("SELECT client_id FROM oauth_clients")) == 2
+        refreshed = await served.http.post(
+            "/token",
+            data={"grant_type": "refresh_token", "client_id": used_id, "refresh_token": tokens["refresh_token"]},
+        )
+        assert refreshed.status_code == 200, refreshed.text
+
+
+async def test_a_registration_is_small(served: Served) -> None:
+    many = [f"http://127.0.0.1:9/cb{n}" for n in range(11)]
+    long_uri = "https://app.example/" + "a" * 2000
+    for extra, error in (
+        ({"redirect_uris": many}, "invalid_redirect_uri"),
+        ({"redirect_uris": [long_uri]}, "invalid_redirect_uri"),
+        ({"client_name": "n" * 201}, "invalid_client_metadata"),
+        ({"client_uri": "https://app.example/" + "u" * 9000}, "invalid_client_metadata"),
+    ):
+        metadata = {"redirect_uris": [CALLBACK], "token_endpoint_auth_method": "none", **extra}
+        response = await served.http.post("/register", json=metadata)
+        assert response.status_code == 400 and response.json()["error"] == error, response.text
+    huge = await served.http.post("/register", json={"redirect_uris": [CALLBACK], "x": "x" * 20_000})
+    assert huge.status_code == 413 and huge.json()["error"] == "invalid_client_metadata"
+    assert await served.store._fetch("SELECT client_id FROM oauth_clients") == []

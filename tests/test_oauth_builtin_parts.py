@@ -109,7 +109,7 @@ def _code(grant_id: str, now: float) -> CodeRecord:
 
 async def test_codes_and_refresh_tokens_are_good_once_and_a_revoked_grant_loses_its_key(store: SqlStore) -> None:
     now = time.time()
-    await store.put_oauth_client("client", '{"client_id": "client"}', None, now)
+    assert await store.put_oauth_client("client", '{"client_id": "client"}', None, now, unused_since=0, most_unused=9)
     assert await store.get_oauth_client("client") == ('{"client_id": "client"}', None)
     pending = PendingRequest(request_hash="r", client_id="client", params="{}", expires_at=now + 60)
     await store.put_oauth_request(pending)
@@ -153,6 +153,29 @@ async def test_expired_records_are_forgotten(store: SqlStore) -> None:
     assert await store.get_oauth_code("code-old") is None
     assert await store.get_oauth_token("old-at") is None
     assert await store.get_oauth_request("old-r", then - 1) is None
+
+
+async def test_unused_clients_are_capped_and_forgotten_and_a_signed_in_one_is_kept(store: SqlStore) -> None:
+    now = time.time()
+    for n in range(3):
+        assert await store.put_oauth_client(f"c{n}", "{}", None, now - 7200, unused_since=0, most_unused=3)
+    assert not await store.put_oauth_client("c3", "{}", None, now, unused_since=0, most_unused=3)  # the cap
+    assert await store.get_oauth_client("c3") is None
+    await store.open_oauth_grant(_grant("g", now).model_copy(update={"client_id": "c0"}), _code("g", now))
+    assert await store.put_oauth_client("c3", "{}", None, now, unused_since=0, most_unused=3)  # c0 is used now
+    # An hour on: the clients never used for a sign-in are forgotten, the one that was is kept.
+    assert await store.put_oauth_client("c4", "{}", None, now, unused_since=now - 3600, most_unused=3)
+    rows = await store._fetch("SELECT client_id FROM oauth_clients ORDER BY client_id")
+    assert [row["client_id"] for row in rows] == ["c0", "c3", "c4"]
+
+
+async def test_a_pending_sign_in_counts_the_keys_tried_on_it(store: SqlStore) -> None:
+    now = time.time()
+    await store.put_oauth_request(PendingRequest(request_hash="r", client_id="c", params="{}", expires_at=now + 60))
+    assert [await store.try_oauth_request("r", now, 2) for _ in range(3)] == [True, True, False]
+    pending = await store.get_oauth_request("r", now)
+    assert pending is not None and pending.attempts == 2
+    assert not await store.try_oauth_request("unknown", now, 2)
 
 
 # Client metadata documents.

@@ -34,6 +34,27 @@ class BuiltinSettings(BaseModel):
     code_s: int = Field(120, ge=10, le=600, description="How long an authorization code may wait to be exchanged.")
     sign_in_s: int = Field(900, ge=60, le=3600, description="How long the sign-in page waits for the person.")
     dynamic_registration: bool = Field(True, description="Let older clients register themselves (RFC 7591).")
+    unused_client_s: int = Field(
+        3600,
+        ge=600,
+        description="A registered client not used for a sign-in within this long is forgotten (it registers again).",
+    )
+    most_unused_clients: int = Field(
+        1000,
+        ge=10,
+        description="At most this many registered clients not yet used for a sign-in are kept; registering "
+        "another is refused (HTTP 429) until some are used or forgotten.",
+    )
+    sign_in_attempts: int = Field(
+        5, ge=1, le=50, description="How many keys one sign-in may try; then it is void and the person starts again."
+    )
+    sign_in_attempts_per_address: int = Field(
+        20,
+        ge=1,
+        description="How many keys one client address may have checked per `sign_in_window_s` (counted in each "
+        "replica's memory; behind a proxy, the address the server sees is the proxy's unless it forwards it).",
+    )
+    sign_in_window_s: int = Field(900, ge=60, description="The window `sign_in_attempts_per_address` counts over.")
     client_metadata_documents: bool = Field(
         True, description="Accept an https URL as client_id and fetch the client's metadata document there."
     )

@@ -111,6 +111,7 @@ _MIGRATIONS: list[list[str]] = [
     _usage_sql.AGE_MIGRATION,  # 9: chain accounts and heads are forgotten once their turns are long over
     oauth_grants.MIGRATION,  # 10: the built-in OAuth authorization server's clients, grants and tokens
     files.MIGRATION,  # 11: files uploaded through the Files API
+    oauth_grants.LIMITS_MIGRATION,  # 12: the built-in authorization server's unused clients and sign-in attempts
 ]
 SCHEMA_VERSION = len(_MIGRATIONS)
 

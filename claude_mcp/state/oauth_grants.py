@@ -36,6 +36,13 @@ MIGRATION = [
     "CREATE INDEX oauth_tokens_grant ON oauth_tokens (grant_id)",
     "CREATE INDEX oauth_grants_age ON oauth_grants (expires_at)",
 ]
+LIMITS_MIGRATION = [
+    # When a registered client was last used for a sign-in (NULL: never; such a client is forgotten after a while).
+    "ALTER TABLE oauth_clients ADD COLUMN signed_in_at DOUBLE PRECISION",
+    "CREATE INDEX oauth_clients_unused ON oauth_clients (created_at) WHERE signed_in_at IS NULL",
+    # How many keys were tried on a pending sign-in.
+    "ALTER TABLE oauth_requests ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+]
 
 TokenKind = Literal["access", "refresh"]
 
@@ -84,13 +91,19 @@ class PendingRequest(BaseModel):
     params: str
     """The SDK's `AuthorizationParams`, as JSON."""
     expires_at: float
+    attempts: int = 0
+    """How many keys were tried on it."""
 
 
 class OAuthGrants(Protocol):
     """The built-in authorization server's records (`Store` backends implement it)."""
 
-    async def put_oauth_client(self, client_id: str, info: str, secret: str | None, now: float) -> None:
-        """Register a client (its metadata as JSON; its secret sealed, if it has one)."""
+    async def put_oauth_client(
+        self, client_id: str, info: str, secret: str | None, now: float, *, unused_since: float, most_unused: int
+    ) -> bool:
+        """Register a client (its metadata as JSON; its secret sealed, if it has one), first forgetting
+        the clients registered before `unused_since` that were never used for a sign-in. False (and
+        nothing stored) if `most_unused` clients not yet used for a sign-in are stored already."""
 
     async def get_oauth_client(self, client_id: str) -> tuple[str, str | None] | None:
         """A registered client's metadata (JSON) and sealed secret."""
@@ -103,8 +116,12 @@ class OAuthGrants(Protocol):
     async def take_oauth_request(self, request_hash: str, now: float) -> PendingRequest | None:
         """Remove a pending request and return it, once (the first taker wins)."""
 
+    async def try_oauth_request(self, request_hash: str, now: float, most: int) -> bool:
+        """Count one key tried on a pending request; False (nothing counted) if `most` were tried already."""
+
     async def open_oauth_grant(self, grant: GrantRecord, code: CodeRecord) -> None:
-        """Store a new grant and the authorization code that will start it, together."""
+        """Store a new grant and the authorization code that will start it, together (and mark its
+        client as used for a sign-in)."""
 
     async def get_oauth_code(self, code_hash: str) -> CodeRecord | None: ...
 
@@ -165,9 +182,21 @@ class OAuthGrantQueries(ABC):
     @abstractmethod
     async def _transaction(self, statements: list[tuple[str, Sequence[Any]]]) -> None: ...
 
-    async def put_oauth_client(self, client_id: str, info: str, secret: str | None, now: float) -> None:
-        sql = "INSERT INTO oauth_clients (client_id, info, secret, created_at) VALUES (?, ?, ?, ?)"
-        await self._execute(sql, (client_id, info, secret, now))
+    @abstractmethod
+    async def _serialized(self, key: str, statements: list[tuple[str, Sequence[Any]]]) -> int: ...
+
+    async def put_oauth_client(
+        self, client_id: str, info: str, secret: str | None, now: float, *, unused_since: float, most_unused: int
+    ) -> bool:
+        insert = (
+            "INSERT INTO oauth_clients (client_id, info, secret, created_at) SELECT ?, ?, ?, ? "
+            "WHERE (SELECT count(*) FROM oauth_clients WHERE signed_in_at IS NULL) < ?"
+        )
+        statements: list[tuple[str, Sequence[Any]]] = [
+            ("DELETE FROM oauth_clients WHERE signed_in_at IS NULL AND created_at < ?", (unused_since,)),
+            (insert, (client_id, info, secret, now, most_unused)),
+        ]
+        return await self._serialized("oauth_clients", statements) == 1  # registrations at once: one at a time
 
     async def get_oauth_client(self, client_id: str) -> tuple[str, str | None] | None:
         rows = await self._fetch("SELECT info, secret FROM oauth_clients WHERE client_id = ?", (client_id,))
@@ -187,12 +216,20 @@ class OAuthGrantQueries(ABC):
         rows = await self._fetch(sql, (request_hash, now))
         return PendingRequest.model_validate(rows[0]) if rows else None
 
+    async def try_oauth_request(self, request_hash: str, now: float, most: int) -> bool:
+        sql = (
+            "UPDATE oauth_requests SET attempts = attempts + 1 "
+            "WHERE request_hash = ? AND expires_at > ? AND attempts < ?"
+        )
+        return await self._execute(sql, (request_hash, now, most)) == 1
+
     async def open_oauth_grant(self, grant: GrantRecord, code: CodeRecord) -> None:
         code_values = code.model_dump()
         await self._transaction(
             [
                 (_insert("oauth_grants", _GRANT_COLUMNS), _grant_params(grant)),
                 (_insert("oauth_codes", _CODE_COLUMNS), [code_values[c] for c in _CODE_COLUMNS]),
+                ("UPDATE oauth_clients SET signed_in_at = ? WHERE client_id = ?", (grant.created_at, grant.client_id)),
             ]
         )
 

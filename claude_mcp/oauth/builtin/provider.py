@@ -43,6 +43,18 @@ REFRESH_PREFIX = "cmcp_rt_"
 CODE_PREFIX = "cmcp_ac_"
 _UNSAFE_SCHEMES = frozenset({"javascript", "data", "file", "vbscript", "blob", "about"})
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+MOST_REDIRECT_URIS = 10
+MOST_URI_CHARS = 2000
+MOST_NAME_CHARS = 200
+MOST_METADATA_CHARS = 8 * 1024
+FULL = "this server holds too many clients not yet used for a sign-in; try again later"
+
+
+class RegistrationsFull(RegistrationError):
+    """Registering is refused for now: too many registered clients were never used for a sign-in."""
+
+    def __init__(self) -> None:
+        super().__init__("invalid_client_metadata", FULL)
 
 
 def hashed(secret: str) -> str:
@@ -75,6 +87,19 @@ def check_redirect_uris(uris: list[str]) -> None:
             raise RegistrationError("invalid_redirect_uri", f"redirect URI {uri[:200]!r} is not allowed")
         if scheme == "http" and (parts.hostname or "") not in _LOOPBACK:
             raise RegistrationError("invalid_redirect_uri", "an http redirect URI must be on loopback; use https")
+
+
+def check_metadata_size(client: OAuthClientInformationFull) -> None:
+    """A registration's metadata is small: a few redirect URIs, short names and URIs, a few KiB in all."""
+    uris = [str(uri) for uri in client.redirect_uris or []]
+    if len(uris) > MOST_REDIRECT_URIS:
+        raise RegistrationError("invalid_redirect_uri", f"at most {MOST_REDIRECT_URIS} redirect URIs")
+    if any(len(uri) > MOST_URI_CHARS for uri in uris):
+        raise RegistrationError("invalid_redirect_uri", f"a redirect URI is at most {MOST_URI_CHARS} characters")
+    if len(client.client_name or "") > MOST_NAME_CHARS:
+        raise RegistrationError("invalid_client_metadata", f"client_name is at most {MOST_NAME_CHARS} characters")
+    if len(client.model_dump_json(exclude_none=True)) > MOST_METADATA_CHARS:
+        raise RegistrationError("invalid_client_metadata", f"the client's metadata is over {MOST_METADATA_CHARS} bytes")
 
 
 class BuiltinProvider:
@@ -128,11 +153,23 @@ class BuiltinProvider:
         return client
 
     async def register_client(self, client_info: OAuthClientInformationFull) -> None:
+        check_metadata_size(client_info)
         check_redirect_uris([str(uri) for uri in client_info.redirect_uris or []])
         secret = client_info.client_secret
         public = client_info.model_copy(update={"client_secret": None})
         sealed = self.ring.seal(secret, bound_to=client_info.client_id) if secret else None
-        await self.store.put_oauth_client(client_info.client_id, public.model_dump_json(), sealed, time.time())
+        now = time.time()
+        stored = await self.store.put_oauth_client(
+            client_info.client_id,
+            public.model_dump_json(),
+            sealed,
+            now,
+            unused_since=now - self.settings.unused_client_s,
+            most_unused=self.settings.most_unused_clients,
+        )
+        if not stored:
+            logger.info("a client registration was refused: %d clients not yet used", self.settings.most_unused_clients)
+            raise RegistrationsFull()
 
     # The authorization request: on to the sign-in page.
     async def authorize(self, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:

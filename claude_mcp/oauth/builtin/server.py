@@ -31,7 +31,7 @@ from ...state.oauth_grants import OAuthGrants
 from ..identity import Identity
 from .cimd import CimdRefused, MetadataDocuments, is_metadata_url
 from .keycheck import DEFAULT_API, KeyChecker
-from .provider import BuiltinProvider
+from .provider import FULL, BuiltinProvider
 from .sealing import KeyRing
 from .sign_in import PATH, SignIn
 
@@ -139,6 +139,8 @@ class BuiltinAuthorizationServer:
                 route = Route("/authorize", endpoint=_DocumentChecked(route.app, self), methods=["GET", "POST"])
             elif route.path == "/revoke":
                 route = Route("/revoke", endpoint=_PublicRevocation(route.app), methods=["POST", "OPTIONS"])
+            elif route.path == "/register":
+                route = Route("/register", endpoint=_BoundedRegistration(route.app), methods=["POST", "OPTIONS"])
             routes.append(route)
         routes.append(Route(PATH, endpoint=self.sign_in.handle, methods=["GET", "POST"]))
         return routes
@@ -173,6 +175,74 @@ class _DocumentChecked:
         await self.app(scope, receive, send)
 
 
+async def _bounded_body(receive: Receive, most: int) -> bytes | None:
+    """A request's whole body, or None if it is over `most` bytes (or the client went away)."""
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+        if len(body) > most:
+            return None
+    return body
+
+
+def _replaying(body: bytes, receive: Receive) -> Receive:
+    replayed = False
+
+    async def replay() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _with_length(scope: Scope, body: bytes) -> Scope:
+    headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
+    headers.append((b"content-length", str(len(body)).encode()))
+    return {**scope, "headers": headers}
+
+
+class _BoundedRegistration:
+    """`/register` (RFC 7591) with a bounded body (413 over `MOST_BYTES`), and a registration refused
+    because too many clients were never used answered 429 (with `Retry-After`) rather than the SDK's 400."""
+
+    MOST_BYTES = 16 * 1024
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        body = await _bounded_body(receive, self.MOST_BYTES)
+        if body is None:
+            description = f"the registration request is over {self.MOST_BYTES} bytes"
+            refusal = JSONResponse({"error": "invalid_client_metadata", "error_description": description}, 413)
+            await refusal(scope, receive, send)
+            return
+        answer: list[Message] = []
+
+        async def held(message: Message) -> None:
+            answer.append(message)
+
+        await self.app(_with_length(scope, body), _replaying(body, receive), held)
+        if answer and answer[0]["type"] == "http.response.start" and answer[0]["status"] == 400:
+            sent = b"".join(m.get("body", b"") for m in answer[1:])
+            if FULL.encode() in sent:  # the provider's RegistrationsFull
+                headers = [*answer[0]["headers"], (b"retry-after", b"60")]
+                answer[0] = {**answer[0], "status": 429, "headers": headers}
+        for message in answer:
+            await send(message)
+
+
 class _PublicRevocation:
     """`/revoke` for public clients too: RFC 7009 has them send only `client_id`, but the SDK's
     handler requires a `client_secret` field; an absent one is given as empty (which a public
@@ -187,28 +257,10 @@ class _PublicRevocation:
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        body = b""
-        more = True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return
-            body += message.get("body", b"")
-            more = message.get("more_body", False)
-            if len(body) > self.MOST_BYTES:
-                await JSONResponse({"error": "invalid_request"}, status_code=413)(scope, receive, send)
-                return
+        body = await _bounded_body(receive, self.MOST_BYTES)
+        if body is None:
+            await JSONResponse({"error": "invalid_request"}, status_code=413)(scope, receive, send)
+            return
         if b"client_secret=" not in body:
             body += b"&client_secret=" if body else b"client_secret="
-        headers = [(k, v) for k, v in scope["headers"] if k != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app({**scope, "headers": headers}, replay, send)
+        await self.app(_with_length(scope, body), _replaying(body, receive), send)
