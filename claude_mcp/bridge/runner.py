@@ -27,7 +27,7 @@ from claude_agent_sdk import Message, SystemMessage
 
 from ..config.call_settings import CallSettings
 from ..config.credentials import CALLER_REJECTED
-from ..config.mcp_hosts import check_call_servers
+from ..config.mcp_hosts import checked_servers
 from ..config.policy import Policy, ResolvedSettings
 from ..config.specs import unknown_agent
 from ..errors import APIError, DepthExceeded, InvalidArguments, LimitReached, SessionNotFound
@@ -99,7 +99,8 @@ class Planner:
             # A conversation is resumed where it ran: the CLI keys transcripts by directory.
             call = call.model_copy(update={"cwd": record.cwd})
         try:
-            await check_call_servers(call.mcp_servers or {}, self._policy)  # where its URL servers point
+            if call.mcp_servers:  # where its URL servers point, and pinned where they had to be checked
+                call = call.model_copy(update={"mcp_servers": await checked_servers(call.mcp_servers, self._policy)})
             return self._resolved(prompt, call, explicit, target, agent, record, done)
         except BaseException:
             done()

@@ -13,7 +13,7 @@ default); the others are not offered to the model (`mcp_listing`), and refused i
 from __future__ import annotations
 
 from ..config.call_settings import CHECKED, CallSettings
-from ..config.mcp_hosts import url_refusal
+from ..config.mcp_hosts import UrlRefused, reachable
 from ..config.policy import Policy
 from ..config.specs import RemoteServer
 from .mcp_listing import listed_tools
@@ -25,14 +25,19 @@ def _refused(index: int, message: str) -> ApiError:
     return ApiError(400, "invalid_request_error", f"mcp_servers.{index}: {message}")
 
 
-async def check_server(index: int, server: McpServerParam, policy: Policy) -> None:
-    """`ApiError` unless the policy lets a request hand the run this server."""
+async def check_server(
+    index: int, server: McpServerParam, headers: dict[str, str], policy: Policy
+) -> tuple[str, dict[str, str]]:
+    """The URL and headers the run reaches this server with (`config.mcp_hosts.reachable`), or
+    `ApiError` unless the policy lets a request hand the run this server."""
     if server.type != "url":
         raise _refused(index, f"type {server.type!r} is not supported; send 'url'.")
     if "http" not in policy.mcp_server_types:
         raise _refused(index, "this server's policy permits no MCP servers of a request's own.")
-    if (why := await url_refusal(server.url, policy)) is not None:
-        raise _refused(index, why)
+    try:
+        return await reachable(server.url, headers, policy)
+    except UrlRefused as refused:
+        raise _refused(index, str(refused)) from None
 
 
 async def with_servers(settings: CallSettings, servers: tuple[McpServerParam, ...], policy: Policy) -> CallSettings:
@@ -45,9 +50,9 @@ async def with_servers(settings: CallSettings, servers: tuple[McpServerParam, ..
         raise ApiError(400, "invalid_request_error", "mcp_servers: each server needs a name of its own.")
     given, allowed, disallowed = {}, list(settings.allowed_tools or ()), list(settings.disallowed_tools or ())
     for index, server in enumerate(servers):
-        await check_server(index, server, policy)
-        headers = {"Authorization": f"Bearer {server.authorization_token}"} if server.authorization_token else {}
-        given[server.name] = RemoteServer(type="http", url=server.url, headers=headers)
+        token = {"Authorization": f"Bearer {server.authorization_token}"} if server.authorization_token else {}
+        url, headers = await check_server(index, server, token, policy)
+        given[server.name] = RemoteServer(type="http", url=url, headers=headers)
         configured = server.tool_configuration or ToolConfiguration()
         if not configured.enabled:
             disallowed.append(f"mcp__{server.name}")
@@ -55,7 +60,7 @@ async def with_servers(settings: CallSettings, servers: tuple[McpServerParam, ..
             allowed.append(f"mcp__{server.name}")
         else:
             allowed += [f"mcp__{server.name}__{tool}" for tool in configured.allowed_tools]
-            listed = await listed_tools(server.name, server.url, headers)  # the others are not offered at all
+            listed = await listed_tools(server.name, url, headers)  # the others are not offered at all
             disallowed += [f"mcp__{server.name}__{tool}" for tool in listed if tool not in configured.allowed_tools]
     fields = settings.model_dump(exclude_unset=True) | {
         "mcp_servers": {**(settings.mcp_servers or {}), **given},
