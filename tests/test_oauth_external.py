@@ -32,6 +32,7 @@ from claude_mcp.oauth.identity import StaticTokens
 from claude_mcp.oauth.introspection import Introspection
 from claude_mcp.oauth.jwt_tokens import JwtVerifier
 from claude_mcp.oauth.verifiers import accepted
+from claude_mcp.setup.doctor import diagnose
 from claude_mcp.state.store import Store
 from tests.conftest import FakeModel, call, text_of
 from tests.oidc_provider import SECRET, Idp, free_port, new_key, running_idp, ts_client
@@ -455,3 +456,13 @@ async def test_the_python_sdks_oauth_client_finds_the_provider_from_the_401(worl
         assert "ask" in {tool.name for tool in (await alice.list_tools()).tools}
     assert kept.tokens is not None  # it was refused, read the metadata, and got a token from the provider
     assert jwt.decode(kept.tokens.access_token, options={"verify_signature": False})["aud"] == world.resource
+
+
+def test_doctor_fetches_the_providers_keys_and_says_when_it_cannot(world: World) -> None:
+    config = world.root / "oauth.toml"
+    findings = [str(finding) for finding in diagnose(config) if finding.what.startswith("[oauth]")]
+    assert findings == [f"[ok ] [oauth] issuer {world.idp.issuer}: 1 signing keys"], findings
+    unreachable = world.root / "unreachable.toml"
+    unreachable.write_text(config.read_text().replace(world.idp.issuer, f"http://127.0.0.1:{free_port()}"))
+    (refused,) = [finding for finding in diagnose(unreachable) if finding.what.startswith("[oauth]")]
+    assert not refused.ok and "no metadata found" in refused.what and refused.fix is not None

@@ -132,17 +132,20 @@ class JwtVerifier:
         stale = self._fetched_at is None or now - self._fetched_at >= self.settings.jwks_cache_s
         return stale or (kid is not None and kid not in self._keys)
 
+    async def fetch_keys(self) -> dict[str | None, jwt.PyJWK]:
+        """The issuer's signing keys, fetched now (its metadata first, once); `IssuerUnavailable` if not."""
+        async with httpx2.AsyncClient(timeout=self.settings.http_timeout_s, follow_redirects=False) as client:
+            if self._jwks_uri is None:
+                metadata = await discover(client, self.issuer)
+                if not isinstance(jwks_uri := metadata.get("jwks_uri"), str):
+                    raise IssuerUnavailable("its metadata has no jwks_uri")
+                self._jwks_uri = jwks_uri
+            return parse_jwks(await get_json(client, self._jwks_uri))
+
     async def _refresh(self) -> None:
         self._tried_at = time.monotonic()
         try:
-            async with httpx2.AsyncClient(timeout=self.settings.http_timeout_s, follow_redirects=False) as client:
-                if self._jwks_uri is None:
-                    metadata = await discover(client, self.issuer)
-                    if not isinstance(jwks_uri := metadata.get("jwks_uri"), str):
-                        raise IssuerUnavailable("its metadata has no jwks_uri")
-                    self._jwks_uri = jwks_uri
-                document = await get_json(client, self._jwks_uri)
-            keys = parse_jwks(document)
+            keys = await self.fetch_keys()
         except IssuerUnavailable as exc:
             # Keep the keys we had: an issuer down for a while does not log everyone out.
             logger.warning("could not fetch the signing keys of the issuer %s: %s", self.issuer, exc)

@@ -15,9 +15,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import anyio
+
 from ..bridge.walls import choose_isolation, sandbox_problem
 from ..config.policy import Policy
 from ..errors import ConfigError
+from ..oauth.issuer import IssuerUnavailable
+from ..oauth.jwt_tokens import JwtVerifier
 from ..state.sticky import default_state_dir
 
 
@@ -124,7 +128,9 @@ def check_paths(policy: Policy) -> list[Finding]:
         try:
             tenant.digest(name, os.environ)
             tenant.credentials(name, os.environ)
-            findings.append(Finding(True, f"tenant {name}: token and credential present"))
+            token = "token" if tenant.has_token else "no token (reached through [oauth])"
+            credential = "the server's credential" if tenant.credential == "server" else "its credential present"
+            findings.append(Finding(True, f"tenant {name}: {token}, {credential}"))
         except ConfigError as exc:
             findings.append(Finding(False, str(exc), "Set the variable in the server's environment."))
     return findings
@@ -150,6 +156,27 @@ def check_isolation(policy: Policy) -> Finding:
     return Finding(True, "isolation: sandbox (bubblewrap works here: user and PID namespaces allowed)")
 
 
+def check_oauth(policy: Policy) -> list[Finding]:
+    """Whether the identity provider `[oauth]` names answers with its signing keys (external JWTs only)."""
+    oauth = policy.oauth
+    if oauth is None or not oauth.accepts_oauth or oauth.authorization_server != "external":
+        return []
+    if oauth.introspection_endpoint is not None:
+        return [Finding(True, f"[oauth] issuer {oauth.issuer}: tokens introspected at {oauth.introspection_endpoint}")]
+    try:
+        keys = anyio.run(JwtVerifier(oauth, frozenset(policy.tenants)).fetch_keys)
+    except IssuerUnavailable as exc:
+        return [
+            Finding(
+                False,
+                f"[oauth] issuer {oauth.issuer}: {exc}",
+                "Check `issuer` (exactly as in the tokens' `iss`) and that this machine reaches it, or set `jwks_uri`.",
+            )
+        ]
+    found = f"[oauth] issuer {oauth.issuer}: {len(keys)} signing keys"
+    return [Finding(True, found) if keys else Finding(False, found, "Its key set is empty: check `jwks_uri`.")]
+
+
 def diagnose(config: Path | None) -> list[Finding]:
     findings = []
     try:
@@ -165,4 +192,5 @@ def diagnose(config: Path | None) -> list[Finding]:
         findings.append(check_credential(cli, env))
     from .usage import store_name  # (the store `serve` and `usage` would use with this config)
 
-    return [*findings, *check_paths(policy), Finding(True, f"store: {store_name(policy)}"), check_isolation(policy)]
+    store = Finding(True, f"store: {store_name(policy)}")
+    return [*findings, *check_paths(policy), store, check_isolation(policy), *check_oauth(policy)]
