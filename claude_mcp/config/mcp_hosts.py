@@ -12,7 +12,9 @@ rebinding). A plain `http://` URL on a host name is therefore handed on pinned: 
 that was checked, the name in its `Host` header (which the CLI sends as given). An `https://` URL
 is left as it is (the certificate must match the name, so the CLI verifies it against that name):
 a rebound name leads the CLI at most to a TLS handshake with an inside address, which cannot show
-a certificate for the caller's name. `mcp_url_hosts` is the operator's control beyond that.
+a certificate for the caller's name. Not stopped here: the CLI follows an MCP server's redirects,
+so a server the caller controls can send it elsewhere; `mcp_url_hosts` (hosts the operator trusts)
+and the network's own rules are the operator's controls for that.
 """
 
 from __future__ import annotations
