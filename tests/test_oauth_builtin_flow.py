@@ -23,6 +23,7 @@ from starlette.applications import Starlette
 from claude_mcp.config.credentials import CallerCredential
 from claude_mcp.config.oauth_builtin import BuiltinSettings
 from claude_mcp.oauth.builtin import BuiltinAuthorizationServer, KeyRing, new_key_line
+from claude_mcp.oauth.builtin.address_window import AddressWindow, address_key
 from claude_mcp.state.sqlite import SqliteStore
 from tests.conftest import FakeModel
 from tests.https_documents import Documents, serving_documents
@@ -459,3 +460,50 @@ async def test_a_registration_is_small(served: Served) -> None:
     huge = await served.http.post("/register", json={"redirect_uris": [CALLBACK], "x": "x" * 20_000})
     assert huge.status_code == 413 and huge.json()["error"] == "invalid_client_metadata"
     assert await served.store._fetch("SELECT client_id FROM oauth_clients") == []
+
+
+async def test_a_sign_in_may_try_five_keys_then_it_is_void(served: Served, fake_model: FakeModel) -> None:
+    client_id = (await register(served.http))["client_id"]
+    page = await served.http.get(authorization_url(client_id, Pkce.new()), follow_redirects=True)
+    fields = hidden_fields(page.text)
+    origin = {"Origin": ISSUER}
+    stolen = [f"sk-ant-api03-revoked-stolen-{n}" for n in range(6)]
+    answers = [
+        await served.http.post("/oauth/sign-in", data={**fields, "api_key": key, "action": "allow"}, headers=origin)
+        for key in stolen
+    ]
+    assert [a.status_code for a in answers] == [400] * 5 + [429]
+    assert "Too many keys were tried on this sign-in" in answers[5].text
+    assert [k for k in key_checks(fake_model) if "-stolen-" in k] == stolen[:5]  # no 6th
+    right = await served.http.post("/oauth/sign-in", data={**fields, "api_key": KEY, "action": "allow"}, headers=origin)
+    assert right.status_code == 400 and "expired" in right.text  # void: the person connects again
+    assert await served.store._fetch("SELECT grant_id FROM oauth_grants") == []
+
+
+async def test_one_address_may_have_only_so_many_keys_checked_in_a_window(
+    tmp_path: Path, fake_model: FakeModel
+) -> None:
+    settings = BuiltinSettings(secrets_key_env="KEYS", sign_in_attempts_per_address=3)
+    async with serving(tmp_path, fake_model, settings) as served:
+        client_id = (await register(served.http))["client_id"]
+        tried = [f"sk-ant-api03-revoked-sprayed-{n}" for n in range(4)]
+        answers = [await sign_in(served.http, authorization_url(client_id, Pkce.new()), key) for key in tried]
+        assert [a.status_code for a in answers] == [400, 400, 400, 429]  # each on a fresh sign-in
+        assert "from your network" in answers[3].text
+        assert [k for k in key_checks(fake_model) if k.startswith("sk-ant-api03-revoked-sprayed-")] == tried[:3]
+        elsewhere = httpx2.ASGITransport(app=Starlette(routes=served.server.routes()), client=("203.0.113.7", 1))
+        async with httpx2.AsyncClient(transport=elsewhere, base_url=ISSUER) as other:
+            answer = await sign_in(other, authorization_url(client_id, Pkce.new()), KEY)
+            assert answer.status_code == 303  # another address is not held up
+
+
+def test_an_address_window_counts_per_address_and_an_ipv6_subscriber_by_its_64() -> None:
+    now = [0.0]
+    window = AddressWindow(2, 60, most_addresses=3, clock=lambda: now[0])
+    assert [window.take("198.51.100.1") for _ in range(3)] == [True, True, False]
+    assert window.take("2001:db8:1:2::1") and window.take("2001:db8:1:2:ffff::9")
+    assert not window.take("2001:db8:1:2::abcd")  # the same /64
+    assert window.take("2001:db8:1:3::1")  # another /64
+    now[0] = 60.0  # the window has passed
+    assert window.take("198.51.100.1")
+    assert address_key("::ffff:198.51.100.1") == "198.51.100.1"

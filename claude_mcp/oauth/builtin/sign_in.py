@@ -24,6 +24,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from ...config.credentials import CredentialRefused, parse_credential
 from ...state.oauth_grants import PendingRequest
+from .address_window import AddressWindow
 from .cimd import is_metadata_url
 from .keycheck import KeyChecker, KeyCheckFailed, KeyRejected
 from .provider import BuiltinProvider, hashed, redirect_with
@@ -47,6 +48,8 @@ SUBSCRIPTION_REFUSED = (
     "third-party service to use claude.ai subscription login for other people. Enter an Anthropic API key."
 )
 EXPIRED = "This sign-in link has expired or was already used. Go back to your app and connect again."
+TOO_MANY_HERE = "Too many keys were tried on this sign-in. Go back to your app and connect again."
+TOO_MANY_FROM = "Too many keys were checked from your network recently. Wait a few minutes and try again."
 
 
 def _notice(status: int, message: str) -> HTMLResponse:
@@ -70,6 +73,8 @@ class SignIn:
         self._csrf_keys = csrf_keys
         self._allow_oauth = allow_oauth
         self._secure = provider.issuer.startswith("https://")
+        settings = provider.settings
+        self.checks = AddressWindow(settings.sign_in_attempts_per_address, settings.sign_in_window_s)
 
     def _csrf(self, request_hash: str, key: bytes | None = None) -> str:
         return hmac.new(key or self._csrf_keys[0], request_hash.encode(), hashlib.sha256).hexdigest()
@@ -148,11 +153,19 @@ class SignIn:
             return _notice(403, "This form could not be verified (it was not sent from this page). Connect again.")
         if action == "deny":
             return await self._deny(pending)
+        most = self.provider.settings.sign_in_attempts
+        if not await self.provider.store.try_oauth_request(pending.request_hash, _now(), most):
+            await self.provider.store.take_oauth_request(pending.request_hash, _now())  # void: start again
+            logger.info("a sign-in was void after %d keys were tried on it", most)
+            return _notice(429, TOO_MANY_HERE)
         try:
             credential = parse_credential(key, allow_oauth=self._allow_oauth)
         except CredentialRefused as refused:
             message = SUBSCRIPTION_REFUSED if refused.status == 403 else NOT_A_KEY
             return await self._page(request_id, pending, message, 400)
+        if not self.checks.take(request.client.host if request.client is not None else ""):
+            logger.info("a key check at sign-in was refused: too many from one address")
+            return _notice(429, TOO_MANY_FROM)
         try:
             await self.checker.check(credential)
         except KeyRejected as rejected:
