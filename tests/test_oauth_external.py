@@ -89,7 +89,7 @@ def oauth_config(path: Path, workdir: Path, cli_env: dict[str, str], issuer: str
         '[tenants.carol]\ncredential = "server"\n'
         f'[tenants.bob]\ntoken_sha256 = "{token_hash(BOB)}"\napi_key_env = "BOB_KEY"\n'
         f'[oauth]\naccept = ["static", "oauth"]\nissuer = "{issuer}"\nresource = "{resource}"\n'
-        'tenant_claim = "tenant"\nscopes_required = ["mcp"]\njwks_refetch_min_s = 0\nclock_skew_s = 5\n'
+        'tenant_claim = "tenant"\nscopes_required = ["mcp"]\njwks_refetch_min_s = 0\nclock_skew_s = 60\n'
     )
     return path
 
@@ -466,3 +466,17 @@ def test_doctor_fetches_the_providers_keys_and_says_when_it_cannot(world: World)
     unreachable.write_text(config.read_text().replace(world.idp.issuer, f"http://127.0.0.1:{free_port()}"))
     (refused,) = [finding for finding in diagnose(unreachable) if finding.what.startswith("[oauth]")]
     assert not refused.ok and "no metadata found" in refused.what and refused.fix is not None
+
+
+async def test_clocks_may_differ_by_the_configured_skew(world: World) -> None:
+    now = int(time.time())  # the server allows 60 s (clock_skew_s) either way
+    within = {
+        "expired 20 s ago": world.idp.forge(world.claims(iat=now - 600, exp=now - 20)),
+        "issued 20 s ahead": world.idp.forge(world.claims(iat=now + 20, nbf=now + 20)),
+    }
+    async with httpx2.AsyncClient(timeout=30) as http:
+        for case, token in within.items():
+            answer = await http.post(
+                world.resource, json=INITIALIZE, headers={**MCP_HEADERS, "authorization": f"Bearer {token}"}
+            )
+            assert answer.status_code == 200, case
