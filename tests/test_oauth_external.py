@@ -480,3 +480,11 @@ async def test_clocks_may_differ_by_the_configured_skew(world: World) -> None:
                 world.resource, json=INITIALIZE, headers={**MCP_HEADERS, "authorization": f"Bearer {token}"}
             )
             assert answer.status_code == 200, case
+
+
+async def test_an_issuer_whose_key_set_url_is_not_a_url_refuses_tokens_without_raising(world: World) -> None:
+    settings = OAuthSettings(issuer=world.idp.issuer, resource=world.resource, tenant_claim="tenant")
+    verifier = JwtVerifier(settings, frozenset({"alice"}))
+    verifier._jwks_uri = "http://[::1"  # as if the issuer's metadata named it
+    assert await verifier.identify(world.idp.token("alice-app", world.resource)) is None
+    assert verifier.fetches == 0

@@ -70,7 +70,7 @@ class Introspection:
                     auth=self._auth,
                     headers={"accept": "application/json"},
                 )
-        except httpx2.HTTPError as exc:
+        except (httpx2.HTTPError, httpx2.InvalidURL) as exc:
             logger.warning("could not reach the introspection endpoint %s: %s", self._endpoint, type(exc).__name__)
             return None
         if response.status_code != 200 or len(response.content) > MOST_BYTES:

@@ -39,7 +39,7 @@ async def get_json(client: httpx2.AsyncClient, url: str) -> dict[str, Any]:
     """A JSON object from `url`, or `IssuerUnavailable` saying why not."""
     try:
         response = await client.get(url, headers={"accept": "application/json"})
-    except httpx2.HTTPError as exc:
+    except (httpx2.HTTPError, httpx2.InvalidURL) as exc:  # a URL from the issuer's metadata may be anything
         raise IssuerUnavailable(f"{url}: {type(exc).__name__}: {exc}") from None
     if response.status_code != 200:
         raise IssuerUnavailable(f"{url}: HTTP {response.status_code}")
