@@ -30,7 +30,7 @@ from claude_mcp.config.tenants import TenantSpec, token_hash
 from claude_mcp.errors import ConfigError
 from claude_mcp.oauth.identity import StaticTokens
 from claude_mcp.oauth.introspection import Introspection
-from claude_mcp.oauth.jwt_tokens import JwtVerifier
+from claude_mcp.oauth.jwt_tokens import JwtVerifier, parse_jwks
 from claude_mcp.oauth.verifiers import accepted
 from claude_mcp.setup.doctor import diagnose
 from claude_mcp.state.store import Store
@@ -488,3 +488,9 @@ async def test_an_issuer_whose_key_set_url_is_not_a_url_refuses_tokens_without_r
     verifier._jwks_uri = "http://[::1"  # as if the issuer's metadata named it
     assert await verifier.identify(world.idp.token("alice-app", world.resource)) is None
     assert verifier.fetches == 0
+
+
+def test_malformed_keys_in_a_key_set_are_skipped() -> None:
+    _, good = new_key("good")
+    keys = parse_jwks({"keys": [{"kty": "oct"}, {"kty": "RSA", "n": "!!"}, "not a key", {**good, "use": "enc"}, good]})
+    assert list(keys) == ["good"]

@@ -166,8 +166,8 @@ def parse_jwks(document: dict[str, Any]) -> dict[str | None, jwt.PyJWK]:
             continue
         try:
             key = jwt.PyJWK(entry)
-        except jwt.PyJWTError:
-            continue  # a key type or algorithm PyJWT cannot use: not one of ours to verify with
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+            continue  # a malformed key, or one PyJWT cannot use: none to verify with
         kid = entry.get("kid")
         keys[kid if isinstance(kid, str) else None] = key
     return keys
