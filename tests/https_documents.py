@@ -35,9 +35,9 @@ class Documents:
         return f"{self.origin}{path}"
 
 
-def _certificate(directory: Path) -> tuple[Path, Path]:
+def _certificate(directory: Path, names: tuple[str, ...]) -> tuple[Path, Path]:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
     now = datetime.datetime.now(datetime.UTC)
     certificate = (
         x509.CertificateBuilder()
@@ -48,7 +48,9 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(n)) if n[0].isdigit() else x509.DNSName(n) for n in names]
+            ),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
@@ -63,9 +65,12 @@ def _certificate(directory: Path) -> tuple[Path, Path]:
 
 
 @contextmanager
-def serving_documents(directory: Path, served: dict[str, bytes]) -> Iterator[Documents]:
-    """Serve `served` (path -> body, as JSON) over https until the block ends; `served` may change meanwhile."""
-    cert_file, key_file = _certificate(directory)
+def serving_documents(
+    directory: Path, served: dict[str, bytes], names: tuple[str, ...] = ("localhost", "127.0.0.1")
+) -> Iterator[Documents]:
+    """Serve `served` (path -> body, as JSON) over https until the block ends; `served` may change meanwhile.
+    `names`: the host names and addresses its certificate is for."""
+    cert_file, key_file = _certificate(directory, names)
     fetched: list[str] = []
 
     async def document(request: Request) -> Response:

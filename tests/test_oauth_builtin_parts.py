@@ -5,6 +5,7 @@ no private addresses, size and time limits, the document must describe itself)."
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -22,8 +23,10 @@ from claude_mcp.state._sql import SqlStore
 from claude_mcp.state.oauth_grants import CodeRecord, GrantRecord, PendingRequest, TokenRecord
 from claude_mcp.state.postgres import PostgresStore
 from claude_mcp.state.sqlite import SqliteStore
+from tests.https_documents import serving_documents
 
 pytestmark = pytest.mark.anyio
+CB = "http://127.0.0.1:9/cb"
 
 
 # The key ring.
@@ -252,3 +255,46 @@ def test_the_builtin_server_serves_callers_who_pay_with_their_own_keys_and_needs
     assert tenancy.identities is not None
     (server,) = tenancy.identities.kinds
     assert isinstance(server, BuiltinAuthorizationServer) and server.issuer == "https://mcp.example"
+
+
+async def test_the_document_fetchers_connections_are_closed_when_the_server_stops(
+    tmp_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serving_documents(tmp_path, {}) as site:
+        monkeypatch.setenv("SSL_CERT_FILE", str(site.ca_file))
+        url = site.url("/client.json")
+        site.served["/client.json"] = json.dumps({"client_id": url, "redirect_uris": [CB]}).encode()
+        environ = {"CLAUDE_MCP_STATE": str(tmp_path / "state"), "RING": new_key_line("k1")}
+        builtin = {"secrets_key_env": "RING", "client_document_private_addresses": True}
+        oauth = {"authorization_server": "builtin", "accept": ["oauth"], "resource": "https://mcp.example/mcp"}
+        policy = Policy(roots=(workdir,), credentials="caller", oauth={**oauth, "builtin": builtin})
+        tenancy = Tenancy.from_policy(policy, {}, environ)
+        assert tenancy.identities is not None
+        (server,) = tenancy.identities.kinds
+        assert isinstance(server, BuiltinAuthorizationServer)
+        async with tenancy:  # what the HTTP server's lifespan enters
+            assert (await server.documents.client(url)).client_id == url
+            assert server.documents.is_open
+        assert not server.documents.is_open  # its client and connections closed with the server
+
+
+async def test_the_fetch_connects_to_the_checked_address_but_checks_the_certificate_against_the_host_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The site's certificate is for 127.0.0.1 only. The fetch of https://localhost/… connects to the address
+    # it checked (127.0.0.1), yet TLS is for the name in the URL: the certificate does not fit, nothing is read.
+    with serving_documents(tmp_path, {}, names=("127.0.0.1",)) as site:
+        monkeypatch.setenv("SSL_CERT_FILE", str(site.ca_file))
+        by_name = site.url("/client.json")
+        by_address = by_name.replace("localhost", "127.0.0.1")  # the name the certificate is for
+        documents = MetadataDocuments(allow_private_addresses=True)
+        try:
+            site.served["/client.json"] = json.dumps({"client_id": by_name, "redirect_uris": [CB]}).encode()
+            with pytest.raises(CimdRefused, match="could not be fetched"):
+                await documents.client(by_name)
+            assert site.fetched == []  # no request was sent over the connection
+            site.served["/client.json"] = json.dumps({"client_id": by_address, "redirect_uris": [CB]}).encode()
+            assert (await documents.client(by_address)).client_id == by_address
+            assert site.fetched == ["/client.json"]
+        finally:
+            await documents.aclose()

@@ -117,6 +117,8 @@ class Tenancy:
                 if self._store is not None:
                     await self._store.open()
                     stack.push_async_callback(self._store.close)
+                if self.identities is not None:  # the built-in authorization server's HTTP client, say
+                    stack.push_async_callback(self.identities.aclose)
                 metrics.add_live_source(self._live)
                 stack.callback(metrics.remove_live_source, self._live)
                 for bridge in self.bridges.values():

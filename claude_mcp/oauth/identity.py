@@ -13,7 +13,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from mcp.server.auth.provider import AccessToken
 from pydantic import ConfigDict, Field, SkipValidation
@@ -111,11 +111,24 @@ def identity_of(token: AccessToken | None) -> Identity | None:
     return token.identity if isinstance(token, IdentifiedToken) else None
 
 
+@runtime_checkable
+class Closing(Protocol):
+    """A verifier that holds something open (an HTTP client): closed when the server stops."""
+
+    async def aclose(self) -> None: ...
+
+
 class Identities:
     """The kinds of bearer token the operator accepts, tried in order: the `mcp` SDK's `TokenVerifier`."""
 
     def __init__(self, kinds: Sequence[IdentityVerifier]) -> None:
         self.kinds = tuple(kinds)
+
+    async def aclose(self) -> None:
+        """Close what the kinds hold open (each can open again if used after)."""
+        for kind in self.kinds:
+            if isinstance(kind, Closing):
+                await kind.aclose()
 
     async def identify(self, token: str) -> Identity | None:
         for kind in self.kinds:

@@ -21,7 +21,8 @@ import re
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -100,6 +101,76 @@ class _CheckedBackend(httpcore2.AnyIOBackend):
         return await super().connect_tcp(addresses[0], port, timeout, local_address, socket_options)
 
 
+@contextmanager
+def _as_httpx_errors() -> Iterator[None]:
+    """httpcore's errors as httpx's (what a client of an httpx transport expects)."""
+    try:
+        yield
+    except httpcore2.TimeoutException as exc:
+        raise httpx2.TimeoutException(str(exc)) from exc
+    except (
+        httpcore2.NetworkError,
+        httpcore2.ProtocolError,
+        httpcore2.UnsupportedProtocol,
+        httpcore2.ProxyError,
+        httpcore2.ConnectionNotAvailable,
+    ) as exc:
+        raise httpx2.TransportError(str(exc)) from exc
+
+
+class _Body(httpx2.AsyncByteStream):
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _as_httpx_errors():
+            async for chunk in self._stream:
+                yield chunk
+
+    async def aclose(self) -> None:
+        closing = getattr(self._stream, "aclose", None)
+        if closing is not None:
+            await closing()
+
+
+class _CheckedTransport(httpx2.AsyncBaseTransport):
+    """An httpx transport over httpcore's connection pool with `_CheckedBackend` as its network backend
+    (both public interfaces: httpx's `AsyncBaseTransport`, httpcore's `network_backend`). The pool
+    connects to the checked address and starts TLS with the URL's host name, so SNI and the
+    certificate check are the host's."""
+
+    def __init__(self, *, verify: ssl.SSLContext | bool, allow_private: bool) -> None:
+        self._pool = httpcore2.AsyncConnectionPool(
+            ssl_context=httpx2.create_ssl_context(verify=verify),
+            max_connections=20,
+            network_backend=_CheckedBackend(allow_private),
+        )
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        assert isinstance(request.stream, httpx2.AsyncByteStream)
+        core_request = httpcore2.Request(
+            method=request.method,
+            url=httpcore2.URL(
+                scheme=request.url.raw_scheme,
+                host=request.url.raw_host,
+                port=request.url.port,
+                target=request.url.raw_path,
+            ),
+            headers=request.headers.raw,
+            content=request.stream,
+            extensions=request.extensions,
+        )
+        with _as_httpx_errors():
+            answer = await self._pool.handle_async_request(core_request)
+        assert isinstance(answer.stream, AsyncIterable)
+        return httpx2.Response(
+            status_code=answer.status, headers=answer.headers, stream=_Body(answer.stream), extensions=answer.extensions
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
+
+
 @dataclass(frozen=True, slots=True)
 class _Cached:
     client: OAuthClientInformationFull
@@ -157,17 +228,27 @@ class MetadataDocuments:
         self.timeout_s = timeout_s
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
         self._cache_size = cache_size
-        transport = httpx2.AsyncHTTPTransport(verify=verify)
-        # The SDK's transport, on a connection pool whose every connection is checked (see _CheckedBackend).
-        transport._pool = httpcore2.AsyncConnectionPool(
-            ssl_context=httpx2.create_ssl_context(verify=verify),
-            max_connections=20,
-            network_backend=_CheckedBackend(allow_private_addresses),
-        )
-        self._http = httpx2.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+        self._verify = verify
+        self._allow_private = allow_private_addresses
+        self._http: httpx2.AsyncClient | None = None
+
+    def _client(self) -> httpx2.AsyncClient:
+        """The HTTP client, opened at the first fetch (and again after `aclose`)."""
+        if self._http is None:
+            transport = _CheckedTransport(verify=self._verify, allow_private=self._allow_private)
+            self._http = httpx2.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+        return self._http
+
+    @property
+    def is_open(self) -> bool:
+        """Whether an HTTP client (and its connections) is open."""
+        return self._http is not None and not self._http.is_closed
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        """Close the HTTP client and its connections (the server's lifespan does, at its end)."""
+        http, self._http = self._http, None
+        if http is not None:
+            await http.aclose()
 
     async def client(self, url: str) -> OAuthClientInformationFull:
         """The client `url` describes (cached); `CimdRefused` saying why not."""
@@ -189,7 +270,7 @@ class MetadataDocuments:
     async def _fetch(self, url: str) -> tuple[bytes, str | None]:
         try:
             with anyio.fail_after(self.timeout_s):
-                async with self._http.stream("GET", url, headers={"Accept": "application/json"}) as response:
+                async with self._client().stream("GET", url, headers={"Accept": "application/json"}) as response:
                     if response.status_code != 200:
                         raise CimdRefused(f"the client's metadata document answered HTTP {response.status_code}")
                     declared = response.headers.get("content-length")
