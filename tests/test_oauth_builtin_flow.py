@@ -445,6 +445,19 @@ async def test_a_registration_flood_is_refused_at_the_cap_and_a_client_that_sign
         assert refreshed.status_code == 200, refreshed.text
 
 
+async def test_one_address_may_register_only_so_many_clients_in_a_window(tmp_path: Path, fake_model: FakeModel) -> None:
+    settings = BuiltinSettings(secrets_key_env="KEYS", registrations_per_address=3)
+    async with serving(tmp_path, fake_model, settings) as served:
+        for _ in range(3):
+            await register(served.http)
+        refused = await served.http.post("/register", json={"redirect_uris": [CALLBACK]})
+        assert refused.status_code == 429 and "this address" in refused.json()["error_description"]
+        elsewhere = httpx2.ASGITransport(app=Starlette(routes=served.server.routes()), client=("203.0.113.7", 1))
+        async with httpx2.AsyncClient(transport=elsewhere, base_url=ISSUER) as other:
+            await register(other)
+        assert len(await served.store._fetch("SELECT client_id FROM oauth_clients")) == 4
+
+
 async def test_a_registration_is_small(served: Served) -> None:
     many = [f"http://127.0.0.1:9/cb{n}" for n in range(11)]
     long_uri = "https://app.example/" + "a" * 2000

@@ -45,6 +45,12 @@ class BuiltinSettings(BaseModel):
         description="At most this many registered clients not yet used for a sign-in are kept; registering "
         "another is refused (HTTP 429) until some are used or forgotten.",
     )
+    registrations_per_address: int = Field(
+        30,
+        ge=1,
+        description="How many clients one client address may register per `sign_in_window_s` (counted in each "
+        "replica's memory); beyond, registering is refused (HTTP 429).",
+    )
     sign_in_attempts: int = Field(
         5, ge=1, le=50, description="How many keys one sign-in may try; then it is void and the person starts again."
     )
@@ -54,7 +60,7 @@ class BuiltinSettings(BaseModel):
         description="How many keys one client address may have checked per `sign_in_window_s` (counted in each "
         "replica's memory; behind a proxy, the address the server sees is the proxy's unless it forwards it).",
     )
-    sign_in_window_s: int = Field(900, ge=60, description="The window `sign_in_attempts_per_address` counts over.")
+    sign_in_window_s: int = Field(900, ge=60, description="The window the per-address limits count over.")
     client_metadata_documents: bool = Field(
         True, description="Accept an https URL as client_id and fetch the client's metadata document there."
     )

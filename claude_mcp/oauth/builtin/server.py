@@ -29,6 +29,7 @@ from ...config.oauth import OAuthSettings
 from ...config.oauth_builtin import BuiltinSettings
 from ...state.oauth_grants import OAuthGrants
 from ..identity import Identity
+from .address_window import AddressWindow
 from .cimd import CimdRefused, MetadataDocuments, is_metadata_url
 from .keycheck import DEFAULT_API, KeyChecker
 from .provider import FULL, BuiltinProvider
@@ -82,6 +83,7 @@ class BuiltinAuthorizationServer:
         self.checker = KeyChecker(base)
         ordered = [self.ring.keys[self.ring.current], *(k for i, k in self.ring.keys.items() if i != self.ring.current)]
         csrf_keys = [hmac.new(key, b"claude-mcp sign-in form", hashlib.sha256).digest() for key in ordered]
+        self.registrations = AddressWindow(settings.registrations_per_address, settings.sign_in_window_s)
         self.sign_in = SignIn(self.provider, self.checker, csrf_keys=csrf_keys, allow_oauth=allow_oauth_tokens)
 
     @classmethod
@@ -140,7 +142,8 @@ class BuiltinAuthorizationServer:
             elif route.path == "/revoke":
                 route = Route("/revoke", endpoint=_PublicRevocation(route.app), methods=["POST", "OPTIONS"])
             elif route.path == "/register":
-                route = Route("/register", endpoint=_BoundedRegistration(route.app), methods=["POST", "OPTIONS"])
+                registering = _BoundedRegistration(route.app, self.registrations)
+                route = Route("/register", endpoint=registering, methods=["POST", "OPTIONS"])
             routes.append(route)
         routes.append(Route(PATH, endpoint=self.sign_in.handle, methods=["GET", "POST"]))
         return routes
@@ -209,24 +212,33 @@ def _with_length(scope: Scope, body: bytes) -> Scope:
     return {**scope, "headers": headers}
 
 
+def _too_many(description: str, status: int = 429) -> Response:
+    headers = {"Retry-After": "60", "Cache-Control": "no-store"} if status == 429 else {"Cache-Control": "no-store"}
+    return JSONResponse({"error": "invalid_client_metadata", "error_description": description}, status, headers)
+
+
 class _BoundedRegistration:
-    """`/register` (RFC 7591) with a bounded body (413 over `MOST_BYTES`), and a registration refused
-    because too many clients were never used answered 429 (with `Retry-After`) rather than the SDK's 400."""
+    """`/register` (RFC 7591) with a bounded body (413 over `MOST_BYTES`), so many per client address
+    (`registrations`), and a registration refused because too many clients were never used answered
+    429 (with `Retry-After`) rather than the SDK's 400."""
 
     MOST_BYTES = 16 * 1024
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, registrations: AddressWindow) -> None:
         self.app = app
+        self.registrations = registrations
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
+        client = scope.get("client")
+        if not self.registrations.take(str(client[0]) if client else ""):
+            await _too_many("too many registrations from this address; try again later")(scope, receive, send)
+            return
         body = await _bounded_body(receive, self.MOST_BYTES)
         if body is None:
-            description = f"the registration request is over {self.MOST_BYTES} bytes"
-            refusal = JSONResponse({"error": "invalid_client_metadata", "error_description": description}, 413)
-            await refusal(scope, receive, send)
+            await _too_many(f"the registration request is over {self.MOST_BYTES} bytes", 413)(scope, receive, send)
             return
         answer: list[Message] = []
 
