@@ -18,6 +18,11 @@ from .limits import JSON_SCHEMA_CEILING_KB, KiB, json_size
 from .specs import AgentSpec, McpServer, ServerName
 from .types import Effort, JsonObject, ModelName, PathText, PermissionMode, PromptText, ToolRule
 
+MOST_AGENTS = 50
+"""Most sub-agents one call may define."""
+MOST_SERVERS = 20
+"""Most MCP servers one call may bring."""
+
 
 class Thinking(BaseModel):
     """Extended thinking, as the Messages API's `thinking`: a fixed budget, adaptive, or off."""
@@ -91,9 +96,14 @@ class ClaudeCodeSettings(BaseModel):
     )
     agents: dict[ServerName, AgentSpec] | None = Field(
         None,
-        max_length=50,
+        max_length=MOST_AGENTS,
         description="Sub-agents Claude may delegate to (the shape of Claude's `--agents`), besides the server's.",
     )
+
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _few_agents(cls, agents: Any) -> Any:
+        return _at_most(agents, MOST_AGENTS, "agents")
 
     @field_validator("json_schema")
     @classmethod
@@ -119,11 +129,16 @@ class CallSettings(ClaudeCodeSettings, ModelSettings):
 
     mcp_servers: dict[ServerName, McpServer] | None = Field(
         None,
-        max_length=20,
+        max_length=MOST_SERVERS,
         description="MCP servers Claude may use during this call, as in Claude's `--mcp-config` "
         "(stdio: command/args/env; http or sse: url/headers). Their tools are named `mcp__<name>__<tool>`.",
     )
     timeout_s: float | None = Field(None, gt=0, description="Give up (and stop Claude) after this many seconds.")
+
+    @field_validator("mcp_servers", mode="before")
+    @classmethod
+    def _few_servers(cls, servers: Any) -> Any:
+        return _at_most(servers, MOST_SERVERS, "MCP servers")
 
     def over(self, base: CallSettings) -> CallSettings:
         """These settings where set, `base`'s elsewhere (the set fields stay marked as set)."""
@@ -147,6 +162,15 @@ class CallSettings(ClaudeCodeSettings, ModelSettings):
             "agents": {name: agent.cli_definition() for name, agent in (self.agents or {}).items()} or None,
             "mcp_servers": {name: server.model_dump() for name, server in (self.mcp_servers or {}).items()} or None,
         }
+
+
+def _at_most(value: Any, most: int, what: str) -> Any:
+    """`value` if it is no object of more than `most` entries. Checked before the entries are: pydantic
+    checks a dict's `max_length` only after validating every entry (200,000 of them: 0.3 s and as many
+    errors built)."""
+    if isinstance(value, dict) and len(value) > most:
+        raise ValueError(f"{len(value):,} {what}, where at most {most} are taken")
+    return value
 
 
 SETTING_NAMES: tuple[str, ...] = tuple(CallSettings.model_fields)
