@@ -520,3 +520,88 @@ def test_an_address_window_counts_per_address_and_an_ipv6_subscriber_by_its_64()
     now[0] = 60.0  # the window has passed
     assert window.take("198.51.100.1")
     assert address_key("::ffff:198.51.100.1") == "198.51.100.1"
+
+
+def from_address(served: Served, address: str) -> httpx2.AsyncClient:
+    """A client of the same server sending from another address."""
+    transport = httpx2.ASGITransport(app=Starlette(routes=served.server.routes()), client=(address, 1))
+    return httpx2.AsyncClient(transport=transport, base_url=ISSUER)
+
+
+async def pending_sign_ins(served: Served) -> int:
+    return len(await served.store._fetch("SELECT request_hash FROM oauth_requests"))
+
+
+async def test_one_address_may_make_only_so_many_authorization_requests_in_a_window(
+    tmp_path: Path, fake_model: FakeModel
+) -> None:
+    settings = BuiltinSettings(secrets_key_env="KEYS", authorize_per_address=3)
+    async with serving(tmp_path, fake_model, settings) as served:
+        client_id = (await register(served.http))["client_id"]
+        answers = [await served.http.get(authorization_url(client_id, Pkce.new(), state=f"s{n}")) for n in range(4)]
+        assert [a.status_code for a in answers] == [302] * 4
+        assert all("/oauth/sign-in?" in a.headers["location"] for a in answers[:3])
+        # The 4th goes back to the client (its redirect URI is registered) saying so, as RFC 6749 4.1.2.1 says.
+        assert answers[3].headers["location"].startswith(CALLBACK)
+        back = query_of(answers[3].headers["location"])
+        assert back["error"] == "temporarily_unavailable" and back["state"] == "s3" and back["iss"] == ISSUER
+        assert await pending_sign_ins(served) == 3  # nothing stored for it
+        unknown = await served.http.get(authorization_url("no-such-client", Pkce.new()))
+        assert unknown.status_code == 429 and unknown.headers["retry-after"]
+        assert unknown.json()["error"] == "temporarily_unavailable" and "location" not in unknown.headers
+        unlisted = await served.http.get(authorization_url(client_id, Pkce.new(), redirect_uri="https://evil.example/"))
+        assert unlisted.status_code == 429 and "location" not in unlisted.headers  # never to a URI it did not list
+        async with from_address(served, "203.0.113.7") as other:
+            assert (await sign_in(other, authorization_url(client_id, Pkce.new()), KEY)).status_code == 303
+
+
+async def test_pending_sign_ins_are_capped_for_everyone_and_a_finished_one_makes_room(
+    tmp_path: Path, fake_model: FakeModel
+) -> None:
+    settings = BuiltinSettings(secrets_key_env="KEYS", most_pending_sign_ins=2)
+    async with serving(tmp_path, fake_model, settings) as served:
+        client_id = (await register(served.http))["client_id"]
+        waiting = await served.http.get(authorization_url(client_id, Pkce.new()), follow_redirects=True)
+        assert waiting.status_code == 200
+        await served.http.get(authorization_url(client_id, Pkce.new()))
+        async with from_address(served, "203.0.113.7") as other:
+            refused = await other.get(authorization_url(client_id, Pkce.new(), state="full"))
+            assert refused.status_code == 302 and refused.headers["location"].startswith(CALLBACK)
+            back = query_of(refused.headers["location"])
+            assert back["error"] == "temporarily_unavailable" and back["state"] == "full"
+            assert await pending_sign_ins(served) == 2
+            fields = hidden_fields(waiting.text)  # the person waiting finishes their sign-in: room for another
+            done = await served.http.post(
+                "/oauth/sign-in", data={**fields, "api_key": KEY, "action": "allow"}, headers={"Origin": ISSUER}
+            )
+            assert done.status_code == 303, done.text
+            assert (
+                (await other.get(authorization_url(client_id, Pkce.new())))
+                .headers["location"]
+                .startswith(f"{ISSUER}/oauth/sign-in?")
+            )
+
+
+async def test_one_address_may_have_only_so_many_metadata_documents_fetched_in_a_window(
+    tmp_path: Path, fake_model: FakeModel, documents: Documents
+) -> None:
+    urls = []
+    for n in range(4):
+        url = documents.url(f"/app{n}.json")
+        documents.served[f"/app{n}.json"] = json.dumps({"client_id": url, "redirect_uris": [CALLBACK]}).encode()
+        urls.append(url)
+    settings = BuiltinSettings(
+        secrets_key_env="KEYS", client_document_private_addresses=True, client_document_fetches_per_address=2
+    )
+    async with serving(tmp_path, fake_model, settings) as served:
+        for url in urls[:2]:
+            assert (await served.http.get(authorization_url(url, Pkce.new()))).status_code == 302
+        refused = await served.http.get(authorization_url(urls[2], Pkce.new()))
+        assert refused.status_code == 429 and refused.json()["error"] == "temporarily_unavailable"
+        token = await served.http.post("/token", data={"grant_type": "refresh_token", "client_id": urls[3]})
+        assert token.status_code == 401  # not through the token endpoint either
+        assert (await served.http.get(authorization_url(urls[0], Pkce.new()))).status_code == 302  # cached
+        assert documents.fetched == ["/app0.json", "/app1.json"]
+        async with from_address(served, "203.0.113.7") as other:
+            assert (await other.get(authorization_url(urls[2], Pkce.new()))).status_code == 302
+        assert documents.fetched == ["/app0.json", "/app1.json", "/app2.json"]

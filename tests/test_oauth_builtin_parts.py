@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import anyio
 import pytest
 
 from claude_mcp import Policy
@@ -115,7 +116,7 @@ async def test_codes_and_refresh_tokens_are_good_once_and_a_revoked_grant_loses_
     assert await store.put_oauth_client("client", '{"client_id": "client"}', None, now, unused_since=0, most_unused=9)
     assert await store.get_oauth_client("client") == ('{"client_id": "client"}', None)
     pending = PendingRequest(request_hash="r", client_id="client", params="{}", expires_at=now + 60)
-    await store.put_oauth_request(pending)
+    assert await store.put_oauth_request(pending, now=now, most=9)
     assert await store.get_oauth_request("r", now) == pending
     assert await store.take_oauth_request("r", now) == pending
     assert await store.take_oauth_request("r", now) is None  # the same form sent twice: one wins
@@ -150,7 +151,8 @@ async def test_expired_records_are_forgotten(store: SqlStore) -> None:
     await store.add_oauth_tokens(
         "old", [TokenRecord(token_hash="old-at", grant_id="old", kind="access", expires_at=then + 1)], then + 1
     )
-    await store.put_oauth_request(PendingRequest(request_hash="old-r", client_id="c", params="{}", expires_at=then))
+    old = PendingRequest(request_hash="old-r", client_id="c", params="{}", expires_at=then)
+    assert await store.put_oauth_request(old, now=then - 1, most=9)
     await store.forget_oauth(time.time())
     assert await store.get_oauth_grant("old") is None
     assert await store.get_oauth_code("code-old") is None
@@ -174,11 +176,43 @@ async def test_unused_clients_are_capped_and_forgotten_and_a_signed_in_one_is_ke
 
 async def test_a_pending_sign_in_counts_the_keys_tried_on_it(store: SqlStore) -> None:
     now = time.time()
-    await store.put_oauth_request(PendingRequest(request_hash="r", client_id="c", params="{}", expires_at=now + 60))
+    pending = PendingRequest(request_hash="r", client_id="c", params="{}", expires_at=now + 60)
+    assert await store.put_oauth_request(pending, now=now, most=9)
     assert [await store.try_oauth_request("r", now, 2) for _ in range(3)] == [True, True, False]
     pending = await store.get_oauth_request("r", now)
     assert pending is not None and pending.attempts == 2
     assert not await store.try_oauth_request("unknown", now, 2)
+
+
+async def test_pending_sign_ins_are_capped_and_an_expired_one_makes_room(store: SqlStore) -> None:
+    now = time.time()
+
+    def pending(n: int, until: float) -> PendingRequest:
+        return PendingRequest(request_hash=f"r{n}", client_id="c", params="{}", expires_at=until)
+
+    assert await store.put_oauth_request(pending(0, now + 1), now=now, most=3)
+    for n in (1, 2):
+        assert await store.put_oauth_request(pending(n, now + 600), now=now, most=3)
+    assert not await store.put_oauth_request(pending(3, now + 600), now=now, most=3)  # the cap
+    assert await store.get_oauth_request("r3", now) is None
+    assert await store.put_oauth_request(pending(3, now + 600), now=now + 2, most=3)  # r0 expired: room
+    rows = await store._fetch("SELECT request_hash FROM oauth_requests ORDER BY request_hash")
+    assert [row["request_hash"] for row in rows] == ["r1", "r2", "r3"]
+
+
+async def test_requests_at_once_cannot_pass_the_pending_cap(store: SqlStore) -> None:
+    now = time.time()
+    stored: list[bool] = []
+
+    async def put(n: int) -> None:
+        request = PendingRequest(request_hash=f"r{n}", client_id="c", params="{}", expires_at=now + 600)
+        stored.append(await store.put_oauth_request(request, now=now, most=5))
+
+    async with anyio.create_task_group() as tasks:
+        for n in range(20):
+            tasks.start_soon(put, n)
+    assert stored.count(True) == 5
+    assert len(await store._fetch("SELECT request_hash FROM oauth_requests")) == 5
 
 
 # Client metadata documents.

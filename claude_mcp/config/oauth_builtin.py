@@ -51,6 +51,18 @@ class BuiltinSettings(BaseModel):
         description="How many clients one client address may register per `sign_in_window_s` (counted in each "
         "replica's memory); beyond, registering is refused (HTTP 429).",
     )
+    authorize_per_address: int = Field(
+        60,
+        ge=1,
+        description="How many authorization requests (`/authorize`) one client address may make per "
+        "`sign_in_window_s` (counted in each replica's memory); beyond, it is answered `temporarily_unavailable`.",
+    )
+    most_pending_sign_ins: int = Field(
+        10_000,
+        ge=1,
+        description="At most this many sign-ins may wait on the sign-in page at once (in the shared store); "
+        "beyond, an authorization request is answered `temporarily_unavailable` until some finish or expire.",
+    )
     sign_in_attempts: int = Field(
         5, ge=1, le=50, description="How many keys one sign-in may try; then it is void and the person starts again."
     )
@@ -63,6 +75,12 @@ class BuiltinSettings(BaseModel):
     sign_in_window_s: int = Field(900, ge=60, description="The window the per-address limits count over.")
     client_metadata_documents: bool = Field(
         True, description="Accept an https URL as client_id and fetch the client's metadata document there."
+    )
+    client_document_fetches_per_address: int = Field(
+        30,
+        ge=1,
+        description="How many client metadata documents this server fetches (cache misses) on behalf of one "
+        "client address per `sign_in_window_s` (counted in each replica's memory); beyond, it fetches none for it.",
     )
     client_document_max_bytes: int = Field(
         5 * 1024, ge=512, le=64 * 1024, description="A client metadata document larger than this is refused."

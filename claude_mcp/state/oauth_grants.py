@@ -108,7 +108,9 @@ class OAuthGrants(Protocol):
     async def get_oauth_client(self, client_id: str) -> tuple[str, str | None] | None:
         """A registered client's metadata (JSON) and sealed secret."""
 
-    async def put_oauth_request(self, request: PendingRequest) -> None: ...
+    async def put_oauth_request(self, request: PendingRequest, *, now: float, most: int) -> bool:
+        """Store a pending request, first deleting those expired by `now`. False (and nothing stored)
+        if `most` pending requests are stored already."""
 
     async def get_oauth_request(self, request_hash: str, now: float) -> PendingRequest | None:
         """A pending request that has not expired."""
@@ -202,9 +204,18 @@ class OAuthGrantQueries(ABC):
         rows = await self._fetch("SELECT info, secret FROM oauth_clients WHERE client_id = ?", (client_id,))
         return (rows[0]["info"], rows[0]["secret"]) if rows else None
 
-    async def put_oauth_request(self, request: PendingRequest) -> None:
+    async def put_oauth_request(self, request: PendingRequest, *, now: float, most: int) -> bool:
         values = request.model_dump()
-        await self._execute(_insert("oauth_requests", _REQUEST_COLUMNS), [values[c] for c in _REQUEST_COLUMNS])
+        columns = ", ".join(_REQUEST_COLUMNS)
+        insert = (
+            f"INSERT INTO oauth_requests ({columns}) SELECT {', '.join('?' * len(_REQUEST_COLUMNS))} "
+            "WHERE (SELECT count(*) FROM oauth_requests) < ?"
+        )
+        statements: list[tuple[str, Sequence[Any]]] = [
+            ("DELETE FROM oauth_requests WHERE expires_at < ?", (now,)),
+            (insert, [*(values[c] for c in _REQUEST_COLUMNS), most]),
+        ]
+        return await self._serialized("oauth_requests", statements) == 1  # requests at once: one at a time
 
     async def get_oauth_request(self, request_hash: str, now: float) -> PendingRequest | None:
         sql = "SELECT * FROM oauth_requests WHERE request_hash = ? AND expires_at > ?"

@@ -8,6 +8,11 @@ import ipaddress
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
+from contextvars import ContextVar
+
+CLIENT_ADDRESS: ContextVar[str] = ContextVar("client_address", default="")
+"""The client address of the request being answered (set by the server's routes, read where the
+`mcp` SDK's handlers stand between a route and what it calls: a metadata document's fetch)."""
 
 
 def address_key(address: str) -> str:

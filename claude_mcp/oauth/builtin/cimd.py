@@ -7,7 +7,9 @@ resolves to checked before connecting (no loopback, private, link-local, multica
 address: the connection then goes to the address that was checked, so a DNS answer that changes in
 between cannot redirect it); no redirects followed; at most `max_bytes` read and `timeout_s` spent.
 The document must name itself as `client_id`, list its redirect URIs, and be a public client (no
-secret). Documents are cached as their `Cache-Control` says (bounded), per replica.
+secret). Documents are cached as their `Cache-Control` says (bounded), per replica, and each client
+address may have only so many fetched (cache misses) per window (`fetches`), so one stranger cannot
+make the server fetch many different URLs quickly.
 
 `allow_private_addresses` is an operator switch for tests and closed networks only.
 """
@@ -33,6 +35,7 @@ from mcp.shared.auth import OAuthClientInformationFull
 from pydantic import ValidationError
 
 from ...errors import ClaudeMCPError
+from .address_window import AddressWindow
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +48,12 @@ class CimdRefused(ClaudeMCPError):
     """A client's metadata document could not be used; the message says why (shown to the client)."""
 
     kind = "invalid_client"
+
+
+class CimdBusy(CimdRefused):
+    """No document is fetched for this client address for now: it had this server fetch too many."""
+
+    kind = "temporarily_unavailable"
 
 
 def is_metadata_url(client_id: str) -> bool:
@@ -223,7 +232,9 @@ class MetadataDocuments:
         allow_private_addresses: bool = False,
         cache_size: int = 1000,
         verify: ssl.SSLContext | bool = True,
+        fetches: AddressWindow | None = None,
     ) -> None:
+        """`fetches`: how many documents may be fetched on behalf of one client address (None: no bound)."""
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
@@ -231,6 +242,7 @@ class MetadataDocuments:
         self._verify = verify
         self._allow_private = allow_private_addresses
         self._http: httpx2.AsyncClient | None = None
+        self._fetches = fetches
 
     def _client(self) -> httpx2.AsyncClient:
         """The HTTP client, opened at the first fetch (and again after `aclose`)."""
@@ -250,13 +262,23 @@ class MetadataDocuments:
         if http is not None:
             await http.aclose()
 
-    async def client(self, url: str) -> OAuthClientInformationFull:
-        """The client `url` describes (cached); `CimdRefused` saying why not."""
+    def cached(self, url: str) -> OAuthClientInformationFull | None:
+        """The client `url` describes if its document is in the cache (nothing is fetched)."""
         cached = self._cache.get(url)
-        if cached is not None and cached.until > time.monotonic():
-            self._cache.move_to_end(url)
-            return cached.client
+        if cached is None or cached.until <= time.monotonic():
+            return None
+        self._cache.move_to_end(url)
+        return cached.client
+
+    async def client(self, url: str, *, address: str = "") -> OAuthClientInformationFull:
+        """The client `url` describes (cached; else fetched on behalf of client `address`); `CimdRefused`
+        saying why not (`CimdBusy` if `address` had too many fetched)."""
+        cached = self.cached(url)
+        if cached is not None:
+            return cached
         check_url(url)
+        if self._fetches is not None and not self._fetches.take(address):
+            raise CimdBusy("too many client metadata documents were fetched for this address; try again later")
         body, cache_control = await self._fetch(url)
         client = parse_document(url, body)
         ttl = _ttl(cache_control)

@@ -33,6 +33,7 @@ from ...config.credentials import CallerCredential
 from ...config.oauth_builtin import BuiltinSettings
 from ...state.oauth_grants import CodeRecord, GrantRecord, OAuthGrants, PendingRequest, TokenRecord
 from ..identity import Identity
+from .address_window import CLIENT_ADDRESS
 from .cimd import CimdRefused, MetadataDocuments, is_metadata_url
 from .sealing import KeyRing, SealBroken
 
@@ -48,6 +49,7 @@ MOST_URI_CHARS = 2000
 MOST_NAME_CHARS = 200
 MOST_METADATA_CHARS = 8 * 1024
 FULL = "this server holds too many clients not yet used for a sign-in; try again later"
+BUSY = "too many sign-ins are waiting on this server; try again later"
 
 
 class RegistrationsFull(RegistrationError):
@@ -129,14 +131,23 @@ class BuiltinProvider:
         self._namespace_key = namespace_key
 
     # Clients.
-    async def get_client(self, client_id: str) -> OAuthClientInformationFull | None:
+    async def get_client(self, client_id: str, *, fetch: bool = True) -> OAuthClientInformationFull | None:
+        """A registered client, or one its metadata document describes (`fetch`: else only if cached;
+        fetched on behalf of the address in `CLIENT_ADDRESS`)."""
         if is_metadata_url(client_id):
             if not self.settings.client_metadata_documents:
                 return None
             try:
-                client = await self.documents.client(client_id)
+                if fetch:
+                    client: OAuthClientInformationFull | None = await self.documents.client(
+                        client_id, address=CLIENT_ADDRESS.get()
+                    )
+                else:
+                    client = self.documents.cached(client_id)
             except CimdRefused as refused:
                 logger.info("a client's metadata document was refused: %s", refused.message)
+                return None
+            if client is None:
                 return None
             return client if client.scope is not None else client.model_copy(update={"scope": " ".join(self.scopes)})
         found = await self.store.get_oauth_client(client_id)
@@ -184,7 +195,11 @@ class BuiltinProvider:
             params=params.model_dump_json(),
             expires_at=now + self.settings.sign_in_s,
         )
-        await self.store.put_oauth_request(pending)
+        if not await self.store.put_oauth_request(pending, now=now, most=self.settings.most_pending_sign_ins):
+            logger.info(
+                "an authorization request was refused: %d sign-ins pending", self.settings.most_pending_sign_ins
+            )
+            raise AuthorizeError("temporarily_unavailable", BUSY)
         return f"{self.issuer}/oauth/sign-in?{urlencode({'request': request_id})}"
 
     async def grant(self, pending: PendingRequest, credential: CallerCredential) -> str:

@@ -4,8 +4,9 @@ sign-in page (`/oauth/sign-in`), and the `IdentityVerifier` of the tokens it iss
 
 The SDK's metadata is extended with what this server does beyond it: Client ID Metadata Documents
 (`client_id_metadata_document_supported`) and the `iss` parameter on the redirect back (RFC 9207).
-Its `/authorize` is fronted by a check of a metadata-document client, so a client whose document
-cannot be used is told why (the SDK alone would say only that the client is unknown).
+Its `/authorize` is bounded per client address and fronted by a check of a metadata-document client,
+so a client whose document cannot be used is told why (the SDK alone would say only that the client
+is unknown); the routes that may fetch a document name the client address it is fetched for.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.routes import build_metadata, cors_middleware, create_auth_routes
 from mcp.server.auth.settings import ClientRegistrationOptions, RevocationOptions
-from pydantic import AnyHttpUrl, ConfigDict, TypeAdapter
+from mcp.shared.auth import InvalidRedirectUriError
+from pydantic import AnyHttpUrl, AnyUrl, ConfigDict, TypeAdapter
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
@@ -29,10 +31,10 @@ from ...config.oauth import OAuthSettings
 from ...config.oauth_builtin import BuiltinSettings
 from ...state.oauth_grants import OAuthGrants
 from ..identity import Identity
-from .address_window import AddressWindow
-from .cimd import CimdRefused, MetadataDocuments, is_metadata_url
+from .address_window import CLIENT_ADDRESS, AddressWindow
+from .cimd import CimdBusy, CimdRefused, MetadataDocuments, is_metadata_url
 from .keycheck import DEFAULT_API, KeyChecker
-from .provider import FULL, BuiltinProvider
+from .provider import FULL, BuiltinProvider, redirect_with
 from .sealing import KeyRing
 from .sign_in import PATH, SignIn
 
@@ -68,6 +70,7 @@ class BuiltinAuthorizationServer:
             max_bytes=settings.client_document_max_bytes,
             timeout_s=settings.client_document_timeout_s,
             allow_private_addresses=settings.client_document_private_addresses,
+            fetches=AddressWindow(settings.client_document_fetches_per_address, settings.sign_in_window_s),
         )
         self.provider = BuiltinProvider(
             settings,
@@ -138,9 +141,11 @@ class BuiltinAuthorizationServer:
                     methods=["GET", "OPTIONS"],
                 )
             elif route.path == "/authorize":
-                route = Route("/authorize", endpoint=_DocumentChecked(route.app, self), methods=["GET", "POST"])
+                route = Route("/authorize", endpoint=_GuardedAuthorization(route.app, self), methods=["GET", "POST"])
+            elif route.path == "/token":
+                route = Route("/token", endpoint=_Addressed(route.app), methods=["POST", "OPTIONS"])
             elif route.path == "/revoke":
-                route = Route("/revoke", endpoint=_PublicRevocation(route.app), methods=["POST", "OPTIONS"])
+                route = Route("/revoke", endpoint=_Addressed(_PublicRevocation(route.app)), methods=["POST", "OPTIONS"])
             elif route.path == "/register":
                 registering = _BoundedRegistration(route.app, self.registrations)
                 route = Route("/register", endpoint=registering, methods=["POST", "OPTIONS"])
@@ -149,33 +154,85 @@ class BuiltinAuthorizationServer:
         return routes
 
 
-class _DocumentChecked:
-    """`/authorize`, answering a client whose metadata document cannot be used with why (400)."""
+def _address(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
-    def __init__(self, app: Any, server: BuiltinAuthorizationServer) -> None:
+
+class _Addressed:
+    """A route whose handler may fetch a client's metadata document: fetched on behalf of the request's
+    client address (`CLIENT_ADDRESS`), which the fetches per address are counted by."""
+
+    def __init__(self, app: Any) -> None:
         self.app = app
-        self.server = server
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        token = CLIENT_ADDRESS.set(_address(scope))
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            CLIENT_ADDRESS.reset(token)
+
+
+class _GuardedAuthorization:
+    """`/authorize`, so many per client address (`authorize_per_address`; beyond, answered
+    `temporarily_unavailable`, nothing fetched or stored), and answering a client whose metadata
+    document cannot be used with why (400; 429 if its address had too many documents fetched)."""
+
+    def __init__(self, app: Any, server: BuiltinAuthorizationServer) -> None:
+        self.app = _Addressed(app)
+        self.server = server
+        self.requests = AddressWindow(server.settings.authorize_per_address, server.settings.sign_in_window_s)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.requests.take(_address(scope)):
+            await (await self._too_many(Request(scope)))(scope, receive, send)
+            return
         client_id = Request(scope).query_params.get("client_id", "")
         if scope["method"] == "GET" and is_metadata_url(client_id):
-            refusal: str | None = None
+            refusal: CimdRefused | None = None
             if not self.server.settings.client_metadata_documents:
-                refusal = "this server does not accept client metadata documents; register the client"
+                refusal = CimdRefused("this server does not accept client metadata documents; register the client")
             else:
                 try:
-                    await self.server.documents.client(client_id)
+                    await self.server.documents.client(client_id, address=_address(scope))
                 except CimdRefused as refused:
-                    refusal = refused.message
+                    refusal = refused
             if refusal is not None:
-                response: Response = JSONResponse(
-                    {"error": "invalid_client", "error_description": refusal},
-                    status_code=400,
-                    headers={"Cache-Control": "no-store"},
-                )
-                await response(scope, receive, send)
+                busy = isinstance(refusal, CimdBusy)
+                headers = {"Cache-Control": "no-store", **({"Retry-After": "60"} if busy else {})}
+                body = {
+                    "error": "temporarily_unavailable" if busy else "invalid_client",
+                    "error_description": refusal.message,
+                }
+                await JSONResponse(body, status_code=429 if busy else 400, headers=headers)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _too_many(self, request: Request) -> Response:
+        """RFC 6749 4.1.2.1: back to the client's redirect URI with `temporarily_unavailable` if the client
+        is known (registered, or its document cached: nothing is fetched) and names one it may use;
+        else a 429 to whoever sent the request (a POST's body is not read: it gets the 429)."""
+        params = request.query_params if request.method == "GET" else {}
+        client_id, redirect_uri, state = (params.get(k) for k in ("client_id", "redirect_uri", "state"))
+        description = "too many authorization requests from this address; try again later"
+        client = await self.server.provider.get_client(client_id, fetch=False) if isinstance(client_id, str) else None
+        if client is not None:
+            try:
+                uri = client.validate_redirect_uri(AnyUrl(redirect_uri) if isinstance(redirect_uri, str) else None)
+            except (ValueError, InvalidRedirectUriError):
+                uri = None
+            if uri is not None:
+                back = redirect_with(
+                    str(uri),
+                    error="temporarily_unavailable",
+                    error_description=description,
+                    state=state if isinstance(state, str) else None,
+                    iss=self.server.issuer,
+                )
+                return RedirectResponse(back, status_code=302, headers={"Cache-Control": "no-store"})
+        body = {"error": "temporarily_unavailable", "error_description": description}
+        return JSONResponse(body, status_code=429, headers={"Retry-After": "60", "Cache-Control": "no-store"})
 
 
 async def _bounded_body(receive: Receive, most: int) -> bytes | None:
