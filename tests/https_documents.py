@@ -30,6 +30,8 @@ class Documents:
     ca_file: Path
     served: dict[str, bytes]
     fetched: list[str]
+    headers: dict[str, str]
+    """What each document is served with (`Cache-Control: max-age=60` unless changed)."""
 
     def url(self, path: str) -> str:
         return f"{self.origin}{path}"
@@ -72,13 +74,14 @@ def serving_documents(
     `names`: the host names and addresses its certificate is for."""
     cert_file, key_file = _certificate(directory, names)
     fetched: list[str] = []
+    headers = {"Cache-Control": "max-age=60"}
 
     async def document(request: Request) -> Response:
         fetched.append(request.url.path)
         body = served.get(request.url.path)
         if body is None:
             return Response(status_code=404)
-        return Response(body, media_type="application/json", headers={"Cache-Control": "max-age=60"})
+        return Response(body, media_type="application/json", headers=headers)
 
     app = Starlette()
     app.add_route("/{path:path}", document)
@@ -100,7 +103,7 @@ def serving_documents(
         time.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield Documents(f"https://localhost:{port}", cert_file, served, fetched)
+        yield Documents(f"https://localhost:{port}", cert_file, served, fetched, headers)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

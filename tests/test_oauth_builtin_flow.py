@@ -605,3 +605,21 @@ async def test_one_address_may_have_only_so_many_metadata_documents_fetched_in_a
         async with from_address(served, "203.0.113.7") as other:
             assert (await other.get(authorization_url(urls[2], Pkce.new()))).status_code == 302
         assert documents.fetched == ["/app0.json", "/app1.json", "/app2.json"]
+
+
+async def test_a_document_fetched_for_the_sign_in_page_counts_for_the_persons_address(
+    tmp_path: Path, fake_model: FakeModel, documents: Documents
+) -> None:
+    settings = BuiltinSettings(
+        secrets_key_env="KEYS", client_document_private_addresses=True, client_document_fetches_per_address=2
+    )
+    async with serving(tmp_path, fake_model, settings) as served:
+        client_id = documents.url(DOCUMENT)
+        to_page = await served.http.get(authorization_url(client_id, Pkce.new()))
+        assert to_page.status_code == 302  # one fetch: the route's check and the SDK's read share it
+        served.server.documents._cache.clear()  # its cache time passed
+        assert (await served.http.get(to_page.headers["location"])).status_code == 200  # the 2nd, for this address
+        served.server.documents._cache.clear()
+        refused = await served.http.get(authorization_url(client_id, Pkce.new()))
+        assert refused.status_code == 429 and refused.json()["error"] == "temporarily_unavailable"
+        assert documents.fetched == [DOCUMENT, DOCUMENT]

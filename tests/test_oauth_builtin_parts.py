@@ -18,7 +18,15 @@ from claude_mcp.bridge.tenancy import Tenancy
 from claude_mcp.config.tenants import TenantSpec
 from claude_mcp.errors import ConfigError
 from claude_mcp.oauth.builtin import BuiltinAuthorizationServer
-from claude_mcp.oauth.builtin.cimd import CimdRefused, MetadataDocuments, address_allowed, check_url, parse_document
+from claude_mcp.oauth.builtin.address_window import AddressWindow
+from claude_mcp.oauth.builtin.cimd import (
+    CimdBusy,
+    CimdRefused,
+    MetadataDocuments,
+    address_allowed,
+    check_url,
+    parse_document,
+)
 from claude_mcp.oauth.builtin.sealing import KeyRing, SealBroken, new_key_line
 from claude_mcp.state._sql import SqlStore
 from claude_mcp.state.oauth_grants import CodeRecord, GrantRecord, PendingRequest, TokenRecord
@@ -269,6 +277,30 @@ async def test_a_document_on_a_host_that_resolves_to_loopback_is_not_fetched() -
                 await documents.client(url)
     finally:
         await documents.aclose()
+
+
+async def test_documents_named_again_and_again_are_fetched_once_a_while_and_so_many_per_address(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with serving_documents(tmp_path, {}) as site:
+        monkeypatch.setenv("SSL_CERT_FILE", str(site.ca_file))
+        site.headers["Cache-Control"] = "no-store"
+        urls = [site.url(f"/c{n}.json") for n in range(4)]
+        for url in urls:
+            site.served[url.removeprefix(site.origin)] = json.dumps({"client_id": url, "redirect_uris": [CB]}).encode()
+        documents = MetadataDocuments(allow_private_addresses=True, fetches=AddressWindow(3, 900))
+        try:
+            for _ in range(5):  # no-store, yet one fetch: it is reused for MIN_TTL_S
+                assert (await documents.client(urls[0], address="198.51.100.1")).client_id == urls[0]
+            assert site.fetched == ["/c0.json"]
+            for url in urls[1:3]:
+                await documents.client(url, address="198.51.100.1")
+            with pytest.raises(CimdBusy, match="this address"):
+                await documents.client(urls[3], address="198.51.100.1")
+            assert site.fetched == ["/c0.json", "/c1.json", "/c2.json"]  # the 4th was not fetched
+            assert (await documents.client(urls[3], address="203.0.113.7")).client_id == urls[3]
+        finally:
+            await documents.aclose()
 
 
 # The configuration.

@@ -7,9 +7,9 @@ resolves to checked before connecting (no loopback, private, link-local, multica
 address: the connection then goes to the address that was checked, so a DNS answer that changes in
 between cannot redirect it); no redirects followed; at most `max_bytes` read and `timeout_s` spent.
 The document must name itself as `client_id`, list its redirect URIs, and be a public client (no
-secret). Documents are cached as their `Cache-Control` says (bounded), per replica, and each client
-address may have only so many fetched (cache misses) per window (`fetches`), so one stranger cannot
-make the server fetch many different URLs quickly.
+secret). Documents are cached as their `Cache-Control` says (at least `MIN_TTL_S`; bounded), per
+replica, and each client address may have only so many fetched (cache misses) per window
+(`fetches`), so one stranger cannot make the server fetch many different URLs quickly.
 
 `allow_private_addresses` is an operator switch for tests and closed networks only.
 """
@@ -40,6 +40,9 @@ from .address_window import AddressWindow
 logger = logging.getLogger(__name__)
 
 DEFAULT_TTL_S = 300.0
+MIN_TTL_S = 10.0
+"""A document is reused this long whatever its `Cache-Control` says (one sign-in reads it several
+times; naming a `no-store` document again and again makes no more than one fetch in this long)."""
 MAX_TTL_S = 86400.0
 _MAX_AGE = re.compile(r"(?:^|,)\s*max-age\s*=\s*(\d+)", re.IGNORECASE)
 
@@ -281,12 +284,10 @@ class MetadataDocuments:
             raise CimdBusy("too many client metadata documents were fetched for this address; try again later")
         body, cache_control = await self._fetch(url)
         client = parse_document(url, body)
-        ttl = _ttl(cache_control)
-        if ttl > 0:
-            self._cache[url] = _Cached(client, time.monotonic() + ttl)
-            self._cache.move_to_end(url)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        self._cache[url] = _Cached(client, time.monotonic() + max(_ttl(cache_control), MIN_TTL_S))
+        self._cache.move_to_end(url)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
         return client
 
     async def _fetch(self, url: str) -> tuple[bytes, str | None]:

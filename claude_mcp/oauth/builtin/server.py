@@ -24,7 +24,7 @@ from mcp.shared.auth import InvalidRedirectUriError
 from pydantic import AnyHttpUrl, AnyUrl, ConfigDict, TypeAdapter
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Route, request_response
 from starlette.types import Message, Receive, Scope, Send
 
 from ...config.oauth import OAuthSettings
@@ -150,7 +150,7 @@ class BuiltinAuthorizationServer:
                 registering = _BoundedRegistration(route.app, self.registrations)
                 route = Route("/register", endpoint=registering, methods=["POST", "OPTIONS"])
             routes.append(route)
-        routes.append(Route(PATH, endpoint=self.sign_in.handle, methods=["GET", "POST"]))
+        routes.append(Route(PATH, endpoint=_Addressed(request_response(self.sign_in.handle)), methods=["GET", "POST"]))
         return routes
 
 
