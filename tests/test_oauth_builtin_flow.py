@@ -296,7 +296,8 @@ async def test_a_token_for_another_resource_is_not_issued(served: Served) -> Non
     url = authorization_url(client_id, Pkce.new(), resource="https://other.example/mcp")
     response = await served.http.get(url)
     assert response.status_code == 302
-    assert query_of(response.headers["location"])["error"] == "invalid_target"
+    back = query_of(response.headers["location"])
+    assert back["error"] == "invalid_target" and back["iss"] == ISSUER  # RFC 9207 on an error too
 
 
 async def test_an_expired_or_unknown_sign_in_link_says_so(served: Served) -> None:
@@ -568,7 +569,7 @@ async def test_pending_sign_ins_are_capped_for_everyone_and_a_finished_one_makes
             refused = await other.get(authorization_url(client_id, Pkce.new(), state="full"))
             assert refused.status_code == 302 and refused.headers["location"].startswith(CALLBACK)
             back = query_of(refused.headers["location"])
-            assert back["error"] == "temporarily_unavailable" and back["state"] == "full"
+            assert back["error"] == "temporarily_unavailable" and back["state"] == "full" and back["iss"] == ISSUER
             assert await pending_sign_ins(served) == 2
             fields = hidden_fields(waiting.text)  # the person waiting finishes their sign-in: room for another
             done = await served.http.post(

@@ -16,6 +16,7 @@ import hmac
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from mcp.server.auth.handlers.metadata import MetadataHandler
 from mcp.server.auth.routes import build_metadata, cors_middleware, create_auth_routes
@@ -207,7 +208,7 @@ class _GuardedAuthorization:
                 }
                 await JSONResponse(body, status_code=429 if busy else 400, headers=headers)(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        await self.app(scope, receive, _with_iss(send, self.server.issuer))
 
     async def _too_many(self, request: Request) -> Response:
         """RFC 6749 4.1.2.1: back to the client's redirect URI with `temporarily_unavailable` if the client
@@ -233,6 +234,25 @@ class _GuardedAuthorization:
                 return RedirectResponse(back, status_code=302, headers={"Cache-Control": "no-store"})
         body = {"error": "temporarily_unavailable", "error_description": description}
         return JSONResponse(body, status_code=429, headers={"Retry-After": "60", "Cache-Control": "no-store"})
+
+
+def _with_iss(send: Send, issuer: str) -> Send:
+    """`send`, adding `iss` (RFC 9207) to an error sent back to the client's redirect URI by the SDK's
+    handler (its own redirects carry only `error`, `error_description` and `state`)."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 302:
+            headers = []
+            for key, value in message["headers"]:
+                if key == b"location":
+                    query = parse_qs(urlsplit(value.decode("latin-1")).query)
+                    if "error" in query and "iss" not in query:
+                        value = redirect_with(value.decode("latin-1"), iss=issuer).encode("latin-1")
+                headers.append((key, value))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
 
 
 async def _bounded_body(receive: Receive, most: int) -> bytes | None:
