@@ -88,6 +88,7 @@ class BuiltinAuthorizationServer:
         ordered = [self.ring.keys[self.ring.current], *(k for i, k in self.ring.keys.items() if i != self.ring.current)]
         csrf_keys = [hmac.new(key, b"claude-mcp sign-in form", hashlib.sha256).digest() for key in ordered]
         self.registrations = AddressWindow(settings.registrations_per_address, settings.sign_in_window_s)
+        self.authorizations = AddressWindow(settings.authorize_per_address, settings.sign_in_window_s)
         self.sign_in = SignIn(self.provider, self.checker, csrf_keys=csrf_keys, allow_oauth=allow_oauth_tokens)
 
     @classmethod
@@ -183,10 +184,9 @@ class _GuardedAuthorization:
     def __init__(self, app: Any, server: BuiltinAuthorizationServer) -> None:
         self.app = _Addressed(app)
         self.server = server
-        self.requests = AddressWindow(server.settings.authorize_per_address, server.settings.sign_in_window_s)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not self.requests.take(_address(scope)):
+        if not self.server.authorizations.take(_address(scope)):
             await (await self._too_many(Request(scope)))(scope, receive, send)
             return
         client_id = Request(scope).query_params.get("client_id", "")
