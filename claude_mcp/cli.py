@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from mcp.server.lowlevel.server import Server
+
     from .bridge.walls import WalledLauncher
     from .config.policy import Policy
 
@@ -224,11 +228,7 @@ def _serve(args: argparse.Namespace) -> None:
 
     import anyio
 
-    from .bridge.claude import ClaudeBridge
-    from .bridge.tenancy import Tenancy
     from .errors import ConfigError
-    from .telemetry import tracing
-    from .web.serve import serve
 
     policy = load_policy(args)
     if policy.credentials == "caller" and args.transport == "stdio":
@@ -238,22 +238,36 @@ def _serve(args: argparse.Namespace) -> None:
         )
     _check_roots(policy, explicit=bool(args.roots))
     hidden = (args.config.resolve(),) if args.config else ()
-    if args.transport != "stdio" and (policy.tenants or policy.credentials == "caller"):
-        tenancy = Tenancy.from_policy(policy, policy.tenants, hidden=hidden)
-    else:  # stdio is the local user, with their own Claude login
+    if args.transport == "stdio":  # the local user, with their own Claude login; the bridge loads as it answers
         _refuse_root_as_workspace(policy, explicit=bool(args.roots))
+        if policy.state_url is not None:
+            from .state.open import check_reachable
+
+            anyio.run(check_reachable, policy.state_url)
+        logger.info(
+            "claude-mcp %s serving on stdio (roots: %s; tenants: local)", __version__, ", ".join(map(str, policy.roots))
+        )
+        from .web.serve import serve_stdio_early
+
+        _run_server(functools.partial(serve_stdio_early, functools.partial(_own_server, policy, args, hidden)))
+        return
+    from .bridge.claude import ClaudeBridge
+    from .bridge.tenancy import Tenancy
+    from .web.serve import serve
+
+    if policy.tenants or policy.credentials == "caller":
+        tenancy = Tenancy.from_policy(policy, policy.tenants, hidden=hidden)
+    else:
         launcher = _own_launcher(policy, args, hidden)
         tenancy = Tenancy.single(
             ClaudeBridge(policy.model_copy(update={"isolation": launcher.walls.isolation}), launcher=launcher)
         )
-    sessions = None
-    if args.transport != "stdio":  # (the web layer's modules: not imported for a stdio start)
-        from .web.app import McpSessions, check_binding
+    from .web.app import McpSessions, check_binding  # (the web layer's modules: not imported for a stdio start)
 
-        check_binding(args.host, tenancy)
-        _check_port(args.host, args.port)
-        sessions = McpSessions(policy.max_mcp_sessions, policy.mcp_session_idle_s)
-    metrics_token = _metrics_token(policy) if args.transport != "stdio" else None
+    check_binding(args.host, tenancy)
+    _check_port(args.host, args.port)
+    sessions = McpSessions(policy.max_mcp_sessions, policy.mcp_session_idle_s)
+    metrics_token = _metrics_token(policy)
     if policy.state_url is not None:
         from .state.open import check_reachable
 
@@ -279,6 +293,17 @@ def _serve(args: argparse.Namespace) -> None:
         max_connections=policy.max_connections,
         sessions=sessions,
     )
+    _run_server(run)
+
+
+def _run_server(run: Callable[[], Awaitable[None]]) -> None:
+    """Run the server until it stops; a refusal raised inside it is one line and exit status 2."""
+    import gc
+
+    import anyio
+
+    from .telemetry import tracing
+
     # What start-up made (modules, models, the policy) lives as long as the server: keep it out of
     # the garbage collector's full passes, which otherwise stall the event loop for tens of ms.
     gc.freeze()
@@ -298,6 +323,18 @@ def _serve(args: argparse.Namespace) -> None:
     finally:
         if stop_tracing is not None:
             stop_tracing()
+
+
+def _own_server(policy: Policy, args: argparse.Namespace, hidden: tuple[Path, ...]) -> Server[Any]:
+    """The full MCP server of a stdio start: imported and built in a worker thread while the
+    handshake is answered (`mcp_surface.early`)."""
+    from .bridge.claude import ClaudeBridge
+    from .bridge.tenancy import Tenancy
+    from .mcp_surface.server import build_server
+
+    launcher = _own_launcher(policy, args, hidden)
+    bridge = ClaudeBridge(policy.model_copy(update={"isolation": launcher.walls.isolation}), launcher=launcher)
+    return build_server(Tenancy.single(bridge))
 
 
 def _config_error_in(group: BaseExceptionGroup[BaseException]) -> BaseException | None:

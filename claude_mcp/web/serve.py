@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+from mcp.server.lowlevel.server import Server
 from mcp.server.stdio import stdio_server
 
-from ..bridge.tenancy import Tenancy
-from ..mcp_surface.server import build_server
+from ..mcp_surface.early import EarlyServer
 
 if TYPE_CHECKING:
+    from ..bridge.tenancy import Tenancy
     from .app import McpSessions, Transport
 
 logger = logging.getLogger(__name__)
@@ -50,13 +52,11 @@ async def serve(
     the server drains for up to `drain_grace_s` first. `metrics_token`: the operator's token for
     `/metrics` (see `metrics.MetricsAccess`).
     """
+    from ..mcp_surface.server import build_server
+
     server = build_server(tenancy)
     if transport == "stdio":
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(_on_signal, tasks.cancel_scope.cancel)
-            async with stdio_server() as (read_stream, write_stream):
-                await server.run(read_stream, write_stream, server.create_initialization_options())
-            tasks.cancel_scope.cancel()
+        await serve_stdio(server)
         return
     from .http_serve import serve_http
 
@@ -73,3 +73,19 @@ async def serve(
         max_connections=max_connections,
         sessions=sessions,
     )
+
+
+async def serve_stdio(server: Server[Any]) -> None:
+    """Serve one client over stdio until it goes away or a signal arrives (then the open calls are
+    cancelled, which stops their CLI process trees)."""
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(_on_signal, tasks.cancel_scope.cancel)
+        async with stdio_server() as (read_stream, write_stream):
+            await server.run(read_stream, write_stream, server.create_initialization_options())
+        tasks.cancel_scope.cancel()
+
+
+async def serve_stdio_early(load: Callable[[], Server[Any]]) -> None:
+    """Serve one client over stdio, answering the handshake and `tools/list` while `load` makes the
+    full server in a worker thread (see `mcp_surface.early`)."""
+    await serve_stdio(EarlyServer(load))
