@@ -5,7 +5,10 @@ while the bridge is still loading waits for it and gets its answer."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import anyio
 import pytest
@@ -57,3 +60,35 @@ async def test_tools_are_listed_before_the_bridge_loads_and_a_call_waits_for_it(
         assert answers == ["OK, I will remember mango"]
         bad = await client.call_tool("ask", {"prompt": "x", "max_turns": "many"})  # the full server's checks
         assert bad.is_error and "max_turns" in text_of(bad)
+
+
+def test_a_set_up_refused_while_the_bridge_loads_still_stops_the_server_in_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "claude-mcp.toml"
+    config.write_text('isolation = "sandbox"\nbwrap_path = "/nonexistent/bwrap"\n')
+    handshake = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "test", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": {"name": "list_sessions", "arguments": {}}},
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "claude_mcp", "serve", "--config", str(config), "--root", str(tmp_path)],
+        input="".join(json.dumps(message) + "\n" for message in handshake),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    refusal = done.stderr.splitlines()[-1]
+    assert refusal.startswith("claude-mcp: Refusing to start") and "bwrap_path" in refusal
+    assert "Traceback" not in done.stderr
+    (answer,) = [json.loads(line) for line in done.stdout.splitlines() if '"id":2' in line]
+    assert "result" not in answer and answer["error"]["message"] == "Connection closed"  # never run
