@@ -327,14 +327,22 @@ def _run_server(run: Callable[[], Awaitable[None]]) -> None:
 
 def _own_server(policy: Policy, args: argparse.Namespace, hidden: tuple[Path, ...]) -> Server[Any]:
     """The full MCP server of a stdio start: imported and built in a worker thread while the
-    handshake is answered (`mcp_surface.early`)."""
-    from .bridge.claude import ClaudeBridge
-    from .bridge.tenancy import Tenancy
-    from .mcp_surface.server import build_server
+    handshake is answered (`mcp_surface.early`). Like the rest of start-up, what it makes lives as
+    long as the server: no collection passes over it while it is made, and none after."""
+    import gc
 
-    launcher = _own_launcher(policy, args, hidden)
-    bridge = ClaudeBridge(policy.model_copy(update={"isolation": launcher.walls.isolation}), launcher=launcher)
-    return build_server(Tenancy.single(bridge))
+    gc.disable()
+    try:
+        from .bridge.claude import ClaudeBridge
+        from .bridge.tenancy import Tenancy
+        from .mcp_surface.server import build_server
+
+        launcher = _own_launcher(policy, args, hidden)
+        bridge = ClaudeBridge(policy.model_copy(update={"isolation": launcher.walls.isolation}), launcher=launcher)
+        return build_server(Tenancy.single(bridge))
+    finally:
+        gc.freeze()
+        gc.enable()
 
 
 def _config_error_in(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
