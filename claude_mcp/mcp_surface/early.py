@@ -3,14 +3,15 @@ bridge is loaded, and every other request waits for it (#30, start-up cost).
 
 An MCP client pays the server's start at every launch, and most of what claude-mcp loads beyond
 the `mcp` SDK itself is the bridge: claude-agent-sdk, the store, the tools' handlers and their
-pydantic models (~150 ms of CPU). The handshake and the tool listing need none of it, so they are
+pydantic models (~200 ms of CPU). The handshake and the tool listing need none of it, so they are
 answered from `front.json`: what the full server says at `initialize` (its capabilities and
 instructions) and lists, written by `python -m claude_mcp.mcp_surface.early` from the full
 server and held equal to it by a test. The full server is loaded in the background as soon as the
 connection starts (imported and built in a worker thread, its lifespan entered on the event
 loop); a request other than `tools/list` that arrives first waits for it, then is handled by it
-exactly as if it had been there from the start, and a load that fails (a refused set-up) ends
-the connection with that error, as it would have before the first answer.
+exactly as if it had been there from the start. A load that fails (a refused set-up, such as a
+sandbox that cannot be made) stops the server with that error, one line and exit status 2 like
+any refusal at start; a request that was waiting gets no result.
 """
 
 from __future__ import annotations
