@@ -28,12 +28,12 @@ from ..state.sticky import config_dir
 from ..state.store import JobRecord, Store
 from ..telemetry.activity import ACTIVITY, Activity
 from .client_tools import ClientTools
-from .identity import current_depth, inherited_budget, inherited_channel, replica_id
+from .identity import current_depth, inherited_channel, policy_below, replica_id
 from .job_engine import Request
 from .jobs import Job, JobView
 from .launcher import Launcher
 from .observer import RunObserver
-from .options import RunTarget, build_options
+from .options import RunTarget
 from .parts import Where, assemble
 from .records import BatchBook, HistoryBook, UsageBook
 from .results import AskResult
@@ -67,7 +67,7 @@ class ClaudeBridge:
         `caller`). `launcher`: how CLI processes are started (shared by a server's bridges)."""
         depth = current_depth() if depth is None else depth
         above = inherited_channel() if depth > 0 else {}
-        self.policy = policy = _carrying(_clipped(policy or Policy()), above)
+        self.policy = policy = policy_below(policy or Policy(), above)
         self.namespace = namespace
         """Whose state this bridge keeps: the tenant, or the caller."""
         tenant = label or ("caller" if policy.credentials == "caller" else namespace)
@@ -159,20 +159,8 @@ class ClaudeBridge:
         return await self._parts.runner.run(prompt, settings, RunTarget(resume=session_id, fork=True), observer)
 
     async def models(self) -> list[dict[str, Any]]:
-        """The models the CLI offers, in its own words (aliases with the ids they resolve to).
-        Asked of a CLI started for the purpose, once per bridge."""
-        if self._parts.models is None:
-            options = build_options(
-                self.policy.resolve(CallSettings()), self.policy, child_depth=self._parts.runner.context.depth + 1
-            )
-            process = self.pool.launcher.launch(options)
-            try:
-                await process.start()
-                info = await process.server_info()
-            finally:
-                await process.close()
-            self._parts.models = [m for m in (info or {}).get("models") or [] if isinstance(m, dict)]
-        return self._parts.models
+        """The models the CLI offers, in its own words (aliases with the ids they resolve to)."""
+        return await self._parts.cli_models()
 
     async def list_sessions(self, *, limit: int = 20, offset: int = 0) -> list[SessionInfo]:
         """Conversations, most recent first."""
@@ -239,20 +227,6 @@ class ClaudeBridge:
         """Stop a job's run and every process it started, on whichever replica runs it; a
         finished job is left as it is."""
         return await self._parts.engine.cancel(owner, job_id)
-
-
-def _clipped(policy: Policy) -> Policy:
-    """Below a budgeted run, no call may cost more than that whole run may."""
-    if (budget := inherited_budget()) is not None and (policy.max_budget_usd or budget) >= budget:
-        return policy.model_copy(update={"max_budget_usd": budget})
-    return policy
-
-
-def _carrying(policy: Policy, channel: dict[str, str]) -> Policy:
-    """Below a sandboxed run, every CLI this server starts carries the chain channel on to the hops below."""
-    if not channel:
-        return policy
-    return policy.model_copy(update={"cli_env": {**policy.cli_env, **channel}})
 
 
 def _settings(settings: CallSettings | None, values: dict[str, Any]) -> CallSettings:

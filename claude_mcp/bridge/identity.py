@@ -7,6 +7,7 @@ import os
 import socket
 import uuid
 
+from ..config.policy import Policy
 from ..state.remote_chains import SOCKET_ENV, TOKEN_ENV
 from .options import BUDGET_ENV, CHAIN_ENV, DEPTH_ENV
 
@@ -44,3 +45,13 @@ def inherited_channel() -> dict[str, str]:
     inside the sandbox and the capability), as the variables that name it; else nothing."""
     channel = {name: os.environ.get(name, "") for name in (SOCKET_ENV, TOKEN_ENV)}
     return channel if all(channel.values()) else {}
+
+
+def policy_below(policy: Policy, channel: dict[str, str]) -> Policy:
+    """The policy of a server started below a run: no call may cost more than that whole run may,
+    and below a sandboxed run every CLI this server starts carries the chain channel on (`channel`)."""
+    if (budget := inherited_budget()) is not None and (policy.max_budget_usd or budget) >= budget:
+        policy = policy.model_copy(update={"max_budget_usd": budget})
+    if channel:
+        policy = policy.model_copy(update={"cli_env": {**policy.cli_env, **channel}})
+    return policy

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 
+from ..config.call_settings import CallSettings
 from ..config.policy import Policy
 from ..state import legacy
 from ..state.conversations import Conversations
@@ -31,6 +32,7 @@ from .job_book import JobBook
 from .job_engine import JobEngine
 from .launcher import Launcher
 from .metering import Meter
+from .options import build_options
 from .permissions import PermissionGate
 from .pool import ProcessPool
 from .runner import CredentialCheck, Planner, RunContext, Runner
@@ -80,6 +82,21 @@ class Parts:
     @property
     def policy(self) -> Policy:
         return self.runner.context.policy
+
+    async def cli_models(self) -> list[dict[str, Any]]:
+        """The models the CLI offers, asked of a CLI started for the purpose once per bridge."""
+        if self.models is None:
+            options = build_options(
+                self.policy.resolve(CallSettings()), self.policy, child_depth=self.runner.context.depth + 1
+            )
+            process = self.pool.launcher.launch(options)
+            try:
+                await process.start()
+                info = await process.server_info()
+            finally:
+                await process.close()
+            self.models = [m for m in (info or {}).get("models") or [] if isinstance(m, dict)]
+        return self.models
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:

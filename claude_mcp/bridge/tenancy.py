@@ -18,6 +18,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -37,7 +38,7 @@ from .callers import CallerPool
 from .claude import ClaudeBridge
 from .identity import replica_id
 from .slots import RunSlots
-from .walls import choose_isolation, namespace_dirs, walls_for
+from .walls import Walls, choose_isolation, namespace_dirs, walls_for
 
 logger = logging.getLogger(__name__)
 
@@ -171,41 +172,17 @@ class Tenancy:
         state = Path(environ.get("CLAUDE_MCP_STATE", Path.home() / ".claude-mcp"))
         workspaces = base.workspace_root or state / "workspaces"
         base = _walled(base)
+        _check_auth(base, specs)
         walls = walls_for(
             base, state, isolation=base.isolation or "sandbox", person=False, hidden=(workspaces, *hidden)
         )
         callers_pay = base.credentials == "caller"
-        bridges, digests, policies = {}, {}, {}
-        if base.oauth is None and (untokened := [name for name, spec in specs.items() if not spec.has_token]):
-            raise ConfigError(
-                f"tenant {untokened[0]!r} has no token: give it token_sha256 or token_env (or configure [oauth])"
-            )
         shared = RunSlots(base.max_concurrent, base.max_queued)  # the whole server's cap
         store = store_for(base.state_url, base.state_dir or state)
         replica = replica_id()
-        for name, spec in specs.items():
-            policies[name] = policy = _tenant_policy(base, name, spec, environ)
-            if not callers_pay:
-                own_roots = policy.roots if "roots" in spec.policy else None
-                dirs = namespace_dirs(spec.config_dir or state / "tenants" / name, workspaces, name, own_roots)
-                bridges[name] = ClaudeBridge(
-                    dirs.policy(policy, policy.cli_env),
-                    shared_slots=shared,
-                    store=store,
-                    namespace=name,
-                    replica=replica,
-                    launcher=walls.launcher(dirs.writable),
-                )
-            if (digest := spec.digest(name, environ)) is not None:
-                digests[digest] = name
-        if len(digests) != sum(spec.has_token for spec in specs.values()):
-            raise ConfigError("two tenants share a token; give each its own")
+        policies = {name: _tenant_policy(base, name, spec, environ) for name, spec in specs.items()}
+        digests = _digests(specs, environ)
         names = frozenset(specs)
-        if base.oauth is not None and base.oauth.authorization_server == "builtin" and (not callers_pay or specs):
-            raise ConfigError(
-                'authorization_server = "builtin" signs people in with their own Anthropic key: it needs '
-                'credentials = "caller", and serves callers, not [tenants]'
-            )
         namespace_key = _namespace_key(base, environ) if callers_pay else b""
         identities = accepted(
             base.oauth,
@@ -217,32 +194,22 @@ class Tenancy:
             cli_env=base.cli_env,
             environ=environ,
         )
+        common = _Common(state, workspaces, walls, shared, store, replica)
         if not callers_pay:
+            bridges = {name: common.bridge(name, spec, policies[name]) for name, spec in specs.items()}
             tenancy = cls(bridges, digests, store, shared_slots=shared, identities=identities, tenants=names)
-            tenancy.policy = base
-            return tenancy
-        pool = CallerPool(
-            policies or {"": base.model_copy(update={"tenants": {}})},
-            store=store,
-            replica=replica,
-            shared_slots=shared,
-            walls=walls,
-            workspaces=workspaces,
-            namespace_key=namespace_key,
-            state_root=state,
-            max_callers=base.max_callers,
-            idle_s=base.caller_idle_s,
-        )
-        tenancy = cls(
-            {},
-            digests,
-            store,
-            pool,
-            accepts_oauth=base.caller_oauth_tokens,
-            shared_slots=shared,
-            identities=identities,
-            tenants=names,
-        )
+        else:
+            pool = common.callers(base, policies, namespace_key)
+            tenancy = cls(
+                {},
+                digests,
+                store,
+                pool,
+                accepts_oauth=base.caller_oauth_tokens,
+                shared_slots=shared,
+                identities=identities,
+                tenants=names,
+            )
         tenancy.policy = base
         return tenancy
 
@@ -287,3 +254,72 @@ def _namespace_key(base: Policy, environ: Mapping[str, str]) -> bytes:
             base.namespace_key_env,
         )
     return key or DEFAULT_NAMESPACE_KEY
+
+
+def _check_auth(base: Policy, specs: Mapping[str, TenantSpec]) -> None:
+    """Refuse a config whose tenants cannot be told apart or whose sign-in cannot serve them."""
+    if base.oauth is None and (untokened := [name for name, spec in specs.items() if not spec.has_token]):
+        raise ConfigError(
+            f"tenant {untokened[0]!r} has no token: give it token_sha256 or token_env (or configure [oauth])"
+        )
+    if (
+        base.oauth is not None
+        and base.oauth.authorization_server == "builtin"
+        and (base.credentials != "caller" or specs)
+    ):
+        raise ConfigError(
+            'authorization_server = "builtin" signs people in with their own Anthropic key: it needs '
+            'credentials = "caller", and serves callers, not [tenants]'
+        )
+
+
+def _digests(specs: Mapping[str, TenantSpec], environ: Mapping[str, str]) -> dict[str, str]:
+    """The tenants by the digests of their static tokens; no two may share one."""
+    digests = {}
+    for name, spec in specs.items():
+        if (digest := spec.digest(name, environ)) is not None:
+            digests[digest] = name
+    if len(digests) != sum(spec.has_token for spec in specs.values()):
+        raise ConfigError("two tenants share a token; give each its own")
+    return digests
+
+
+@dataclass(frozen=True)
+class _Common:
+    """What every namespace of a server shares: where state and workspaces live, the walls, the
+    server's run slots, the store and this replica's id."""
+
+    state: Path
+    workspaces: Path
+    walls: Walls
+    slots: RunSlots
+    store: Store
+    replica: str
+
+    def bridge(self, name: str, spec: TenantSpec, policy: Policy) -> ClaudeBridge:
+        """A tenant's bridge, behind its wall, in its own config dir and workspace (or its own roots)."""
+        own_roots = policy.roots if "roots" in spec.policy else None
+        dirs = namespace_dirs(spec.config_dir or self.state / "tenants" / name, self.workspaces, name, own_roots)
+        return ClaudeBridge(
+            dirs.policy(policy, policy.cli_env),
+            shared_slots=self.slots,
+            store=self.store,
+            namespace=name,
+            replica=self.replica,
+            launcher=self.walls.launcher(dirs.writable),
+        )
+
+    def callers(self, base: Policy, policies: dict[str, Policy], namespace_key: bytes) -> CallerPool:
+        """The pool that makes a bridge for each caller (per tenant, where tenants are configured)."""
+        return CallerPool(
+            policies or {"": base.model_copy(update={"tenants": {}})},
+            store=self.store,
+            replica=self.replica,
+            shared_slots=self.slots,
+            walls=self.walls,
+            workspaces=self.workspaces,
+            namespace_key=namespace_key,
+            state_root=self.state,
+            max_callers=base.max_callers,
+            idle_s=base.caller_idle_s,
+        )
