@@ -117,6 +117,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="carry no key or token from this shell: the server uses Claude's own login (`claude /login`)",
     )
+    config_cmd.add_argument(
+        "--url",
+        help="register a hosted server at this MCP endpoint (Streamable HTTP; https unless on this machine): "
+        "the client signs in by OAuth, no key is written",
+    )
     return parser
 
 
@@ -202,6 +207,9 @@ def _doctor(args: argparse.Namespace) -> None:
 def _config(args: argparse.Namespace) -> None:
     from .setup.clients import carried, chosen_root, key_note, registration, write
 
+    if args.url is not None:
+        _config_remote(args)
+        return
     serve_args = ["serve"]
     if args.config:
         serve_args += ["--config", str(args.config.resolve())]
@@ -214,6 +222,16 @@ def _config(args: argparse.Namespace) -> None:
     else:
         print(registration(args.client, args.name, given))
         print("# " + key_note(args.client, given, written=False))
+
+
+def _config_remote(args: argparse.Namespace) -> None:
+    from .errors import ConfigError
+    from .setup import remote
+
+    if args.root is not None or args.config or args.no_key:
+        raise ConfigError("--url registers a hosted server: --root, --config and --no-key are for a local one.")
+    url = remote.checked_url(args.url)
+    print(remote.write(args.client, args.name, url) if args.write else remote.registration(args.client, args.name, url))
 
 
 def _serve(args: argparse.Namespace) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from claude_mcp.setup import jsonc
 from claude_mcp.setup.clients import CLIENTS, launcher
 from claude_mcp.setup.doctor import bundled_cli
 
@@ -129,3 +130,85 @@ def test_config_write_for_claude_code_uses_claude_mcp_add(clean_env: dict[str, s
     checked = run("doctor", "--client", "claude-code", env=env)  # reads the entry Claude Code keeps
     assert f"[ok ] claude-code: entry 'claude' in {clean_env['HOME']}/.claude.json" in checked.stdout
     assert f"[ok ] root {tmp_path.resolve()}" in checked.stdout
+
+
+HOSTED = "https://mcp.example.com/mcp"
+REMOTE_ENTRIES = {
+    "cursor": (".cursor/mcp.json", "mcpServers", {"url": HOSTED}),
+    "windsurf": (".codeium/windsurf/mcp_config.json", "mcpServers", {"serverUrl": HOSTED}),
+    "gemini": (".gemini/settings.json", "mcpServers", {"httpUrl": HOSTED}),
+    "zed": (".config/zed/settings.json", "context_servers", {"source": "custom", "url": HOSTED}),
+}
+
+
+@pytest.mark.parametrize("client", REMOTE_ENTRIES)
+def test_config_url_registers_the_hosted_server_in_each_clients_own_shape(
+    clean_env: dict[str, str], tmp_path: Path, client: str
+) -> None:
+    where, section, entry = REMOTE_ENTRIES[client]
+    env = {**clean_env, "ANTHROPIC_API_KEY": "sk-ant-never-written"}  # a key in the shell is not carried
+    printed = run("config", client, "--url", HOSTED, env=env, cwd=tmp_path)
+    assert printed.returncode == 0, printed.stderr
+    assert json.dumps({section: {"claude": entry}}, indent=2) in printed.stdout
+    written = run("config", client, "--write", "--url", HOSTED, env=env, cwd=tmp_path)
+    assert written.returncode == 0, written.stderr
+    settings = Path(clean_env["HOME"]) / where
+    assert json.loads(settings.read_text()) == {section: {"claude": entry}}
+    assert "never-written" not in printed.stdout + written.stdout + settings.read_text()
+
+
+def test_config_url_for_vscode_and_codex_keeps_what_the_files_held(clean_env: dict[str, str], tmp_path: Path) -> None:
+    settings = tmp_path / ".vscode" / "mcp.json"
+    settings.parent.mkdir()
+    settings.write_text(
+        '{\n  // the team\'s servers\n  "servers": {"docs": {"type": "http", "url": "https://d/mcp"}}\n}\n'
+    )
+    done = run("config", "vscode", "--write", "--url", HOSTED, env=clean_env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "// the team's servers" in settings.read_text()
+    servers = jsonc.loads(settings.read_text())["servers"]
+    assert servers == {"docs": {"type": "http", "url": "https://d/mcp"}, "claude": {"type": "http", "url": HOSTED}}
+    codex = Path(clean_env["HOME"]) / ".codex" / "config.toml"
+    codex.parent.mkdir()
+    codex.write_text('model = "o4"\n')
+    done = run("config", "codex", "--write", "--url", HOSTED, env=clean_env, cwd=tmp_path)
+    assert done.returncode == 0 and "codex mcp login claude" in done.stdout, done.stderr
+    written = tomllib.loads(codex.read_text())
+    assert written["model"] == "o4" and written["mcp_servers"]["claude"]["url"] == HOSTED
+    assert "command" not in written["mcp_servers"]["claude"]
+
+
+def test_config_url_for_claude_code_runs_claude_mcp_add_transport_http(
+    clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    printed = run("config", "claude-code", "--url", HOSTED, env=clean_env)
+    assert f"claude mcp add --scope user --transport http claude {HOSTED}" in printed.stdout
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    cli = bundled_cli()
+    assert cli is not None
+    (bin_dir / "claude").symlink_to(cli)
+    env = {**clean_env, "PATH": f"{bin_dir}{os.pathsep}{clean_env['PATH']}"}
+    done = run("config", "claude-code", "--write", "--url", HOSTED, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "/mcp → claude → Authenticate" in done.stdout
+    listed = subprocess.run(["claude", "mcp", "get", "claude"], capture_output=True, text=True, env=env, timeout=60)
+    assert HOSTED in listed.stdout and "http" in listed.stdout.lower(), listed.stdout
+
+
+def test_config_url_refusals_are_one_line_with_exit_2(clean_env: dict[str, str], tmp_path: Path) -> None:
+    desktop = run("config", "claude-desktop", "--url", HOSTED, env=clean_env, cwd=tmp_path)
+    assert desktop.returncode == 0 and "Add custom connector" in desktop.stdout and HOSTED in desktop.stdout
+    refusals = {
+        ("claude-desktop", "--write", "--url", HOSTED): "not in claude_desktop_config.json",
+        ("cursor", "--url", "http://mcp.example.com/mcp"): "plain http to another machine",
+        ("cursor", "--url", "ftp://mcp.example.com/mcp"): "is not an http(s) URL",
+        ("cursor", "--url", HOSTED, "--no-key"): "--root, --config and --no-key are for a local one",
+    }
+    for argv, reason in refusals.items():
+        done = run("config", *argv, env=clean_env, cwd=tmp_path)
+        assert done.returncode == 2 and reason in done.stderr, done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and not done.stdout
+    assert not (Path(clean_env["HOME"]) / ".config" / "Claude").exists()
+    local = run("config", "cursor", "--write", "--url", "http://127.0.0.1:8000/mcp", env=clean_env, cwd=tmp_path)
+    assert local.returncode == 0, local.stderr  # plain http to this machine is fine

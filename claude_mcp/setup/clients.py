@@ -237,37 +237,54 @@ def write(client: str, name: str, given: Carried) -> str:
         return f"Registered {name!r} with Claude Code (user scope)."
     path = client_path(client)
     assert path is not None
-    text = path.read_text() if path.exists() else ""
     secret = given.secret is not None and client != "vscode"
-    backup: Path | None
     if client == "codex":
-        if f"[mcp_servers.{name}]" in text:
-            raise ConfigError(f"{path} already has [mcp_servers.{name}]; remove it first, or pass --name.")
-        backup = _backup(path)
-        sep = "\n" if text and not text.endswith("\n") else ""
-        _save(path, text + sep + _codex_section(name, command, args, given.env), secret=secret)
-        return f"Added [mcp_servers.{name}] to {path}" + (f" (backup: {backup})" if backup else "") + "."
+        return append_codex(name, _codex_section(name, command, args, given.env), secret=secret)
     spec = JSON_CLIENTS[client]
+    inputs = _vscode_inputs(given.env) if client == "vscode" else []
+    return merge_json(path, spec.section, name, spec.entry(command, args, given.env), spec.note, inputs, secret=secret)
+
+
+def append_codex(name: str, section: str, *, secret: bool = False) -> str:
+    """Append `section` (the TOML of `[mcp_servers.NAME]`) to Codex's config.toml after a backup; say what was done."""
+    path = _codex_path()
+    text = path.read_text() if path.exists() else ""
+    if f"[mcp_servers.{name}]" in text:
+        raise ConfigError(f"{path} already has [mcp_servers.{name}]; remove it first, or pass --name.")
+    backup = _backup(path)
+    sep = "\n" if text and not text.endswith("\n") else ""
+    _save(path, text + sep + section, secret=secret)
+    return f"Added [mcp_servers.{name}] to {path}" + (f" (backup: {backup})" if backup else "") + "."
+
+
+def merge_json(
+    path: Path,
+    section: str,
+    name: str,
+    entry: dict[str, Any],
+    note: str = "",
+    inputs: list[dict[str, Any]] | None = None,
+    *,
+    secret: bool = False,
+) -> str:
+    """Add `entry` as `section[name]` of the JSON(C) file at `path` (comments kept, a backup made)."""
+    text = path.read_text() if path.exists() else ""
     try:
         document = jsonc.loads(text) if text.strip() else {}
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{path} is not valid JSON ({exc}); fix it or add the entry by hand.") from None
-    if not isinstance(document, dict) or not isinstance(document.get(spec.section, {}), dict):
-        raise ConfigError(f"{path} does not hold a JSON object with an object {spec.section!r}; add the entry by hand.")
-    if name in document.get(spec.section, {}):
+    if not isinstance(document, dict) or not isinstance(document.get(section, {}), dict):
+        raise ConfigError(f"{path} does not hold a JSON object with an object {section!r}; add the entry by hand.")
+    if name in document.get(section, {}):
         raise ConfigError(f"{path} already has an entry {name!r}; remove it first, or pass --name.")
-    text = jsonc.insert_member(text, spec.section, (name, spec.entry(command, args, given.env)))
+    text = jsonc.insert_member(text, section, (name, entry))
     known = {item.get("id") for item in document.get("inputs", []) if isinstance(item, dict)}
-    for item in _vscode_inputs(given.env) if client == "vscode" else ():
+    for item in inputs or ():
         if item["id"] not in known:
             text = jsonc.insert_member(text, "inputs", item)
     backup = _backup(path)
     _save(path, text if text.endswith("\n") else text + "\n", secret=secret)
-    return (
-        f"Added {name!r} to {path}"
-        + (f" (backup: {backup})" if backup else "")
-        + (f". {spec.note}" if spec.note else ".")
-    )
+    return f"Added {name!r} to {path}" + (f" (backup: {backup})" if backup else "") + (f". {note}" if note else ".")
 
 
 def key_note(client: str, given: Carried, *, written: bool = True) -> str:
