@@ -203,12 +203,13 @@ def test_config_url_refusals_are_one_line_with_exit_2(clean_env: dict[str, str],
         ("claude-desktop", "--write", "--url", HOSTED): "not in claude_desktop_config.json",
         ("cursor", "--url", "http://mcp.example.com/mcp"): "plain http to another machine",
         ("cursor", "--url", "ftp://mcp.example.com/mcp"): "is not an http(s) URL",
+        ("cursor", "--url", "https://me:secret@mcp.example.com/mcp"): "carries a user name or password",
         ("cursor", "--url", HOSTED, "--no-key"): "--root, --config and --no-key are for a local one",
     }
     for argv, reason in refusals.items():
         done = run("config", *argv, env=clean_env, cwd=tmp_path)
         assert done.returncode == 2 and reason in done.stderr, done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1 and not done.stdout
+        assert len(done.stderr.strip().splitlines()) == 1 and not done.stdout and "secret" not in done.stderr
     assert not (Path(clean_env["HOME"]) / ".config" / "Claude").exists()
     local = run("config", "cursor", "--write", "--url", "http://127.0.0.1:8000/mcp", env=clean_env, cwd=tmp_path)
     assert local.returncode == 0, local.stderr  # plain http to this machine is fine

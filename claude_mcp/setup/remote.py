@@ -47,6 +47,8 @@ def checked_url(url: str) -> str:
     host = parts.hostname or ""
     if parts.scheme not in ("http", "https") or not host:
         raise ConfigError(f"--url {url!r} is not an http(s) URL: give the server's endpoint, e.g. https://host/mcp.")
+    if parts.username is not None or parts.password is not None:
+        raise ConfigError("--url carries a user name or password: leave it out, the client signs in by OAuth.")
     if parts.scheme == "http" and not _loopback(host):
         raise ConfigError(
             f"--url {url!r} is plain http to another machine: the sign-in and its tokens would cross the network "
