@@ -194,6 +194,8 @@ def test_config_url_for_claude_code_runs_claude_mcp_add_transport_http(
     assert "/mcp → claude → Authenticate" in done.stdout
     listed = subprocess.run(["claude", "mcp", "get", "claude"], capture_output=True, text=True, env=env, timeout=60)
     assert HOSTED in listed.stdout and "http" in listed.stdout.lower(), listed.stdout
+    checked = run("doctor", "--client", "claude-code", env=env)  # a hosted entry starts nothing here
+    assert checked.returncode == 0 and f"[ok ] a hosted server at {HOSTED}" in checked.stdout, checked.stdout
 
 
 def test_config_url_refusals_are_one_line_with_exit_2(clean_env: dict[str, str], tmp_path: Path) -> None:

@@ -70,6 +70,9 @@ def diagnose_client(client: str, name: str = "claude") -> list[Finding]:
         return [Finding(False, f"{client}: no entry {name!r} in {path}", f"Run `claude-mcp config {client} --write`.")]
     command, args = str(entry.get("command", "")), [str(a) for a in entry.get("args") or []]
     findings = [Finding(True, f"{client}: entry {name!r} in {path}")]
+    url = next((entry[k] for k in ("url", "serverUrl", "httpUrl") if k in entry), None)
+    if not command and url is not None:  # `config CLIENT --url`: nothing runs here, the client signs in there
+        return [*findings, Finding(True, f"a hosted server at {url}: the client signs in there (nothing starts here)")]
     if not (Path(command).is_absolute() and os.access(command, os.X_OK)) and shutil.which(command) is None:
         findings.append(Finding(False, f"command {command!r} not found", f"Run `claude-mcp config {client} --write`."))
     env = client_env(entry, os.environ)
