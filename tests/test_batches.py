@@ -228,8 +228,9 @@ async def test_a_batch_created_on_one_replica_spreads_over_both_and_is_read_from
                 await bob_b.messages.batches.cancel(created.id)
             assert (await bob_b.messages.batches.list()).data == []
             done = await ended(alice_b, created.id)
-            assert done.request_counts.succeeded == 20
             results = await results_of(alice_b, created.id)
+            failed = {cid: line.result for cid, line in results.items() if line.result.type != "succeeded"}
+            assert done.request_counts.succeeded == 20, failed  # what went wrong, if anything did
             assert {custom_id: answer_of(line) for custom_id, line in results.items()} == {
                 f"r{i:02}": f"answer {i} {token} one two three" for i in range(20)
             }
