@@ -63,13 +63,11 @@ def workdir(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def cli_env(fake_model: FakeModel, tmp_path: Path) -> dict[str, str]:
-    """Environment for the CLI only: the fake model, a throwaway key, a fresh config dir."""
-    home = tmp_path / "home"
-    home.mkdir()
+def cli_env_for(model_url: str, home: Path) -> dict[str, str]:
+    """Environment for the CLI only: the fake model at `model_url`, a throwaway key, `home` (which
+    must exist) with a fresh config dir in it."""
     return {
-        "ANTHROPIC_BASE_URL": fake_model.url,
+        "ANTHROPIC_BASE_URL": model_url,
         "ANTHROPIC_API_KEY": "sk-ant-test-key",
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
         "DISABLE_TELEMETRY": "1",
@@ -77,6 +75,14 @@ def cli_env(fake_model: FakeModel, tmp_path: Path) -> dict[str, str]:
         "HOME": str(home),
         "CLAUDE_CONFIG_DIR": str(home / ".claude"),
     }
+
+
+@pytest.fixture
+def cli_env(fake_model: FakeModel, tmp_path: Path) -> dict[str, str]:
+    """Environment for the CLI only: the fake model, a throwaway key, a fresh config dir."""
+    home = tmp_path / "home"
+    home.mkdir()
+    return cli_env_for(fake_model.url, home)
 
 
 @pytest.fixture

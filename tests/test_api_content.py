@@ -17,7 +17,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.conftest import FakeModel
+from tests.conftest import FakeModel, cli_env_for
 from tests.test_http import RunningServer, serving
 from tests.test_stdio import write_config
 
@@ -64,15 +64,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModel) -> I
     (workdir := directory / "work").mkdir()
     (workdir / "sub").mkdir()
     (home := directory / "home").mkdir()
-    cli_env = {
-        "ANTHROPIC_BASE_URL": fake_model.url,
-        "ANTHROPIC_API_KEY": "sk-ant-test-key",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "HOME": str(home),
-        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
-    }
+    cli_env = cli_env_for(fake_model.url, home)
     config = write_config(directory / "api.toml", workdir, cli_env, POLICY)
     with serving(directory, config, "http", name="api-content") as running:
         yield running

@@ -21,7 +21,7 @@ from typing import Any
 import anthropic
 import pytest
 
-from tests.conftest import TESTS, FakeModel
+from tests.conftest import TESTS, FakeModel, cli_env_for
 from tests.test_http import RunningServer, serving
 from tests.test_stdio import write_config
 
@@ -68,15 +68,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModel) -> I
     directory = tmp_path_factory.mktemp("api-mcp")
     (workdir := directory / "work").mkdir()
     (home := directory / "home").mkdir()
-    cli_env = {
-        "ANTHROPIC_BASE_URL": fake_model.url,
-        "ANTHROPIC_API_KEY": "sk-ant-test-key",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "HOME": str(home),
-        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
-    }
+    cli_env = cli_env_for(fake_model.url, home)
     config = write_config(directory / "api.toml", workdir, cli_env, "mcp_private_addresses = true")
     with serving(directory, config, "http", "--log-level", "DEBUG", name="api-mcp") as running:
         yield running, directory / "server-api-mcp.log"

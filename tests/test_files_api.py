@@ -24,7 +24,7 @@ import pytest
 from claude_mcp.state.files import FileQueries, FileRecord
 from claude_mcp.state.postgres import PostgresStore
 from claude_mcp.state.sqlite import SqliteStore
-from tests.conftest import FakeModel
+from tests.conftest import FakeModel, cli_env_for
 from tests.pg_server import fresh_database
 from tests.test_api_content import PDF, PNG
 from tests.test_callers import api_key, callers_config
@@ -52,15 +52,7 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModel, po
     directory = tmp_path_factory.mktemp("files-api")
     (workdir := directory / "work").mkdir()
     (home := directory / "home").mkdir()
-    cli_env = {
-        "ANTHROPIC_BASE_URL": fake_model.url,
-        "ANTHROPIC_API_KEY": "sk-ant-test-key",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "HOME": str(home),
-        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
-    }
+    cli_env = cli_env_for(fake_model.url, home)
     config = tenants_config(directory / "files.toml", workdir, cli_env)
     config.write_text("files_quota_mb = 0.25\nmax_file_mb = 0.5\n" + config.read_text())
     with (

@@ -34,7 +34,7 @@ from claude_mcp.oauth.jwt_tokens import JwtVerifier, parse_jwks
 from claude_mcp.oauth.verifiers import accepted
 from claude_mcp.setup.doctor import diagnose
 from claude_mcp.state.store import Store
-from tests.conftest import FakeModel, call, text_of
+from tests.conftest import FakeModel, call, cli_env_for, text_of
 from tests.oidc_provider import SECRET, Idp, free_port, new_key, running_idp, ts_client
 from tests.test_http import BOB, RunningServer, connect, serving
 
@@ -104,15 +104,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModel) -> It
     root = tmp_path_factory.mktemp("oauth-external")
     (workdir := root / "work").mkdir()
     (home := root / "home").mkdir()
-    cli_env = {
-        "ANTHROPIC_BASE_URL": fake_model.url,
-        "ANTHROPIC_API_KEY": "sk-ant-test-key",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "HOME": str(home),
-        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
-    }
+    cli_env = cli_env_for(fake_model.url, home)
     with running_idp(root, CLIENTS) as idp:
         port = free_port()
         config = oauth_config(root / "oauth.toml", workdir, cli_env, idp.issuer, f"http://127.0.0.1:{port}/mcp")
