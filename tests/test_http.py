@@ -26,6 +26,7 @@ from claude_mcp.config.tenants import token_hash
 from tests.conftest import STORM, call, text_of, tool_prompt
 from tests.test_stdio import write_config
 from tests.test_streaming_and_cancellation import cmdline, wait_for_sleep, wait_until_gone
+from tests.zygote import Forked, spawn
 
 pytestmark = pytest.mark.anyio
 
@@ -35,7 +36,7 @@ ALICE, BOB = "alice-token-0123456789", "bob-token-9876543210"
 @dataclass
 class RunningServer:
     url: str
-    process: subprocess.Popen[bytes]
+    process: Forked | subprocess.Popen[bytes]
 
     @property
     def base(self) -> str:
@@ -68,10 +69,9 @@ def serving(
         "CLAUDE_MCP_STATE": str(tmp_path / (name or "state")),
     }
     with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "claude_mcp", "serve", "--transport", transport, "--port", "0",
-             "--config", str(config), *flags],
-            stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, env=env,
+        process = spawn(
+            ["serve", "--transport", transport, "--port", "0", "--config", str(config), *flags],
+            env=env, stdout=sink, stderr=sink,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 30

@@ -49,6 +49,7 @@ from tests.conftest import FakeModel, call, text_of, tool_prompt
 from tests.test_callers import connect_as
 from tests.test_http import RunningServer, connect, serving
 from tests.test_stdio import write_config
+from tests.zygote import spawn
 
 pytestmark = pytest.mark.anyio
 
@@ -103,10 +104,9 @@ def walled_server(directory: Path, config: Path, env: dict[str, str], name: str 
     log = directory / f"{name}.log"
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_"))}
     with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "claude_mcp", "serve", "--transport", "http", "--port", "0",
-             "--config", str(config)],
-            stdin=subprocess.DEVNULL, stdout=sink, stderr=sink, env={**environ, **env},
+        process = spawn(
+            ["serve", "--transport", "http", "--port", "0", "--config", str(config)],
+            env={**environ, **env}, stdout=sink, stderr=sink,
         )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
