@@ -24,8 +24,9 @@ TESTS = Path(__file__).parent
 FAKE_CLI = TESTS / "fake_cli.py"
 
 STORM = pytest.mark.xdist_group("storm")
-"""For a test that keeps both cores busy with many CLIs at once: such tests share one test worker, so no
-two of them run together (each would starve the other's, and the other worker's, timings)."""
+"""For a test that keeps both cores busy (many CLIs at once, the hostile walk) or is timed: such tests share
+one test worker, so no two of them run together (each would starve the other's, and the other worker's,
+timings)."""
 
 
 @dataclass

@@ -1,6 +1,8 @@
 """A real OpenID provider for the OAuth tests: `oidc-provider` (npm, OpenID-certified) running under
-Node 22, both installed from the npm registry into `.cache/oidc-provider/` (gitignored) the first
-time, then started on loopback by `tests/oidc/provider.mjs`.
+Node 22, both installed from the npm registry into `.cache/oidc-provider/` (gitignored) by
+`python -m tests.oidc_provider` (the README's test command runs it before pytest, so a clean clone's
+pytest does not spend its time on a download; a test installs them itself if they are missing), then
+started on loopback by `tests/oidc/provider.mjs`.
 
 It issues JWT access tokens through the client_credentials grant with resource indicators
 (RFC 8707): `Idp.token(client, resource, scope)`. Each client's tokens carry a `tenant` claim.
@@ -164,3 +166,7 @@ async def ts_client(url: str, issuer: str, client: str, prompt: str) -> dict[str
     assert done.returncode == 0, done.stderr.decode(errors="replace")
     seen: dict[str, Any] = json.loads(done.stdout.decode().strip().splitlines()[-1])
     return seen
+
+
+if __name__ == "__main__":
+    print(f"oidc-provider and Node 22: {installed()}")

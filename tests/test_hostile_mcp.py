@@ -23,7 +23,7 @@ from claude_mcp import ClaudeBridge, Policy, TooLarge
 from claude_mcp.bridge.cli_files import DIR_NAME, INLINE_BYTES, spill
 from claude_mcp.config.limits import InputLimits, json_size
 from claude_mcp.mcp_surface.server import build_server
-from tests.conftest import FakeModel, call, text_of
+from tests.conftest import STORM, FakeModel, call, text_of
 from tests.scripted import scripted_bridge, scripted_policy
 
 pytestmark = pytest.mark.anyio
@@ -41,7 +41,7 @@ def leftovers(policy: Policy) -> list[Path]:
     return sorted(inputs.rglob("*")) if inputs.exists() else []
 
 
-@pytest.mark.xdist_group("hostile_walk")  # timed: never beside the walk, which loads both cores
+@STORM  # timed: never beside the walk or another test that loads both cores
 async def test_a_3_mb_json_schema_is_refused_at_once_while_other_calls_are_answered(client: Client) -> None:
     schema = big_schema(40_000)
     assert len(json.dumps(schema)) > 3_000_000
@@ -66,7 +66,7 @@ async def test_a_3_mb_json_schema_is_refused_at_once_while_other_calls_are_answe
     assert answered["big"] < 3 and answered["tiny"] < 2, answered
 
 
-@pytest.mark.xdist_group("hostile_walk")  # timed: never beside the walk, which loads both cores
+@STORM  # timed: never beside the walk or another test that loads both cores
 async def test_a_json_schema_within_its_limit_is_checked_off_the_event_loop(policy: Policy) -> None:
     """A schema at the ceiling takes a few hundred ms to check (pure Python): on a worker thread,
     a call made meanwhile is answered in the meantime."""

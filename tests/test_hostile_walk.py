@@ -52,10 +52,10 @@ from claude_mcp.mcp_surface.server import build_server
 from claude_mcp.mcp_surface.tools import TOOLS
 from claude_mcp.web.app import OPEN_PATHS, http_app
 from claude_mcp.web.jsonrpc_guard import PREFIX_BYTES, request_id_in
-from tests.conftest import FakeModel
+from tests.conftest import STORM, FakeModel
 from tests.test_http import ALICE, RunningServer, serving, tenants_config
 
-pytestmark = [pytest.mark.anyio, pytest.mark.xdist_group("hostile_walk")]
+pytestmark = [pytest.mark.anyio, STORM]  # it loads both cores: never beside another such test
 
 MB = 1000 * 1000
 MiB = 1024 * 1024

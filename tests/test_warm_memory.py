@@ -35,7 +35,9 @@ async def test_a_memory_budget_keeps_only_the_most_recent_warm_process(policy: P
         (pid,) = claude_pids()
         one = await anyio.to_thread.run_sync(measure_tree, pid)
     assert one is not None and one > 10 * MB
-    budgeted = ClaudeBridge(policy.model_copy(update={"max_warm_mb": 1.5 * one / MB}), depth=0)
+    # Room for one process, not two: a CLI's memory moves by tens of percent over its first seconds (seen
+    # once under load: a lone process over 1.5 times the size measured above), so the margin is wide.
+    budgeted = ClaudeBridge(policy.model_copy(update={"max_warm_mb": 1.8 * one / MB}), depth=0)
     async with Client(build_server(budgeted)) as client:
         first = await remember(client, "one")
         first_pids = claude_pids()
