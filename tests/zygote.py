@@ -25,6 +25,7 @@ import json
 import os
 import runpy
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -103,7 +104,9 @@ def _started() -> str:
     global _zygote
     with _lock:
         if _zygote is None or _zygote[0].poll() is not None:
-            path = str(Path(tempfile.mkdtemp(prefix="zygote-")) / "socket")
+            directory = tempfile.mkdtemp(prefix="zygote-")
+            atexit.register(shutil.rmtree, directory, True)
+            path = str(Path(directory) / "socket")
             env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_", "PYTEST_"))}
             process = subprocess.Popen(
                 [sys.executable, "-m", "tests.zygote", path],
