@@ -31,7 +31,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -96,26 +95,24 @@ class Forked:
 
 
 _zygote: tuple[subprocess.Popen[bytes], str] | None = None
-_lock = threading.Lock()
 
 
 def _started() -> str:
     """The socket of this worker's zygote, started on first use."""
     global _zygote
-    with _lock:
-        if _zygote is None or _zygote[0].poll() is not None:
-            directory = tempfile.mkdtemp(prefix="zygote-")
-            atexit.register(shutil.rmtree, directory, True)
-            path = str(Path(directory) / "socket")
-            env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_", "PYTEST_"))}
-            process = subprocess.Popen(
-                [sys.executable, "-m", "tests.zygote", path],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=None, env=env,
-            )  # fmt: skip
-            assert process.stdout is not None and process.stdout.readline() == b"ready\n", "the zygote did not start"
-            atexit.register(process.kill)
-            _zygote = (process, path)
-        return _zygote[1]
+    if _zygote is None or _zygote[0].poll() is not None:
+        directory = tempfile.mkdtemp(prefix="zygote-")
+        atexit.register(shutil.rmtree, directory, True)
+        path = str(Path(directory) / "socket")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC_", "CLAUDE_", "PYTEST_"))}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.zygote", path],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=None, env=env,
+        )  # fmt: skip
+        assert process.stdout is not None and process.stdout.readline() == b"ready\n", "the zygote did not start"
+        atexit.register(process.kill)
+        _zygote = (process, path)
+    return _zygote[1]
 
 
 def spawn(
@@ -152,7 +149,7 @@ def _become(request: dict[str, Any], fds: list[int]) -> None:
         signal.signal(sig, signal.default_int_handler if sig == signal.SIGINT else signal.SIG_DFL)
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
-    os.closerange(3, os.sysconf("SC_OPEN_MAX") if os.sysconf("SC_OPEN_MAX") < 65536 else 65536)
+    os.closerange(3, min(os.sysconf("SC_OPEN_MAX"), 65536))
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
