@@ -222,7 +222,8 @@ def clis_in(server: RunningServer, workspace: Path) -> list[psutil.Process]:
     found = []
     for process in psutil.Process(server.process.pid).children(recursive=True):
         with contextlib.suppress(psutil.Error):
-            if Path(process.cmdline()[0]).name == "claude" and Path(process.cwd()) == workspace:
+            command = process.cmdline()  # empty for a child that has just exited (a zombie)
+            if command and Path(command[0]).name == "claude" and Path(process.cwd()) == workspace:
                 found.append(process)
     return found
 
