@@ -367,3 +367,41 @@ async def test_a_batch_jobs_process_is_not_kept_warm(tmp_path: Path) -> None:
         assert not by_prompt["for later"].closed
         results = [bridge.jobs.live[r.job_id].result for r in (asked, batched)]
         assert [r.result for r in results if r is not None] == ["for later", "batched"]
+
+
+class SlowFirstWrite:
+    """A store whose first job write waits on a busy connection, so a later write can land before it."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    async def save_job(self, record: Any) -> None:
+        self.writes += 1
+        if self.writes == 1:
+            await anyio.sleep(0.2)
+        await self.store.save_job(record)
+
+
+async def test_a_jobs_end_is_never_overwritten_by_an_older_snapshot_of_it(tmp_path: Path) -> None:
+    """Seen in CI on PostgreSQL: the periodic sync wrote a job as running while its end was being written;
+    the older write landed last, the job stayed running with a lease nobody renewed, and another replica
+    failed it as orphaned although its run had succeeded."""
+    store = SqliteStore(tmp_path / "state.sqlite3")
+    await store.open()
+    try:
+        book = JobBook(SlowFirstWrite(store), "r1", lease_s=15)  # type: ignore[arg-type]
+        job = Job(owner=OWNER, agent=None, session_id=None, tool="ask", kept=True)
+        book.live[job.job_id] = job
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(book.sync)  # writes the job, still running, on the slow connection
+            await anyio.sleep(0.05)
+            job.finish("failed", error="it ended")
+            await book.save(job)  # its end, while the sync's write is in flight
+        record = await store.get_job(OWNER, job.job_id)
+        assert record is not None and (record.status, record.error) == ("failed", "it ended")
+    finally:
+        await store.close()

@@ -59,8 +59,9 @@ class JobBook:
         return time.time() + self.lease_s
 
     async def save(self, job: Job) -> None:
-        job.dirty = False
-        await self.store.save_job(job.record(self.replica, self._lease()))
+        async with job.saving:  # the snapshot is taken inside: the last write is the newest state
+            job.dirty = False
+            await self.store.save_job(job.record(self.replica, self._lease()))
 
     async def submit(self, record: JobRecord, *, pinned: bool) -> None:
         """Queue a job (a `queued` record) for any replica, or, `pinned`, for this one only."""

@@ -109,6 +109,9 @@ class Job:
     _text: list[str] = field(default_factory=list)
     dirty: bool = True
     """Changed since the store last saw it."""
+    saving: anyio.Lock = field(default_factory=anyio.Lock, repr=False)
+    """Held while its record is written: two writes of one job (the periodic sync's and its end's) land in
+    order, so an older snapshot never overwrites a newer one on a store with several connections."""
     kept: bool = True
     """In the job book (listed, kept, synced with the store). A call's run that may outlive the call
     is a job not kept until it does; until then only its caller can be asked its questions."""
