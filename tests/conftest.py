@@ -4,6 +4,8 @@ a policy that points the real bundled CLI at the fake, and MCP clients over that
 from __future__ import annotations
 
 import json
+import os
+import sys
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -18,6 +20,12 @@ from claude_mcp.mcp_surface.server import build_server
 from tests.fake_model import running_fake_model
 from tests.pg_server import postgres_database, postgres_url  # noqa: F401  (fixtures: a throwaway PostgreSQL)
 
+# Python caches compiled modules unless told not to, and some machines (this one, CI) tell it not to: then every
+# interpreter the suite starts (servers, commands, MCP servers under a CLI) compiles the package from source
+# again, and pytest rewrites every test module in each worker. The suite and what it starts cache them.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
+
 pytest.register_assert_rewrite("claude_mcp.state.conformance")  # its asserts say what they compared
 
 TESTS = Path(__file__).parent
@@ -27,6 +35,13 @@ STORM = pytest.mark.xdist_group("storm")
 """For a test that keeps both cores busy (many CLIs at once, the hostile walk) or is timed: such tests share
 one test worker, so no two of them run together (each would starve the other's, and the other worker's,
 timings)."""
+
+WAITS = pytest.mark.xdist_group("waits")
+"""For a module whose tests mostly wait on the clock (timeouts, grace periods, leases, replicas that stop)
+and use little CPU meanwhile. They run one after another on one worker; pytest-xdist hands out the largest
+groups first, so that worker takes them while the other takes the storm group, and their waiting overlaps
+the busiest tests instead of other waiting (a run with them among the rest left the CPU idle a third of the
+time in its second half)."""
 
 
 @dataclass

@@ -14,12 +14,13 @@ import psutil
 import pytest
 
 from claude_mcp.http_api.shapes import ApiError, MessageParam, MessagesRequest, ToolResult
+from tests.conftest import WAITS
 from tests.test_http import RunningServer, serving
 from tests.test_messages_api import claude_of, clis_under, close_clients  # noqa: F401  (an autouse fixture)
 from tests.test_stdio import write_config
 from tests.test_streaming_and_cancellation import wait_until_gone
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, WAITS]
 
 WEATHER: Any = {
     "name": "get_weather",

@@ -17,11 +17,11 @@ import httpx2
 import psutil
 import pytest
 
-from tests.conftest import call, text_of
+from tests.conftest import WAITS, call, text_of
 from tests.test_http import ALICE, HELPER, RunningServer, connect, serving, tenants_config
 from tests.test_streaming_and_cancellation import SLEEP, Progress, cmdline, wait_until_gone
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, WAITS]
 
 INITIALIZE = {
     "jsonrpc": "2.0",

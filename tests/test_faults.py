@@ -26,12 +26,12 @@ from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
 from claude_mcp.mcp_surface.server import build_server
-from tests.conftest import FAKE_CLI, call, text_of
+from tests.conftest import FAKE_CLI, WAITS, call, text_of
 from tests.test_http import connect, serving
 from tests.test_stdio import write_config
 from tests.test_streaming_and_cancellation import ALLOW_SLEEP, SLEEP, wait_for_sleep, wait_until_gone
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, WAITS]
 
 
 def fake_cli_policy(policy: Policy, tmp_path: Path, mode: str, **updates: object) -> Policy:

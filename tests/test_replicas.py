@@ -20,13 +20,13 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import call, text_of
+from tests.conftest import WAITS, call, text_of
 from tests.pg_server import fresh_database
 from tests.test_http import ALICE, BOB, RunningServer, connect, serving, tenants_config
 from tests.test_sessions import RECALL, recall, remember
 from tests.test_streaming_and_cancellation import ALLOW_SLEEP, SLEEP, cmdline, wait_until_gone
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, WAITS]
 
 SLEEPER = {"sleeper": {"description": "Waits", "prompt": "You wait.", "tools": ["Bash"]}}
 

@@ -25,12 +25,12 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from tests.conftest import call, text_of, tool_prompt
+from tests.conftest import WAITS, call, text_of, tool_prompt
 from tests.test_http import ALICE, BOB, RunningServer, connect, serving, tenants_config
 from tests.test_replicas import SLEEPER, replica
 from tests.test_streaming_and_cancellation import ALLOW_SLEEP, SLEEP, Progress, cmdline, wait_until_gone
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, WAITS]
 
 
 @pytest.fixture
