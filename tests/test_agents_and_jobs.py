@@ -1,5 +1,6 @@
 """`run_agent`, background jobs, per-call MCP servers and chains of claude-mcp servers, end to end
-through the real CLI and the fake model."""
+through the real CLI and the fake model. How queued jobs are claimed, one per free run slot and in order,
+is the job engine's logic: it runs on the scripted CLI in `test_job_engine`."""
 
 from __future__ import annotations
 
@@ -193,29 +194,3 @@ async def test_the_fan_out_example_runs(tmp_path: Path, workdir: Path, cli_env: 
     assert "started reviewer" in output and "cancelled scribe" in output
     assert "reviewer completed: Echo: Review the Python files here for bugs." in output
     assert "tester completed: Echo: Which tests are missing" in output
-
-
-async def test_jobs_queued_at_once_are_claimed_only_as_run_slots_free_up(policy: Policy) -> None:
-    """Six jobs submitted together on a bridge with one run slot: it never claims (marks running)
-    more than one at a time, so the others stay queued for any replica with a free slot."""
-    one_slot = policy.model_copy(update={"max_concurrent": 1, "max_warm": 0})
-    peak = 0
-    async with ClaudeBridge(one_slot, depth=0) as bridge:
-
-        async def watch() -> None:
-            nonlocal peak
-            while True:
-                running = [j for j in await bridge.store.list_jobs(bridge.namespace) if j.status == "running"]
-                peak = max(peak, len(running))
-                await anyio.sleep(0.005)
-
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(watch)
-            async with anyio.create_task_group() as submits:
-                for i in range(6):
-                    submits.start_soon(lambda i=i: bridge.submit_job(bridge.namespace, f"job {i}"))
-            with anyio.fail_after(60):
-                while any(j.status != "completed" for j in await bridge.store.list_jobs(bridge.namespace)):
-                    await anyio.sleep(0.1)
-            tasks.cancel_scope.cancel()
-    assert peak == 1

@@ -163,3 +163,17 @@ async def test_a_spare_never_serves_a_continued_forked_or_tooled_conversation(tm
         assert tooled.options.resume is None and isinstance(tooled.options.mcp_servers, dict)
         assert SERVER in tooled.options.mcp_servers
         assert [p.prompts for p in launcher.processes[2:]] == [["two"], ["branch"], ["tools"]]
+
+
+async def test_spares_take_the_settings_new_conversations_use(tmp_path: Path) -> None:
+    async with scripted_bridge(scripted_policy(tmp_path, spare_process=True)) as (bridge, launcher):
+        await launcher.until(lambda: bridge.pool.spares.ready == 1)
+        for _ in range(2):
+            await bridge.ask("hi", model="haiku")
+        assert bridge.pool.spares.preferred().model == "haiku"
+        await launcher.until(
+            lambda: any(p.options.model == "haiku" and p.primed and not p.turns for p in launcher.live)
+        )
+        [spare_process] = [p for p in launcher.live if p.options.model == "haiku" and not p.turns]
+        await bridge.ask("on the spare", model="haiku")
+        assert spare_process.prompts == ["on the spare"]  # the next such conversation ran on it

@@ -1,5 +1,6 @@
 """`stream_ask`, progress, cancellation that really stops the work, and the concurrency cap.
-All through the real CLI; the fake model streams slowly or starts a long `sleep` via Bash."""
+All through the real CLI; the fake model streams slowly or starts a long `sleep` via Bash. That bridges
+sharing one cap never pass it together is the run slots' logic, on the scripted CLI in `test_run_slots`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import pytest
 from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
-from claude_mcp.bridge.slots import RunSlots
 from claude_mcp.mcp_surface.progress import STATUS_PREFIX
 from claude_mcp.mcp_surface.server import build_server
 from tests.conftest import text_of, tool_prompt
@@ -192,25 +192,3 @@ async def test_a_full_queue_fails_fast_as_busy(policy: Policy) -> None:
         busy = await client.call_tool("ask", {"prompt": "me too"})
         assert busy.is_error and "busy" in text_of(busy)
         tasks.cancel_scope.cancel()
-
-
-async def test_bridges_sharing_a_cap_never_exceed_it_together(policy: Policy) -> None:
-    shared = RunSlots(1, 10)
-    cold = policy.model_copy(update={"max_warm": 0})  # count running CLIs only
-    alice = ClaudeBridge(cold, depth=0, shared_slots=shared)
-    bob = ClaudeBridge(cold, depth=0, shared_slots=shared)
-    peak = 0
-
-    async def watch() -> None:
-        nonlocal peak
-        while True:
-            peak = max(peak, len([p for p in psutil.Process().children() if "claude" in cmdline(p).split(" ")[0]]))
-            await anyio.sleep(0.02)
-
-    async with alice, bob, anyio.create_task_group() as tasks:
-        tasks.start_soon(watch)
-        async with anyio.create_task_group() as calls:
-            for bridge in (alice, bob, alice, bob):
-                calls.start_soon(lambda b=bridge: b.ask("[[slow:50]] a b c d", max_turns=3))
-        tasks.cancel_scope.cancel()
-    assert peak == 1

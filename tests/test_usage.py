@@ -1,6 +1,7 @@
 """Usage, cost and quotas: every run metered in the store, namespaces capped, reports — end to end
 through the real CLI against the fake model (which reports 12 input and 7 output tokens for
-every model request)."""
+every model request). What only counts runs or keeps figures (a runs-per-minute quota, the figures held
+in memory, one count between replicas) runs on the scripted CLI."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from claude_mcp.state.sqlite import SqliteStore
 from claude_mcp.state.store import ChainAccount, UsageRecord, UsageTotals
 from tests.conftest import call, text_of, tool_prompt
 from tests.fake_model import nested_tool
+from tests.scripted import ScriptedLauncher
 from tests.test_http import serving
 from tests.test_stdio import write_config
 
@@ -109,12 +111,16 @@ def clocked(bridges: list[ClaudeBridge], clock: Clock) -> list[ClaudeBridge]:
 
 
 async def quota_bridges(
-    policy: Policy, tmp_path: Path, clock: Clock, **quotas: Any
+    policy: Policy, tmp_path: Path, clock: Clock, launcher: ScriptedLauncher | None = None, **quotas: Any
 ) -> AsyncIterator[list[ClaudeBridge]]:
-    """Two namespaces' bridges on one store, under the same quotas and the test's clock."""
+    """Two namespaces' bridges on one store, under the same quotas and the test's clock (on the real CLI, or
+    on `launcher`)."""
     capped = policy.model_copy(update=quotas)
     async with SqliteStore(tmp_path / "shared.db") as store:
-        bridges = clocked([ClaudeBridge(capped, depth=0, store=store, namespace=name) for name in ("a", "b")], clock)
+        bridges = clocked(
+            [ClaudeBridge(capped, depth=0, store=store, namespace=name, launcher=launcher) for name in ("a", "b")],
+            clock,
+        )
         async with bridges[0], bridges[1]:
             yield bridges
 
@@ -122,8 +128,8 @@ async def quota_bridges(
 async def test_a_namespace_over_its_runs_per_minute_is_refused_until_the_next_minute(
     policy: Policy, tmp_path: Path
 ) -> None:
-    clock = Clock()
-    async for a, b in quota_bridges(policy, tmp_path, clock, quota_runs_per_minute=2):
+    clock = Clock()  # counting runs needs no model's figures: on the scripted CLI
+    async for a, b in quota_bridges(policy, tmp_path, clock, ScriptedLauncher(), quota_runs_per_minute=2):
         await a.ask("[[say:1]]")
         await a.ask("[[say:2]]")
         with pytest.raises(QuotaExceeded) as refused:
@@ -236,9 +242,10 @@ async def test_two_replicas_on_one_postgresql_enforce_one_quota_between_them(
     clock = Clock()
     capped = policy.model_copy(update={"quota_runs_per_minute": 2})
     async with PostgresStore(postgres_database) as first_store, PostgresStore(postgres_database) as second_store:
+        launcher = ScriptedLauncher()  # one count in the shared store is the meter's logic: on the scripted CLI
         replicas = clocked(
             [
-                ClaudeBridge(capped, depth=0, store=store, namespace="shared", replica=name)
+                ClaudeBridge(capped, depth=0, store=store, namespace="shared", replica=name, launcher=launcher)
                 for name, store in (("a", first_store), ("b", second_store))
             ],
             clock,
@@ -292,8 +299,13 @@ async def test_the_figures_in_memory_are_read_again_off_the_request_path_and_cou
     clock = Clock()
     capped = policy.model_copy(update={"quota_runs_per_minute": 1000})
     async with SqliteStore(tmp_path / "shared.db") as store:
+        launcher = ScriptedLauncher()  # the figures' caching is the meter's logic: on the scripted CLI
         replicas = clocked(
-            [ClaudeBridge(capped, depth=0, store=store, namespace="shared", replica=name) for name in "ab"], clock
+            [
+                ClaudeBridge(capped, depth=0, store=store, namespace="shared", replica=name, launcher=launcher)
+                for name in "ab"
+            ],
+            clock,
         )
         async with replicas[0] as a, replicas[1] as b:
             await a.ask("[[say:a]]")
