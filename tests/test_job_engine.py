@@ -16,6 +16,7 @@ import anyio
 import pytest
 
 from claude_mcp import Policy
+from claude_mcp.bridge import job_engine
 from claude_mcp.bridge.job_book import JobBook
 from claude_mcp.bridge.job_engine import JobEngine, Request
 from claude_mcp.bridge.jobs import Job
@@ -405,3 +406,60 @@ async def test_a_jobs_end_is_never_overwritten_by_an_older_snapshot_of_it(tmp_pa
         assert record is not None and (record.status, record.error) == ("failed", "it ended")
     finally:
         await store.close()
+
+
+async def test_a_batch_queued_on_one_replica_is_shared_with_another_each_running_its_free_slots(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """24 batch requests submitted on replica a, three run slots on each of two replicas over one store: both
+    claim them as their slots free up, no request runs twice or is lost, and neither runs more than its slots."""
+    monkeypatch.setattr(job_engine, "SYNC_S", 0.05)  # the other replica looks for queued work often
+    monkeypatch.setattr(job_engine, "IDLE_CLAIM_S", 0.05)
+    policy = scripted_policy(tmp_path)
+    peaks = {"replica-a": 0, "replica-b": 0}
+    async with SqliteStore(tmp_path / "jobs.db") as store, anyio.create_task_group() as tasks:
+        runs = {replica: StubRun(BridgeSlots(RunSlots(3, 32))) for replica in peaks}
+
+        async def answer(replica: str) -> None:  # each run answers a moment after it started
+            run = runs[replica]
+            assert run.slots is not None
+            while True:
+                if started := [ran for ran in run.runs if not run._gate(ran.prompt).is_set()]:
+                    peaks[replica] = max(peaks[replica], run.slots.own.running)
+                    await anyio.sleep(0.05)  # a run takes a moment, so the other replica gets its share
+                    for ran in started:
+                        run.release(ran.prompt)
+                await anyio.sleep(0.005)
+
+        engines = [
+            JobEngine(
+                JobBook(store, replica, policy.job_lease_s),
+                policy,
+                OWNER,
+                run=run,
+                free_slots=run.slots.free,
+                draining=lambda: False,
+            )
+            for replica, run in runs.items()
+            if run.slots is not None
+        ]
+        async with engines[0] as here, engines[1]:
+            for replica in peaks:
+                tasks.start_soon(answer, replica)
+            for i in range(24):
+                await here.submit(
+                    OWNER,
+                    request(f"r{i:02}"),
+                    agent=None,
+                    tool="batch",
+                    batch_id="b",
+                    custom_id=f"r{i:02}",
+                    counted=False,
+                )
+            with anyio.fail_after(10):
+                while (await store.batch_counts(OWNER, ["b"]))["b"] != {"completed": 24}:
+                    await anyio.sleep(0.02)
+            tasks.cancel_scope.cancel()
+    ran = {replica: run.prompts() for replica, run in runs.items()}
+    assert sorted(ran["replica-a"] + ran["replica-b"]) == [f"r{i:02}" for i in range(24)]  # each once
+    assert all(ran.values()) and all(1 <= peak <= 3 for peak in peaks.values()), (ran, peaks)
