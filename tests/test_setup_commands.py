@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
+import tempfile
 import tomllib
 from pathlib import Path
 
@@ -14,13 +14,22 @@ import pytest
 from claude_mcp.setup import jsonc
 from claude_mcp.setup.clients import CLIENTS, launcher
 from claude_mcp.setup.doctor import bundled_cli
+from tests.zygote import spawn
 
 
 def run(*args: str, env: dict[str, str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "claude_mcp", *args],
-        capture_output=True, text=True, timeout=120, env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-    )  # fmt: skip
+    """`python -m claude_mcp ARGS` to its end, its output captured (forked by the test worker's zygote: these
+    tests are of what the commands do, not of how fast an interpreter starts them)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = spawn(args, env=env, stdout=out, stderr=err, cwd=cwd)
+        try:
+            code = process.wait(timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+        out.seek(0)
+        err.seek(0)
+        return subprocess.CompletedProcess(process.args, code, out.read().decode(), err.read().decode())
 
 
 @pytest.fixture

@@ -1,15 +1,16 @@
 """Starting `python -m claude_mcp …` for a test without paying for its imports each time.
 
-Most HTTP tests run the real server as a subprocess (`tests.test_http.serving`). Each start spent ~0.85 s of
-CPU importing the `mcp` SDK, pydantic models and the server before it listened, some 150 times a run. A
-zygote is a plain Python process (one per test worker) that imports those modules once and then forks a
-child per request; the child becomes `python -m claude_mcp ARGS`: its own argv, environment, working
-directory and stdin/stdout/stderr, signal dispositions reset, the module run by `runpy` as `-m` runs it, and
-the interpreter's normal exit (atexit, thread joins, flushed streams) with the code `python` would give.
+Most HTTP tests run the real server as a subprocess (`tests.test_http.serving`), and `test_setup_commands`
+runs `doctor` and `config` as one. Each start spent ~0.85 s of CPU importing the `mcp` SDK, pydantic models
+and the server before it listened (or answered), some 180 times a run. A zygote is a plain Python process
+(one per test worker) that imports those modules once and then forks a child per request; the child becomes
+`python -m claude_mcp ARGS`: its own argv, environment, working directory and stdin/stdout/stderr, signal
+dispositions reset, the module run by `runpy` as `-m` runs it, and the interpreter's normal exit (atexit,
+thread joins, flushed streams) with the code `python` would give.
 What differs from a fresh interpreter is only which modules were imported before `main` began.
 
 The start-up path itself (imports, the early stdio front, `--help` speed, one-line start-up errors) keeps
-its tests on a fresh interpreter (`test_first_run`, `test_early_start`, `test_stdio`, `test_setup_commands`);
+its tests on a fresh interpreter (`test_first_run`, `test_early_start`, `test_stdio`);
 `CLAUDE_MCP_TEST_ZYGOTE=0` makes `spawn` a plain `subprocess.Popen`.
 
 The zygote is not the test's parent of the server, so `spawn` returns a `Forked` with the `Popen` calls the
