@@ -12,7 +12,7 @@ from mcp import Client
 
 from claude_mcp import ClaudeBridge, Policy
 from claude_mcp.mcp_surface.server import build_server
-from tests.conftest import FakeModel, text_of, tool_prompt
+from tests.conftest import FakeModel, call, text_of, tool_prompt
 
 pytestmark = pytest.mark.anyio
 
@@ -186,28 +186,38 @@ async def test_an_unknown_session_id_is_a_clear_error(client: Client) -> None:
     assert "No conversation with that session_id" in text_of(result)
 
 
-@pytest.mark.parametrize(
-    ("arguments", "complaint"),
-    [
-        ({"prompt": "x", "cwd": "/"}, "outside the allowed roots"),
-        ({"prompt": "x", "cwd": "missing-dir"}, "does not exist"),
-        ({"prompt": "x", "add_dirs": ["../.."]}, "outside the allowed roots"),
-        ({"prompt": "x", "permission_mode": "bypassPermissions"}, "not permitted"),
-        ({"prompt": "x", "max_turns": 10_000}, "max_turns=10000 exceeds the server limit of 100"),
-        ({"prompt": "x", "model": "haiku; rm -rf /"}, "model"),
-        ({"prompt": "x", "temperature": 2}, "unknown argument 'temperature'"),
-        ({"prompt": 42}, "prompt"),
-        ({}, "missing required argument 'prompt'"),
-        ({"prompt": "x", "json_schema": {"type": "object", "properties": 3}}, "json_schema"),
-    ],
-)
+BAD_ARGUMENTS = [
+    ({"prompt": "x", "cwd": "/"}, "outside the allowed roots"),
+    ({"prompt": "x", "cwd": "missing-dir"}, "does not exist"),
+    ({"prompt": "x", "add_dirs": ["../.."]}, "outside the allowed roots"),
+    ({"prompt": "x", "permission_mode": "bypassPermissions"}, "not permitted"),
+    ({"prompt": "x", "max_turns": 10_000}, "max_turns=10000 exceeds the server limit of 100"),
+    ({"prompt": "x", "model": "haiku; rm -rf /"}, "model"),
+    ({"prompt": "x", "temperature": 2}, "unknown argument 'temperature'"),
+    ({"prompt": 42}, "prompt"),
+    ({}, "missing required argument 'prompt'"),
+    ({"prompt": "x", "json_schema": {"type": "object", "properties": 3}}, "json_schema"),
+]
+
+
+@pytest.mark.parametrize(("arguments", "complaint"), BAD_ARGUMENTS)
 async def test_bad_arguments_are_clear_errors_and_the_server_keeps_serving(
     client: Client, arguments: dict[str, Any], complaint: str
 ) -> None:
     result = await client.call_tool("ask", arguments)
     assert result.is_error
     assert complaint in text_of(result)
-    assert not (await ask(client, prompt="next")).is_error
+    assert (await call(client, "list_sessions"))["sessions"] == []  # the server answers the next call
+
+
+async def test_after_every_bad_argument_a_run_still_gets_the_only_run_slot(policy: Policy) -> None:
+    """The refusals hold nothing: with one run slot and no queue, a run after all of them starts at once."""
+    one_slot = policy.model_copy(update={"max_concurrent": 1, "max_queued": 0})
+    async with Client(build_server(ClaudeBridge(one_slot, depth=0))) as client:
+        for arguments, complaint in BAD_ARGUMENTS:
+            result = await client.call_tool("ask", arguments)
+            assert result.is_error and complaint in text_of(result)
+        assert (await call(client, "ask", prompt="[[say:next]]"))["result"] == "next"
 
 
 async def test_unknown_tools_are_clear_errors(client: Client) -> None:

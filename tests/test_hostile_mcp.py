@@ -135,13 +135,9 @@ async def test_system_prompts_and_agents_too_long_for_a_command_line_reach_the_c
     `max_system_prompt_kb`) failed with "[Errno 7] Argument list too long" and the install's path."""
     system = "You answer briefly. " * 7_500 + "SYSTEM-END-MARK"
     assert len(system) > 150_000
-    seen = json.loads((await call(client, "ask", prompt="[[report]]", system_prompt=system))["result"])
-    assert seen["system"].endswith("SYSTEM-END-MARK")
     appended = "Also be kind. " * 11_000 + "APPEND-END-MARK"
-    seen = json.loads((await call(client, "ask", prompt="[[report]]", append_system_prompt=appended))["result"])
-    assert "APPEND-END-MARK" in seen["system"]
     both = await call(client, "ask", prompt="[[report]]", system_prompt=system, append_system_prompt=appended)
-    seen = json.loads(both["result"])
+    seen = json.loads(both["result"])  # each too long for an argument, both in one run
     assert "SYSTEM-END-MARK" in seen["system"] and "APPEND-END-MARK" in seen["system"]
     agents = {
         name: {"description": f"Agent {name}", "prompt": f"You are {name.upper()}-9. " + "Think. " * 9_000}
