@@ -19,6 +19,7 @@ runs outside the server's process tree, and none outlives the server.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import re
@@ -237,6 +238,12 @@ route or tool, and a list or object of very many items once a field of those typ
 
 def many_items(kind: str, count: int) -> Any:
     return [0] * count if kind == "array" else {f"k{i:07}": 0 for i in range(count)}
+
+
+@functools.cache
+def many_items_json(kind: str, count: int) -> bytes:
+    """`many_items` as compact JSON, made once per size: the walk places each size in many bodies."""
+    return encoded(many_items(kind, count))
 
 
 def kinds(schema: dict[str, Any], defs: dict[str, Any]) -> list[str]:
@@ -818,7 +825,7 @@ def many_items_cases(endpoint: Endpoint) -> list[Sent]:
                 count = room * 1000 // len(encoded(many_items(kind, 1000)))
             else:
                 count = 1_000_000 if kind == "array" else 200_000
-            body = encoded(placed(shape.base, at, many_items(kind, count)))
+            body = raw_at(shape.base, at, many_items_json(kind, count))
             assert not on_loop or len(body) <= OFF_LOOP_BYTES
             where = ".".join(str(step) for step in at)
             sent.append(Sent(f"{where}: {count:,} items", endpoint.method, endpoint.path(), endpoint.shape,
@@ -1036,10 +1043,14 @@ def tool_many_items_cases(walk: Walk, tool: str, names: list[str]) -> list[Sent]
     schema = next(spec for spec in TOOLS if spec.name == tool).args.model_json_schema()
     defs = schema.get("$defs", {})
     base = base_arguments(walk, tool)
+
+    def sent(name: str, kind: str, count: int) -> Sent:
+        message = tool_call(next(walk.ids), tool, {**base, name: "__raw__"})
+        raw = encoded(message).replace(b'"__raw__"', many_items_json(kind, count))
+        return mcp_sent(walk, f"{name}: {count:,} items", message, raw=raw)
+
     return [
-        mcp_sent(
-            walk, f"{name}: {count:,} items", tool_call(next(walk.ids), tool, {**base, name: many_items(kind, count)})
-        )
+        sent(name, kind, count)
         for name in names
         for kind in ("array", "object")
         if kind in kinds(schema["properties"][name], defs)
