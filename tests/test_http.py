@@ -269,6 +269,40 @@ async def test_many_concurrent_clients_lose_nothing_and_leave_no_process(server:
             await anyio.sleep(0.1)
 
 
+def one_run_slot(config: Path) -> Path:
+    config.write_text(config.read_text().replace("max_concurrent = 8", "max_concurrent = 1\nmax_warm = 0"))
+    return config
+
+
+async def test_tenants_share_the_servers_cap_on_runs(tmp_path: Path, config: Path) -> None:
+    """`max_concurrent` is the whole server's: with one run slot, alice's and bob's runs take turns."""
+    one_run_slot(config)
+    answers: dict[str, str] = {}
+    peak = 0
+    with serving(tmp_path, config, "http") as server:
+        root = psutil.Process(server.process.pid)
+
+        async def watch() -> None:
+            nonlocal peak
+            while True:
+                peak = max(peak, sum(1 for p in root.children(recursive=True) if "claude" in cmdline(p).split(" ")[0]))
+                await anyio.sleep(0.02)
+
+        async def one(who: str, token: str) -> None:
+            async with connect(server, token) as client:
+                answers[who] = (await call(client, "ask", prompt=f"[[slow:50]] {who} a b c d"))["result"]
+
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(watch)
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as calls:
+                    calls.start_soon(one, "alice", ALICE)
+                    calls.start_soon(one, "bob", BOB)
+            tasks.cancel_scope.cancel()
+    assert sorted(answers) == ["alice", "bob"] and all(answers.values())
+    assert peak == 1  # a run's CLI, until it has exited, holds the one slot of both tenants
+
+
 async def test_a_call_in_progress_stops_when_the_server_is_terminated(server: RunningServer) -> None:
     with pytest.raises(Exception):  # noqa: B017 - the connection ends under the client
         async with connect(server, ALICE) as alice, anyio.create_task_group() as tasks:
