@@ -37,11 +37,14 @@ one test worker, so no two of them run together (each would starve the other's, 
 timings)."""
 
 WAITS = pytest.mark.xdist_group("waits")
-"""For a module whose tests mostly wait on the clock (timeouts, grace periods, leases, replicas that stop)
-and use little CPU meanwhile. They run one after another on one worker; pytest-xdist hands out the largest
-groups first, so that worker takes them while the other takes the storm group, and their waiting overlaps
-the busiest tests instead of other waiting (a run with them among the rest left the CPU idle a third of the
-time in its second half)."""
+MORE_WAITS = pytest.mark.xdist_group("waits-2")
+"""For a module whose tests mostly wait on the clock (timeouts, grace periods, leases, replicas that stop,
+cancellations) and use little CPU meanwhile. Each group's tests run one after another on one worker, and
+pytest-xdist hands out the groups with the most tests first: with three workers, the storm group starts
+beside these two. Its timed tests (the hostile walk's /healthz within a second) then share the two cores
+with waiting rather than with other CPU-heavy tests, and the suite's waiting overlaps its busiest part (a run
+with them among the rest left the cores idle a fifth of the time). Each must hold more tests than any other
+group but the storm (`api-content`: 31)."""
 
 
 @dataclass

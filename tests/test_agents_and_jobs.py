@@ -19,11 +19,11 @@ from claude_mcp.bridge.jobs import Job, JobNotFound
 from claude_mcp.config.specs import AgentSpec
 from claude_mcp.mcp_surface.server import build_server
 from claude_mcp.state.sqlite import SqliteStore
-from tests.conftest import TESTS, call, text_of, tool_prompt
+from tests.conftest import MORE_WAITS, TESTS, call, text_of, tool_prompt
 from tests.test_stdio import write_config
 from tests.test_streaming_and_cancellation import ALLOW_SLEEP, SLEEP, wait_for_sleep, wait_until_gone
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, MORE_WAITS]
 
 REVIEWER = AgentSpec(description="Reviews code for bugs", prompt="You are REVIEWER-7.", tools=["Read", "Grep"])
 

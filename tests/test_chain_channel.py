@@ -33,11 +33,11 @@ from claude_mcp.state.remote_chains import (
 )
 from claude_mcp.state.sqlite import SqliteStore
 from claude_mcp.state.store import ChainAccount, UsageRecord
-from tests.conftest import WAITS, tool_prompt
+from tests.conftest import MORE_WAITS, tool_prompt
 from tests.test_stdio import write_config
 from tests.test_usage import delegation, records
 
-pytestmark = [pytest.mark.anyio, WAITS]
+pytestmark = [pytest.mark.anyio, MORE_WAITS]
 
 needs_bwrap = pytest.mark.skipif(sandbox_problem() is not None, reason="bubblewrap cannot make a sandbox here")
 

@@ -19,10 +19,10 @@ from claude_mcp.bridge.turns import SessionLocks
 from claude_mcp.errors import RunTimeout
 from claude_mcp.mcp_surface.server import build_server
 from claude_mcp.state.sqlite import SqliteStore
-from tests.conftest import WAITS, call
+from tests.conftest import MORE_WAITS, call
 from tests.test_sessions import RECALL, claude_pids
 
-pytestmark = [pytest.mark.anyio, WAITS]
+pytestmark = [pytest.mark.anyio, MORE_WAITS]
 
 SLOW_EXIT_S = 1.5
 

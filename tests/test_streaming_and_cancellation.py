@@ -17,10 +17,10 @@ from mcp import Client
 from claude_mcp import ClaudeBridge, Policy
 from claude_mcp.mcp_surface.progress import STATUS_PREFIX
 from claude_mcp.mcp_surface.server import build_server
-from tests.conftest import text_of, tool_prompt
+from tests.conftest import MORE_WAITS, text_of, tool_prompt
 from tests.test_stdio import server_params, write_config
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, MORE_WAITS]
 
 # The CLI refuses a bare long `sleep`; chained after an echo it runs (as its own `sleep` process).
 SLEEP = tool_prompt("Bash", command="echo started && sleep 37")
