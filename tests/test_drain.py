@@ -60,31 +60,34 @@ async def test_a_running_call_finishes_while_new_calls_are_refused(
         progress = Progress()
         outcome: dict[str, Any] = {}
         with anyio.fail_after(grace_s + 20):
-            async with connect(server, ALICE) as alice, httpx2.AsyncClient() as http:
+            try:
+                async with connect(server, ALICE) as alice, httpx2.AsyncClient() as http:
 
-                async def stream() -> None:
-                    arguments = {"prompt": f"[[slow:100]] {words}"}
-                    outcome["result"] = await alice.call_tool("stream_ask", arguments, progress_callback=progress)
+                    async def stream() -> None:
+                        arguments = {"prompt": f"[[slow:100]] {words}"}
+                        outcome["result"] = await alice.call_tool("stream_ask", arguments, progress_callback=progress)
 
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(stream)
-                    await first_text(progress)
-                    tree = psutil.Process(server.process.pid).children(recursive=True)
-                    server.process.send_signal(signal.SIGTERM)
-                    signalled = time.monotonic()
-                    ready = await http.get(server.base + "/readyz")
-                    while ready.status_code == 200:  # the signal is handled within a tick
+                    async with anyio.create_task_group() as tasks:
+                        tasks.start_soon(stream)
+                        await first_text(progress)
+                        tree = psutil.Process(server.process.pid).children(recursive=True)
+                        server.process.send_signal(signal.SIGTERM)
+                        signalled = time.monotonic()
                         ready = await http.get(server.base + "/readyz")
-                    assert ready.status_code == 503 and ready.json() == {"status": "draining"}
-                    assert (await http.get(server.base + "/healthz")).status_code == 200
-                    headers = {"Authorization": f"Bearer {ALICE}", "Accept": "application/json, text/event-stream"}
-                    for body in (INITIALIZE, NEW_CALL):
-                        late = await http.post(server.url, json=body, headers=headers)
-                        assert late.status_code == 503
-                        assert late.headers["retry-after"] == "1"
-                        assert "shutting down" in late.json()["error"]["message"]
-                    metrics = await http.get(server.base + "/metrics", headers={"Authorization": f"Bearer {ALICE}"})
-                    assert "claude_mcp_draining 1.0" in metrics.text
+                        while ready.status_code == 200:  # the signal is handled within a tick
+                            ready = await http.get(server.base + "/readyz")
+                        assert ready.status_code == 503 and ready.json() == {"status": "draining"}
+                        assert (await http.get(server.base + "/healthz")).status_code == 200
+                        headers = {"Authorization": f"Bearer {ALICE}", "Accept": "application/json, text/event-stream"}
+                        for body in (INITIALIZE, NEW_CALL):
+                            late = await http.post(server.url, json=body, headers=headers)
+                            assert late.status_code == 503
+                            assert late.headers["retry-after"] == "1"
+                            assert "shutting down" in late.json()["error"]["message"]
+                        metrics = await http.get(server.base + "/metrics", headers={"Authorization": f"Bearer {ALICE}"})
+                        assert "claude_mcp_draining 1.0" in metrics.text
+            except* httpx2.ConnectError:  # the server exits once its last call has drained; a client that leaves
+                assert "result" in outcome  # after that (a loaded machine) finds it gone
             took = time.monotonic() - signalled + await exited_within(server, grace_s + 2)
         result = outcome["result"]
         assert not result.is_error, text_of(result)
