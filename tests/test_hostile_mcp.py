@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
 import uuid
@@ -126,6 +127,24 @@ async def test_inputs_over_their_limits_are_refused_before_any_cli_starts(
         within = await call(client, "ask", prompt=prompt + "p" * 3000, system_prompt="s" * 2000)
         assert within["result"] == token
     assert len(fake_model.requests_for(token)) == 1  # only the call within its limits reached the model
+
+
+async def test_an_object_of_very_many_fields_is_one_short_refusal(client: Client) -> None:
+    """200,000 keys, in `thinking` or as a call's arguments, are refused before any field is validated:
+    pydantic-core would otherwise build an error for each while holding the GIL (every other request of the
+    server waited ~0.4 s for one such call)."""
+    many = {f"k{i:06}": 0 for i in range(200_000)}
+    for tool, arguments in [
+        ("ask", {"prompt": "x", "thinking": many}),
+        ("ask", {"prompt": "x", **many}),
+        ("get_session", many),
+        ("list_sessions", many),
+        ("usage", many),
+    ]:
+        refused = await client.call_tool(tool, arguments)
+        assert refused.is_error, tool
+        assert re.search(r"an object of 200,00[01] fields, where at most 100 are taken", text_of(refused)), tool
+        assert len(text_of(refused)) < 300
 
 
 async def test_system_prompts_and_agents_too_long_for_a_command_line_reach_the_cli(

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from .limits import JSON_SCHEMA_CEILING_KB, KiB, json_size
+from .limits import JSON_SCHEMA_CEILING_KB, FewFields, KiB, json_size
 from .specs import AgentSpec, McpServer, ServerName
 from .types import Effort, JsonObject, ModelName, PathText, PermissionMode, PromptText, ToolRule
 
@@ -24,7 +24,7 @@ MOST_SERVERS = 20
 """Most MCP servers one call may bring."""
 
 
-class Thinking(BaseModel):
+class Thinking(FewFields):
     """Extended thinking, as the Messages API's `thinking`: a fixed budget, adaptive, or off."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -39,7 +39,7 @@ class Thinking(BaseModel):
         return self
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(FewFields):
     """Which model a call runs and its system prompt: the HTTP APIs take these from their own
     fields (`model`, `system`), the MCP tools as arguments."""
 
@@ -57,7 +57,7 @@ class ModelSettings(BaseModel):
     )
 
 
-class ClaudeCodeSettings(BaseModel):
+class ClaudeCodeSettings(FewFields):
     """Claude Code's own settings for one call: flat arguments of the MCP tools, and the
     `claude_code` object of an HTTP API request. The one definition both read."""
 

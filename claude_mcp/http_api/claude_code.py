@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from ..config.call_settings import CHECKED, CallSettings, ClaudeCodeSettings
-from ..config.limits import MOST_FIELDS
 from ..config.specs import ServerName
 
 
@@ -19,14 +18,6 @@ class ClaudeCode(ClaudeCodeSettings):
     agent: ServerName | None = Field(
         None, description="Run the conversation as this agent: one of the server's, or one defined in `agents`."
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _few_fields(cls, data: Any) -> Any:
-        """An object of 200,000 unknown keys is one refusal, not 200,000 errors built (seconds of the GIL)."""
-        if isinstance(data, dict) and len(data) > MOST_FIELDS:
-            raise ValueError(f"an object of {len(data):,} fields, where at most {MOST_FIELDS} are taken")
-        return data
 
     def call_settings(self, **model_and_prompt: Any) -> CallSettings:
         """These settings (as set) with the request's own model and system prompt."""

@@ -12,7 +12,7 @@ import anyio.to_thread
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..config.call_settings import CallSettings
-from ..config.limits import InputLimits
+from ..config.limits import FewFields, InputLimits
 from ..config.specs import ServerName
 from ..config.types import JobId, PromptText, SessionId
 
@@ -36,7 +36,7 @@ class ForkArgs(CallSettings):
     )
 
 
-class SessionArgs(BaseModel):
+class SessionArgs(FewFields):
     """Names one conversation."""
 
     model_config = ConfigDict(extra="forbid")
@@ -44,7 +44,7 @@ class SessionArgs(BaseModel):
     session_id: SessionId = Field(..., description="The conversation's session_id.")
 
 
-class ListSessionsArgs(BaseModel):
+class ListSessionsArgs(FewFields):
     """A page of conversations, most recent first."""
 
     model_config = ConfigDict(extra="forbid")
@@ -74,7 +74,7 @@ class RunAgentArgs(CallSettings):
     )
 
 
-class JobArgs(BaseModel):
+class JobArgs(FewFields):
     """Names one background job."""
 
     model_config = ConfigDict(extra="forbid")
@@ -95,7 +95,7 @@ class GetJobArgs(JobArgs):
         return self
 
 
-class NoArgs(BaseModel):
+class NoArgs(FewFields):
     model_config = ConfigDict(extra="forbid")
 
 

@@ -9,11 +9,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...bridge.claude import ClaudeBridge
 from ...bridge.quotas import QuotaState, window
+from ...config.limits import FewFields
 from ..call import Call
 from .spec import READS, ToolSpec
 
 
-class UsageArgs(BaseModel):
+class UsageArgs(FewFields):
     model_config = ConfigDict(extra="forbid")
 
     days: int = Field(30, ge=1, le=366, description="How many UTC days to report, today included.")
