@@ -13,12 +13,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
 
 from ..bridge.client_tools import ClientTool
 from ..config.call_settings import Thinking
-from ..config.limits import MOST_BLOCKS, MOST_FIELDS, MOST_ITEMS, MOST_MESSAGES, MOST_TOOLS
+from ..config.limits import MOST_BLOCKS, MOST_ITEMS, MOST_MESSAGES, MOST_TOOLS, FewFields
 from .claude_code import ClaudeCode
 from .mcp_params import MOST_SERVERS, McpServerParam
 
@@ -55,19 +55,12 @@ def at_most(items: int, default: Any = ...) -> Any:
     return field
 
 
-class ManyPerRequest(BaseModel):
+class ManyPerRequest(FewFields):
     """A shape one request may hold by the hundred thousand (messages, content blocks, a batch's
-    requests), and a request itself. Validating each calls one line of Python, where CPython may
-    hand the GIL to the event loop's thread: a large body is validated on a worker thread
-    (`inputs.Bodies`), and pydantic-core would otherwise hold the GIL for the whole of it, stalling
-    every other request. That line also refuses an object of more than `MOST_FIELDS` fields."""
-
-    @model_validator(mode="before")
-    @classmethod
-    def _switch_point(cls, data: Any) -> Any:
-        if isinstance(data, dict) and len(data) > MOST_FIELDS:
-            raise ValueError(f"an object of {len(data):,} fields, where at most {MOST_FIELDS} are taken")
-        return data
+    requests), and a request itself. Validating each calls one line of Python (`FewFields`' check of
+    its number of fields), where CPython may hand the GIL to the event loop's thread: a large body is
+    validated on a worker thread (`inputs.Bodies`), and pydantic-core would otherwise hold the GIL for
+    the whole of it, stalling every other request."""
 
 
 class TextBlock(ManyPerRequest):
