@@ -21,10 +21,15 @@ def folder(tmp_path: Path, name: str) -> Path:
     return tmp_path / name
 
 
+def held(replies: list[Reply]) -> set[str | None]:
+    """The replies whose turns have reached the model and are held there (not yet let go)."""
+    return {reply.text for reply in replies if reply.reached.is_set() and not (reply.wait and reply.wait.is_set())}
+
+
 def in_turn(launcher: ScriptedLauncher, replies: list[Reply]) -> list[ScriptedProcess]:
     """The processes whose turn has reached the model and is held there."""
-    held = {reply.text for reply in replies if reply.reached.is_set() and not (reply.wait and reply.wait.is_set())}
-    return [p for p in launcher.processes if p.alive and p.prompts and p.prompts[-1] in held]
+    waiting = held(replies)
+    return [p for p in launcher.processes if p.alive and p.prompts and p.prompts[-1] in waiting]
 
 
 async def test_calls_beyond_the_cap_wait_in_order_and_all_succeed(tmp_path: Path) -> None:
@@ -79,7 +84,7 @@ async def test_bridges_sharing_a_cap_never_run_more_than_it_together(tmp_path: P
                     await anyio.sleep(0.005)
             await anyio.wait_all_tasks_blocked()
             [running] = in_turn(launcher, replies)  # one run between both bridges, the others queued
-            assert sum(r.reached.is_set() for r in replies if not (r.wait and r.wait.is_set())) == 1
+            assert len(held(replies)) == 1
             reply = launcher.reply_for(running.prompts[-1])
             assert reply.wait is not None
             reply.wait.set()
