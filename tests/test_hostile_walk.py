@@ -53,7 +53,7 @@ from claude_mcp.mcp_surface.server import build_server
 from claude_mcp.mcp_surface.tools import TOOLS
 from claude_mcp.web.app import OPEN_PATHS, http_app
 from claude_mcp.web.jsonrpc_guard import PREFIX_BYTES, request_id_in
-from tests.conftest import STORM, FakeModel
+from tests.conftest import STORM, FakeModel, cli_env_for
 from tests.test_http import ALICE, RunningServer, serving, tenants_config
 
 pytestmark = [pytest.mark.anyio, STORM]  # it loads both cores: never beside another such test
@@ -544,18 +544,6 @@ class Walk:
         return problems
 
 
-def cli_environment(fake_model: FakeModel, home: Path) -> dict[str, str]:
-    return {
-        "ANTHROPIC_BASE_URL": fake_model.url,
-        "ANTHROPIC_API_KEY": "sk-ant-test-key",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_AUTOUPDATER": "1",
-        "HOME": str(home),
-        "CLAUDE_CONFIG_DIR": str(home / ".claude"),
-    }
-
-
 MCP_HEADERS = {
     "Authorization": f"Bearer {ALICE}",
     "Accept": "application/json, text/event-stream",
@@ -606,7 +594,7 @@ def walk(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModel) -> Ite
     workdir, home = tmp / "work", tmp / "home"
     workdir.mkdir()
     home.mkdir()
-    config = tenants_config(tmp / "tenants.toml", workdir, cli_environment(fake_model, home))
+    config = tenants_config(tmp / "tenants.toml", workdir, cli_env_for(fake_model.url, home))
     text = config.read_text().replace("max_concurrent = 8", f"max_concurrent = {MAX_CONCURRENT}")
     # Every body cap below 5 MB (the batch cap is 64 MiB by default), so the 5 MB bodies are over all of them.
     config.write_text(f"max_batch_mb = 4\nmax_warm = {MAX_WARM}\n{text}")

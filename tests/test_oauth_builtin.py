@@ -30,7 +30,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
 
 from claude_mcp.oauth.builtin import new_key_line
-from tests.conftest import FakeModel, call, text_of
+from tests.conftest import QUIET_CLI, FakeModel, call, text_of
 from tests.https_documents import Documents, serving_documents
 from tests.oauth_browser import query_of, sign_in
 from tests.pg_server import fresh_database
@@ -80,9 +80,7 @@ def world(tmp_path_factory: pytest.TempPathFactory, fake_model: FakeModel, postg
     cli_env = {
         "ANTHROPIC_BASE_URL": fake_model.url,
         "ANTHROPIC_API_KEY": "sk-ant-api03-the-servers-own-never-for-callers",
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_AUTOUPDATER": "1",
+        **QUIET_CLI,
     }
     env_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in cli_env.items())
     config = root / "oauth.toml"

@@ -45,7 +45,7 @@ import pytest
 from mcp import Client
 
 from claude_mcp.config.tenants import token_hash
-from tests.conftest import FakeModel, call, text_of, tool_prompt
+from tests.conftest import QUIET_CLI, FakeModel, call, text_of, tool_prompt
 from tests.test_callers import connect_as
 from tests.test_http import RunningServer, connect, serving
 from tests.test_stdio import write_config
@@ -74,9 +74,7 @@ def api_key(who: str) -> str:
 def model_env(fake_model: FakeModel) -> dict[str, str]:
     return {
         "ANTHROPIC_BASE_URL": fake_model.url,
-        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-        "DISABLE_TELEMETRY": "1",
-        "DISABLE_AUTOUPDATER": "1",
+        **QUIET_CLI,
     }
 
 
