@@ -14,6 +14,7 @@ shares, which is what each more conversation adds).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import statistics
 import tempfile
@@ -31,6 +32,8 @@ from tests.test_stdio import server_params, write_config
 
 LEVELS = (1, 2, 4, 8, 16)
 IDLE_LEVELS = (0, 8, 24)
+AFTER_TURN_S = 15.0
+NO_GC_TIMER = {"BUN_GC_TIMER_DISABLE": "1"}
 
 
 def cpu_s(process: psutil.Process) -> float:
@@ -40,7 +43,22 @@ def cpu_s(process: psutil.Process) -> float:
 
 
 def clis(server: psutil.Process) -> list[psutil.Process]:
-    return [p for p in server.children() if "claude" in " ".join(p.cmdline()[:1])]
+    found = []
+    for p in server.children():
+        with contextlib.suppress(psutil.Error):  # one that is exiting (closed as another became warm)
+            if "claude" in " ".join(p.cmdline()[:1]):
+                found.append(p)
+    return found
+
+
+def tree_cpu_s(process: psutil.Process) -> float:
+    """CPU seconds of a process and its living children (a warm CLI and what it runs)."""
+    total = 0.0
+    for p in [process, *process.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
 
 
 def memory_mb(process: psutil.Process) -> tuple[float, float, float]:
@@ -135,6 +153,46 @@ async def measure(fake: FakeModel, runs: int) -> None:
                 f"{holds} concurrent warm runs; memory holds about {(total_mb * 0.9 - server_mb) / per_warm:.0f} idle "
                 f"warm conversations at {per_warm:.0f} MB (USS) each, leaving 10% to the system."
             )
+        await after_a_turn(Path(tmp), work, env, runs)
+
+
+async def after_a_turn(tmp: Path, work: Path, env: dict[str, str], runs: int) -> None:
+    """A new conversation (a cold start), then a follow-up, on a server with the GC timer and on one without,
+    at once; after each, the CPU its CLI spends over the next `AFTER_TURN_S`, and the CLI's USS at the end."""
+    configs = {
+        "timer": write_config(tmp / "gc-timer.toml", work, env, "max_warm = 1"),
+        "none": write_config(tmp / "no-gc-timer.toml", work, {**env, **NO_GC_TIMER}, "max_warm = 1"),
+    }
+    cpu: dict[tuple[str, str], list[float]] = {}
+    uss: dict[tuple[str, str], list[float]] = {}
+    async with Client(server_params(configs["timer"])) as timer, Client(server_params(configs["none"])) as none:
+        clients = {"timer": timer, "none": none}
+        sessions: dict[str, str] = {}
+
+        async def one(name: str, turn: str) -> None:
+            arguments = {"session_id": sessions[name]} if turn == "follow-up" else {}
+            sessions[name] = (await ask(clients[name], prompt="remember fig", **arguments))["session_id"]
+
+        for _ in range(runs):
+            for turn in ("new conversation", "follow-up"):
+                async with anyio.create_task_group() as tasks:
+                    for name in clients:
+                        tasks.start_soon(one, name, turn)
+                newest = {n: max(clis(server_process(c)), key=psutil.Process.create_time) for n, c in configs.items()}
+                before = {name: tree_cpu_s(p) for name, p in newest.items()}
+                await anyio.sleep(AFTER_TURN_S)
+                for name, p in newest.items():
+                    cpu.setdefault((turn, name), []).append(tree_cpu_s(p) - before[name])
+                    uss.setdefault((turn, name), []).append(memory_mb(p)[2])
+    print(
+        f"\n| one warm CLI, the {AFTER_TURN_S:.0f} s after its turn | GC timer (default) | `BUN_GC_TIMER_DISABLE=1` "
+        "| ratio |\n| --- | ---: | ---: | ---: |"
+    )
+    for turn in ("new conversation", "follow-up"):
+        for label, values, digits in (("CPU (s)", cpu, 2), ("USS at the end (MB)", uss, 0)):
+            first, second = statistics.median(values[turn, "timer"]), statistics.median(values[turn, "none"])
+            ratio = f"{second / first:.2f}" if first else "—"
+            print(f"| {turn}: {label} | {first:.{digits}f} | {second:.{digits}f} | {ratio} |")
 
 
 def main(runs: int) -> None:

@@ -89,11 +89,10 @@ QUIET_CLI = {
     "BUN_GC_TIMER_DISABLE": "1",
 }
 """What every CLI the suite starts through a server is given besides the fake model's address: no traffic but
-the model's, and no timed garbage collection. The CLI's runtime (Bun) collects garbage on a timer after each
-turn, whether or not anything is asked of it: ~0.3 CPU-s in the ten seconds after each turn of a warm or spare
-process, measured (`bench`-like, one CLI on loopback: 0.68 CPU-s 30 s after one turn with the timer, 0.37
-without). Some 500 CLIs a run, most left warm until their test ends, spent a fifth of the suite's CPU there.
-Garbage is still collected as memory is allocated; an idle CLI holds ~30 MB more (203 → 234 MB)."""
+the model's, and no timed garbage collection. The CLI's runtime (Bun) collects garbage on a timer, whether or
+not anything is asked of it: a new CLI spends ~0.25 CPU-s in the 15 s after its first turn, 0.02 without the
+timer, for ~15 % more memory while idle (`bench.sizing`). Most of the suite's ~500 CLIs are left warm until
+their test ends: with the timer, a seventh of the suite's CPU went there (475 vs 409 CPU-s a run)."""
 
 
 def cli_env_for(model_url: str, home: Path) -> dict[str, str]:
