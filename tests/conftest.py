@@ -91,8 +91,9 @@ QUIET_CLI = {
 """What every CLI the suite starts through a server is given besides the fake model's address: no traffic but
 the model's, and no timed garbage collection. The CLI's runtime (Bun) collects garbage on a timer, whether or
 not anything is asked of it: a new CLI spends ~0.25 CPU-s in the 15 s after its first turn, 0.02 without the
-timer, for ~15 % more memory while idle (`bench.sizing`). Most of the suite's ~500 CLIs are left warm until
-their test ends: with the timer, a seventh of the suite's CPU went there (475 vs 409 CPU-s a run)."""
+timer, for ~15 % more memory while idle (`bench.sizing`). Most of the suite's ~500 CLIs live on for seconds
+after their turn (warm, or until their test ends): with the timer, a seventh of the suite's CPU went there
+(475 vs 409 CPU-s a run, side by side)."""
 
 
 def cli_env_for(model_url: str, home: Path) -> dict[str, str]:
