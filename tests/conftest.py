@@ -98,13 +98,21 @@ after their turn (warm, or until their test ends): with the timer, a seventh of 
 
 def cli_env_for(model_url: str, home: Path) -> dict[str, str]:
     """Environment for the CLI only: the fake model at `model_url`, a throwaway key, `home` (which
-    must exist) with a fresh config dir in it."""
+    must exist) with a fresh config dir in it, and a temporary directory of its own in it.
+
+    The CLI keeps its temporary files in `$TMPDIR/claude-<uid>`, and a CLI stopped by a signal leaves
+    some there (a directory it probes file watching with, at start); each CLI lists that directory
+    seconds after its turn. Shared, it grew by ~100 entries a run and slowed every later run (2,600
+    entries: 291 vs 267 s) and the person's own Claude Code; in the test's own directory, pytest
+    removes it. (A sandboxed CLI has a private `/tmp` anyway.)"""
+    (home / "tmp").mkdir(exist_ok=True)
     return {
         "ANTHROPIC_BASE_URL": model_url,
         "ANTHROPIC_API_KEY": "sk-ant-test-key",
         **QUIET_CLI,
         "HOME": str(home),
         "CLAUDE_CONFIG_DIR": str(home / ".claude"),
+        "TMPDIR": str(home / "tmp"),
     }
 
 
