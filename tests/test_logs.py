@@ -73,3 +73,24 @@ def test_credentials_are_masked_wherever_they_would_appear() -> None:
     record = logging.LogRecord("x", logging.ERROR, __file__, 1, "failed with %s", ("sk-ant-api03-zzz",), None)
     line = json.loads(JSONFormatter().format(record))
     assert line["message"] == "failed with sk-ant-…[redacted]" and line["level"] == "ERROR"
+
+
+async def test_a_call_its_client_cancels_is_logged_as_the_runs_end_not_as_an_error(
+    tmp_path: Path, workdir: Path, cli_env: dict[str, str]
+) -> None:
+    """The server stops the CLI of a call its client cancels, and claude-agent-sdk reports that end of the
+    CLI's output at ERROR ("Fatal error in message reader: … exit code 143"). At the default level the
+    server's log says it once, as the run's end, and holds no ERROR."""
+    config = tenants_config(tmp_path / "tenants.toml", workdir, cli_env)
+    log = tmp_path / "server-http.log"
+    with serving(tmp_path, config, "http") as server:
+        with anyio.fail_after(60):
+            async with connect(server, ALICE) as alice:
+                with anyio.move_on_after(2):
+                    await alice.call_tool("ask", {"prompt": "[[slow:500]] one two three four five six seven"})
+                while "cancelled in" not in log.read_text():
+                    await anyio.sleep(0.1)
+                assert not (await alice.call_tool("ask", {"prompt": "still serving"})).is_error
+    text = log.read_text()
+    assert [line for line in text.splitlines() if "claude_mcp.runs" in line and "cancelled in" in line]
+    assert " ERROR " not in text and "Fatal error" not in text, text

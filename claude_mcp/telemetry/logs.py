@@ -54,6 +54,9 @@ _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"messa
 
 _format: LogFormat = "text"
 
+SDK_READER = "claude_agent_sdk._internal.query"
+SDK_READER_END = "Fatal error in message reader"
+
 
 def redact(text: str) -> str:
     """`text` with anything shaped like a credential masked."""
@@ -88,6 +91,20 @@ class JSONFormatter(logging.Formatter):
         return json.dumps(line, default=str, ensure_ascii=False)
 
 
+class _ExpectedEnds(logging.Filter):
+    """claude-agent-sdk logs at ERROR every end of a CLI's output it did not ask for, the CLI this server
+    stopped included (a cancelled call: "Fatal error in message reader: Command failed with exit code
+    143"). What it says is logged once, classified, here: the run's end by `claude_mcp.runs`, a CLI that
+    stops during a run by the process's warning, a warm one found stopped when next used. So the
+    SDK's line is DEBUG (shown only when the server logs at DEBUG)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.getMessage().startswith(SDK_READER_END):
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            return logging.getLogger().isEnabledFor(logging.DEBUG)
+        return True
+
+
 class _Redacting(logging.Filter):
     """Masks credential-shaped text in a text-format record (JSON records mask their own)."""
 
@@ -118,6 +135,10 @@ def configure(level: str, log_format: LogFormat = "text") -> None:
     floor = max(logging.getLevelName(level), logging.INFO)
     for name in _PAYLOAD_LOGGERS:
         logging.getLogger(name).setLevel(floor)
+    reader = logging.getLogger(SDK_READER)
+    for old_filter in [f for f in reader.filters if isinstance(f, _ExpectedEnds)]:
+        reader.removeFilter(old_filter)
+    reader.addFilter(_ExpectedEnds())
 
 
 def announce(text: str, level: int = logging.INFO) -> None:
