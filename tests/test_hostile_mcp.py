@@ -142,6 +142,21 @@ async def test_an_object_of_very_many_fields_is_one_short_refusal(client: Client
         assert len(text_of(refused)) < 300
 
 
+async def test_an_offset_past_the_stores_integers_is_refused_not_an_internal_error(client: Client) -> None:
+    """A page's `offset` reaches the store's query: one past its 64-bit integers was an internal error (the
+    hostile walk's log held its traceback) where it is now a refusal naming the argument."""
+    first = await call(client, "ask", prompt="one to list")
+    for tool, arguments in [
+        ("list_sessions", {"offset": 10**20}),
+        ("get_session", {"session_id": first["session_id"], "offset": 10**20}),
+    ]:
+        refused = await client.call_tool(tool, arguments)
+        assert refused.is_error and "offset" in text_of(refused), (tool, text_of(refused))
+        assert "unexpected" not in text_of(refused).lower(), text_of(refused)
+    listed = await call(client, "list_sessions", offset=10**9)
+    assert listed["sessions"] == []
+
+
 async def test_system_prompts_and_agents_too_long_for_a_command_line_reach_the_cli(
     client: Client, policy: Policy
 ) -> None:

@@ -36,6 +36,11 @@ class ForkArgs(CallSettings):
     )
 
 
+MOST_OFFSET = 10**9
+"""The most a page may skip: past any list a store holds, and within every store's integers (an offset
+over SQLite's or PostgreSQL's 64 bits was an internal error, not a refusal)."""
+
+
 class SessionArgs(FewFields):
     """Names one conversation."""
 
@@ -50,14 +55,14 @@ class ListSessionsArgs(FewFields):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(20, ge=1, le=200, description="How many to return.")
-    offset: int = Field(0, ge=0, description="How many to skip.")
+    offset: int = Field(0, ge=0, le=MOST_OFFSET, description="How many to skip.")
 
 
 class GetSessionArgs(SessionArgs):
     """A page of one conversation's messages, oldest first."""
 
     limit: int = Field(50, ge=1, le=500, description="How many messages to return.")
-    offset: int = Field(0, ge=0, description="How many messages to skip.")
+    offset: int = Field(0, ge=0, le=MOST_OFFSET, description="How many messages to skip.")
 
 
 class RunAgentArgs(CallSettings):
