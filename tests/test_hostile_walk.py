@@ -1251,8 +1251,9 @@ async def test_slow_bodies_are_answered_in_shape_and_hold_nobody_else(walk: Walk
 
 def test_the_server_stayed_bounded_and_answering_throughout(walk: Walk) -> None:
     """Last: over the whole walk, /healthz answered every poll within a second, the server's RSS stayed
-    within its bound, it held no more CLIs than its limits allow, and no CLI of the walk runs outside its
-    process tree. The figures are printed (`-s`) for the README."""
+    within its bound, it held no more CLIs than its limits allow, its log holds no ERROR (an internal error
+    is a defect, whatever the answer said), and no CLI of the walk runs outside its process tree. The
+    figures are printed (`-s`) for the README."""
     samples = walk.watch.samples
     worst = max(s.healthz_s for s in samples)
     peak_own = max(s.own_rss_mb for s in samples)
@@ -1268,6 +1269,9 @@ def test_the_server_stayed_bounded_and_answering_throughout(walk: Walk) -> None:
     problems = walk.health_problems(0)
     assert not problems, "\n".join(problems)
     assert walk.walked > 500
+    log = (walk.directory / "server-walk.log").read_text()
+    errors = [line for line in log.splitlines() if " ERROR " in line or line.startswith("Traceback")]
+    assert not errors, f"no input is an internal error, nor a traceback in the log at its default level: {errors}"
     held = {p.pid for p in psutil.Process(walk.server.process.pid).children(recursive=True)}
     strays = [p.cmdline()[:2] for p in walk_clis(walk.directory) if p.pid not in held]
     assert not strays, f"CLIs of the walk outside the server's process tree: {strays}"

@@ -56,6 +56,7 @@ _format: LogFormat = "text"
 
 SDK_READER = "claude_agent_sdk._internal.query"
 SDK_READER_END = "Fatal error in message reader"
+_EXPECTED_ENDS_LOGGERS = (SDK_READER, "mcp.server.streamable_http")
 
 
 def redact(text: str) -> str:
@@ -92,17 +93,30 @@ class JSONFormatter(logging.Formatter):
 
 
 class _ExpectedEnds(logging.Filter):
-    """claude-agent-sdk logs at ERROR every end of a CLI's output it did not ask for, the CLI this server
-    stopped included (a cancelled call: "Fatal error in message reader: Command failed with exit code
-    143"). What it says is logged once, classified, here: the run's end by `claude_mcp.runs`, a CLI that
-    stops during a run by the process's warning, a warm one found stopped when next used. So the
-    SDK's line is DEBUG (shown only when the server logs at DEBUG)."""
+    """What the SDKs log at ERROR that is an expected end, said once elsewhere, kept at DEBUG (shown only when
+    the server logs at DEBUG):
+
+    - claude-agent-sdk logs every end of a CLI's output it did not ask for, the CLI this server stopped
+      included (a cancelled call: "Fatal error in message reader: Command failed with exit code 143"). The
+      run's end is `claude_mcp.runs`'s line; a CLI that stops during a run, the process's warning; a warm one
+      found stopped, the pool's line when it is next used.
+    - the MCP SDK's Streamable HTTP transport logs a client that went away before its request's body ended
+      as an error with its traceback ("Error handling POST request": `ClientDisconnect`); nobody is left
+      to answer."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.levelno >= logging.ERROR and record.getMessage().startswith(SDK_READER_END):
+        if record.levelno >= logging.ERROR and self.expected(record):
             record.levelno, record.levelname = logging.DEBUG, "DEBUG"
             return logging.getLogger().isEnabledFor(logging.DEBUG)
         return True
+
+    @staticmethod
+    def expected(record: logging.LogRecord) -> bool:
+        if record.name == SDK_READER:
+            return record.getMessage().startswith(SDK_READER_END)
+        from starlette.requests import ClientDisconnect  # loaded by then: only HTTP transports log it
+
+        return record.exc_info is not None and isinstance(record.exc_info[1], ClientDisconnect)
 
 
 class _Redacting(logging.Filter):
@@ -135,10 +149,11 @@ def configure(level: str, log_format: LogFormat = "text") -> None:
     floor = max(logging.getLevelName(level), logging.INFO)
     for name in _PAYLOAD_LOGGERS:
         logging.getLogger(name).setLevel(floor)
-    reader = logging.getLogger(SDK_READER)
-    for old_filter in [f for f in reader.filters if isinstance(f, _ExpectedEnds)]:
-        reader.removeFilter(old_filter)
-    reader.addFilter(_ExpectedEnds())
+    for name in _EXPECTED_ENDS_LOGGERS:
+        sdk = logging.getLogger(name)
+        for old_filter in [f for f in sdk.filters if isinstance(f, _ExpectedEnds)]:
+            sdk.removeFilter(old_filter)
+        sdk.addFilter(_ExpectedEnds())
 
 
 def announce(text: str, level: int = logging.INFO) -> None:
