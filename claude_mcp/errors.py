@@ -57,6 +57,13 @@ class ClaudeMCPError(Exception):
         return self.message
 
 
+def unexpected(exc: BaseException) -> bool:
+    """Whether `exc` is one no part of the server classified: its traceback is worth a log line (a bug, or a
+    failure nobody named). A `ClaudeMCPError` already says what happened (the store being unreachable, for
+    one, which a background loop meets on every try until it is back): a line of its own is enough."""
+    return not isinstance(exc, ClaudeMCPError)
+
+
 class ConfigError(ClaudeMCPError):
     """The server's own configuration is wrong (reported at start-up)."""
 

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from ..config.call_settings import CallSettings
 from ..config.policy import Policy
 from ..config.specs import unknown_agent
-from ..errors import ClaudeMCPError, InvalidArguments, LimitReached
+from ..errors import ClaudeMCPError, InvalidArguments, LimitReached, unexpected
 from ..state.store import JobRecord
 from .job_book import CANCELLED, SYNC_S, JobBook
 from .jobs import Job, JobView
@@ -246,8 +246,8 @@ class JobEngine:
             self._wanted = anyio.Event()
             try:
                 claimed = await self._claim()
-            except Exception:  # the store is unreachable for now: try again next time
-                logger.warning("could not claim queued jobs", exc_info=True)
+            except Exception as exc:  # the store is unreachable for now: try again next time
+                logger.warning("could not claim queued jobs: %s", exc, exc_info=unexpected(exc))
                 claimed = 0
             pinned_only = self._policy.credentials == "caller"
             idle_s = IDLE_CLAIM_S if pinned_only else SYNC_S if claimed else min(idle_s * 2, IDLE_CLAIM_S)

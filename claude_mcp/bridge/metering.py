@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 from ..config.policy import Policy, ResolvedSettings
-from ..errors import ChainBudgetExceeded, QuotaExceeded
+from ..errors import ChainBudgetExceeded, QuotaExceeded, unexpected
 from ..state.store import LedgerAccounts, UsageRecord, UsageTotals
 from .identity import inherited_chain
 from .jobs import Job
@@ -303,8 +303,8 @@ class Meter:
         if self.depth > 0 and self.chain is not None:
             try:
                 await self.flush()
-            except Exception:  # the writer retries; the chain counts them once they are stored
-                logger.warning("could not store the usage records of a chained run", exc_info=True)
+            except Exception as exc:  # the writer retries; the chain counts them once they are stored
+                logger.warning("could not store the usage records of a chained run: %s", exc, exc_info=unexpected(exc))
             return None
         if not metered.accounted:
             return None
@@ -362,11 +362,13 @@ class Meter:
                 self._wake = anyio.Event()
                 try:
                     await self.flush()
-                except Exception:  # the store is unreachable for now: the records wait for the next try
-                    logger.warning("could not store %d usage records; will retry", len(self._queue), exc_info=True)
+                except Exception as exc:  # the store is unreachable for now: the records wait for the next try
+                    queued, shown = len(self._queue), unexpected(exc)
+                    logger.warning("could not store %d usage records; will retry: %s", queued, exc, exc_info=shown)
         finally:
             with anyio.move_on_after(5, shield=True):
                 try:
                     await self.flush()
-                except Exception:
-                    logger.warning("%d usage records were not stored", len(self._queue), exc_info=True)
+                except Exception as exc:
+                    queued, shown = len(self._queue), unexpected(exc)
+                    logger.warning("%d usage records were not stored: %s", queued, exc, exc_info=shown)

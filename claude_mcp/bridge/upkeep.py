@@ -8,6 +8,7 @@ import time
 
 import anyio
 
+from ..errors import unexpected
 from .job_book import SYNC_S, JobBook
 from .metering import Meter
 from .pool import ProcessPool
@@ -34,8 +35,8 @@ async def housekeeping(
             if anyio.current_time() - forgot >= FORGET_CHAINS_S:
                 forgot = anyio.current_time()
                 await meter.forget_old_chains()
-        except Exception:  # the store is unreachable for now: try again next time
-            logger.warning("could not forget old jobs or chain accounts", exc_info=True)
+        except Exception as exc:  # the store is unreachable for now: try again next time
+            logger.warning("could not forget old jobs or chain accounts: %s", exc, exc_info=unexpected(exc))
 
 
 async def sync(jobs: JobBook, locks: SessionLocks, *, lease_s: float) -> None:
@@ -51,5 +52,5 @@ async def sync(jobs: JobBook, locks: SessionLocks, *, lease_s: float) -> None:
                 renewed = anyio.current_time()
                 await locks.renew()
                 await jobs.fail_orphans()
-        except Exception:  # the store is unreachable for now: try again next time
-            logger.warning("could not sync jobs with the store", exc_info=True)
+        except Exception as exc:  # the store is unreachable for now: try again next time
+            logger.warning("could not sync jobs with the store: %s", exc, exc_info=unexpected(exc))
