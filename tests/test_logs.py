@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import anyio
 import pytest
 
 from claude_mcp.telemetry.logs import JSONFormatter, redact
-from tests.conftest import call
+from tests.conftest import FakeModel, call
 from tests.test_http import ALICE, connect, serving, tenants_config
 
 pytestmark = pytest.mark.anyio
@@ -76,7 +77,7 @@ def test_credentials_are_masked_wherever_they_would_appear() -> None:
 
 
 async def test_a_call_its_client_cancels_is_logged_as_the_runs_end_not_as_an_error(
-    tmp_path: Path, workdir: Path, cli_env: dict[str, str]
+    tmp_path: Path, workdir: Path, cli_env: dict[str, str], fake_model: FakeModel
 ) -> None:
     """The server stops the CLI of a call its client cancels, and claude-agent-sdk reports that end of the
     CLI's output at ERROR ("Fatal error in message reader: … exit code 143"). At the default level the
@@ -86,8 +87,12 @@ async def test_a_call_its_client_cancels_is_logged_as_the_runs_end_not_as_an_err
     with serving(tmp_path, config, "http") as server:
         with anyio.fail_after(60):
             async with connect(server, ALICE) as alice:
-                with anyio.move_on_after(2):
-                    await alice.call_tool("ask", {"prompt": "[[slow:500]] one two three four five six seven"})
+                token = uuid.uuid4().hex
+                async with anyio.create_task_group() as tasks:  # cancelled once its CLI is answering
+                    tasks.start_soon(alice.call_tool, "ask", {"prompt": f"[[slow:500]] {token} one two three four"})
+                    while not await anyio.to_thread.run_sync(fake_model.requests_for, token):
+                        await anyio.sleep(0.1)
+                    tasks.cancel_scope.cancel()
                 while "cancelled in" not in log.read_text():
                     await anyio.sleep(0.1)
                 assert not (await alice.call_tool("ask", {"prompt": "still serving"})).is_error
