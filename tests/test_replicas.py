@@ -6,9 +6,11 @@ cancels; a replica that dies leaves its jobs failed, not running; a restart lose
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,7 +23,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from tests.conftest import WAITS, call, text_of
+from claude_mcp.state.usage_spool import SPOOL_DIR
+from tests.conftest import WAITS, FakeModel, call, text_of
 from tests.pg_server import fresh_database
 from tests.test_http import ALICE, BOB, RunningServer, connect, serving, tenants_config
 from tests.test_sessions import RECALL, recall, remember
@@ -198,3 +201,37 @@ async def test_with_the_store_gone_a_call_is_refused_in_seconds_and_readyz_says_
             assert "Traceback" not in log, log
             with psycopg.connect(postgres_url, autocommit=True) as admin:  # as the fixture expects to drop it
                 admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.rsplit("/", 1)[1])))
+
+
+def drop(postgres_url: str, url: str, *, create: bool = False) -> None:
+    name = sql.Identifier(url.rsplit("/", 1)[1])
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}" if create else "DROP DATABASE {} WITH (FORCE)").format(name))
+
+
+async def test_usage_spent_while_the_store_is_gone_is_kept_over_a_stop_and_stored_at_the_next_start(
+    tmp_path: Path, config: Path, postgres_url: str, fake_model: FakeModel
+) -> None:
+    """A run that ends while PostgreSQL is gone queues its usage; the replica stops before the store is back:
+    the records are kept in its own state dir (no sandbox sees it) and stored when it starts again."""
+    token = uuid.uuid4().hex
+    unsent = tmp_path / "a" / SPOOL_DIR
+    with fresh_database(postgres_url) as url:
+        with replica(tmp_path, config, url, "a") as a:
+            async with connect(a, ALICE) as alice:
+                with anyio.fail_after(60):
+                    async with anyio.create_task_group() as tasks:
+                        tasks.start_soon(alice.call_tool, "ask", {"prompt": f"[[slow:300]] {token} one two three"})
+                        while not await anyio.to_thread.run_sync(fake_model.requests_for, token):
+                            await anyio.sleep(0.05)
+                        drop(postgres_url, url)  # mid-run: the turn goes on, its record cannot be written
+        kept = [json.loads(line) for path in unsent.glob("*.jsonl") for line in path.read_text().splitlines()]
+        assert [(r["namespace"], r["surface"]) for r in kept] == [("alice", "ask")], kept
+        drop(postgres_url, url, create=True)
+        with replica(tmp_path, config, url, "a"):
+            with anyio.fail_after(30):
+                while list(unsent.glob("*.jsonl")):
+                    await anyio.sleep(0.1)
+        with psycopg.connect(url) as conn:
+            stored = conn.execute("SELECT run_id, namespace FROM usage").fetchall()
+    assert stored == [(kept[0]["run_id"], "alice")]

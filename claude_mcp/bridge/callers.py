@@ -154,6 +154,7 @@ class CallerPool:
                 replica=self._replica,
                 label=tenant or "caller",  # a tenant's name is a bounded label; a hash is not
                 launcher=self._walls.launcher(dirs.writable),
+                server_dir=self._state_root,
             )
             caller = await self._start(bridge, dirs.writable)
             self._callers[key] = caller

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
@@ -60,11 +61,13 @@ class ClaudeBridge:
         label: str | None = None,
         launcher: Launcher | None = None,
         activity: Activity = ACTIVITY,
+        server_dir: Path | None = None,
     ) -> None:
         """`shared_slots`: the server's cap, of which `max_concurrent` is this bridge's share. `store`:
         one shared with other bridges (its owner opens it), else the bridge's own (`state_url`, or
         SQLite in the state dir). `label`: the tenant in metrics (default: the namespace, or
-        `caller`). `launcher`: how CLI processes are started (shared by a server's bridges)."""
+        `caller`). `launcher`: how CLI processes are started (shared by a server's bridges). `server_dir`: the
+        server's own state dir (out of every sandbox's view), for a bridge whose store is shared."""
         depth = current_depth() if depth is None else depth
         above = inherited_channel() if depth > 0 else {}
         self.policy = policy = policy_below(policy or Policy(), above)
@@ -80,6 +83,7 @@ class ClaudeBridge:
             launcher=launcher,
             activity=activity,
             above=above,
+            server_dir=server_dir,
         )
         self.jobs, self.pool = parts.jobs, parts.pool
         self.histories, self.batches = HistoryBook(parts.store, namespace), BatchBook(parts.store, namespace)

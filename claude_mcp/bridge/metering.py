@@ -41,6 +41,7 @@ import anyio
 from ..config.policy import Policy, ResolvedSettings
 from ..errors import ChainBudgetExceeded, QuotaExceeded, unexpected
 from ..state.store import LedgerAccounts, UsageRecord, UsageTotals
+from ..state.usage_spool import UsageSpool
 from .identity import inherited_chain
 from .jobs import Job
 from .quotas import ACTIVE_S, NEAR, REFRESH_S, Quota, QuotaState, QuotaTotals, measured, quotas_of
@@ -110,11 +111,21 @@ class Meter:
     """One namespace's metering on one bridge: quota checks, and the queue of usage records."""
 
     def __init__(
-        self, store: LedgerAccounts, namespace: str, policy: Policy, *, depth: int, now: Callable[[], float] = time.time
+        self,
+        store: LedgerAccounts,
+        namespace: str,
+        policy: Policy,
+        *,
+        depth: int,
+        now: Callable[[], float] = time.time,
+        spool: UsageSpool | None = None,
     ) -> None:
         """`store`: where the usage records and the chain accounts are (below a sandboxed CLI, the chains
-        are over the channel of the server above: `remote_chains.HopLedger`)."""
+        are over the channel of the server above: `remote_chains.HopLedger`). `spool`: where the records the
+        store did not take are kept when the writer stops, and taken back from when it starts."""
         self.store = store
+        self.spool = spool
+        self._spooled = False
         self.namespace = namespace
         self.policy = policy
         self.depth = depth
@@ -352,6 +363,7 @@ class Meter:
                         logger.debug("could not read the quotas' figures", exc_info=True)
 
     async def _write(self) -> None:
+        await self._unspool()
         try:
             while True:
                 with anyio.move_on_after(_RETRY_S):
@@ -365,10 +377,46 @@ class Meter:
                 except Exception as exc:  # the store is unreachable for now: the records wait for the next try
                     queued, shown = len(self._queue), unexpected(exc)
                     logger.warning("could not store %d usage records; will retry: %s", queued, exc, exc_info=shown)
+                else:
+                    await self._spool_stored()
         finally:
-            with anyio.move_on_after(5, shield=True):
-                try:
-                    await self.flush()
-                except Exception as exc:
-                    queued, shown = len(self._queue), unexpected(exc)
-                    logger.warning("%d usage records were not stored: %s", queued, exc, exc_info=shown)
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(5):
+                    try:
+                        await self.flush()
+                    except Exception as exc:
+                        queued, shown = len(self._queue), unexpected(exc)
+                        logger.warning("could not store %d usage records: %s", queued, exc, exc_info=shown)
+                await self._spool_left()
+
+    async def _unspool(self) -> None:
+        """Queue what this namespace's bridge could not store before an earlier stop (the writer stores it next)."""
+        if self.spool is None:
+            return
+        kept = await anyio.to_thread.run_sync(self.spool.load)
+        if kept:
+            logger.info("storing %d usage records kept since the last stop", len(kept))
+            self._queue[:0] = kept
+            self._spooled = True
+            self._wake.set()
+
+    async def _spool_stored(self) -> None:
+        """Once what was kept is stored, its file goes."""
+        if self.spool is not None and self._spooled and not self._queue:
+            await anyio.to_thread.run_sync(self.spool.clear)
+            self._spooled = False
+
+    async def _spool_left(self) -> None:
+        """On the way out: what the store did not take is kept for the next start."""
+        if not self._queue:
+            await self._spool_stored()
+        elif self.spool is None:
+            logger.warning("%d usage records were not stored", len(self._queue))
+        else:
+            records = list(self._queue)
+            try:
+                await anyio.to_thread.run_sync(self.spool.save, records)
+            except OSError as exc:
+                logger.warning("%d usage records were not stored, nor kept: %s", len(records), exc)
+            else:
+                logger.warning("%d usage records were not stored; kept for the next start", len(records))

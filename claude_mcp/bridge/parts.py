@@ -24,6 +24,7 @@ from ..state.open import store_for
 from ..state.remote_chains import SOCKET_ENV, TOKEN_ENV, HopLedger, RemoteChains
 from ..state.sticky import config_dir, default_state_dir
 from ..state.store import LedgerAccounts, Store
+from ..state.usage_spool import UsageSpool
 from ..telemetry import metrics
 from ..telemetry.activity import Activity
 from . import upkeep
@@ -179,6 +180,14 @@ class Where:
     depth: int
 
 
+def _spool(policy: Policy, where: Where, directory: Path | None) -> UsageSpool | None:
+    """Where a top-level bridge keeps the usage records its store did not take over a stop: in `directory`,
+    the server's own (none without one: a bridge's own state dir may be in its namespace's sandbox)."""
+    if directory is None or where.depth > 0 or not policy.metering:
+        return None
+    return UsageSpool(directory, where.namespace, str(config_dir(policy.cli_env)))
+
+
 def assemble(
     policy: Policy,
     where: Where,
@@ -188,16 +197,20 @@ def assemble(
     launcher: Launcher | None,
     activity: Activity,
     above: Mapping[str, str] | None = None,
+    server_dir: Path | None = None,
 ) -> Parts:
     """Build a bridge's parts (no I/O). `store`: a shared store its owner opens, else the bridge's own.
-    `above`: the chain channel of the server above (a hop below a sandboxed CLI: `identity.inherited_channel`)."""
+    `above`: the chain channel of the server above (a hop below a sandboxed CLI: `identity.inherited_channel`).
+    `server_dir`: the server's own state directory, out of every sandbox's view, where usage records the store
+    did not take are kept over a stop (default: the bridge's own state dir, if the store is its own too)."""
     state_dir = policy.state_dir or default_state_dir(policy.cli_env)
     own = store if store is not None else store_for(policy.state_url, state_dir)
+    spool = _spool(policy, where, server_dir if server_dir is not None else state_dir if store is None else None)
     conversations = Conversations(own, where.namespace)
     locks = SessionLocks(own, namespace=where.namespace, holder=where.replica, lease_s=policy.job_lease_s)
     slots = BridgeSlots(RunSlots(policy.max_concurrent, policy.max_queued), shared_slots)
     credential = CredentialCheck(policy)
-    meter = Meter(_chains_of(own, above), where.namespace, policy, depth=where.depth)
+    meter = Meter(_chains_of(own, above), where.namespace, policy, depth=where.depth, spool=spool)
     jobs = JobBook(own, where.replica, policy.job_lease_s)
     engine_of: list[JobEngine] = []
     launcher = launcher or Walls("none", write_wrapper(state_dir / WALL_DIR), person=True).launcher()

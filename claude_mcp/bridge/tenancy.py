@@ -307,6 +307,7 @@ class _Common:
             namespace=name,
             replica=self.replica,
             launcher=self.walls.launcher(dirs.writable),
+            server_dir=self.state,
         )
 
     def callers(self, base: Policy, policies: dict[str, Policy], namespace_key: bytes) -> CallerPool:
