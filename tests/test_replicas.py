@@ -221,7 +221,7 @@ async def test_usage_spent_while_the_store_is_gone_is_kept_over_a_stop_and_store
             async with connect(a, ALICE) as alice:
                 with anyio.fail_after(60):
                     async with anyio.create_task_group() as tasks:
-                        tasks.start_soon(alice.call_tool, "ask", {"prompt": f"[[slow:300]] {token} one two three"})
+                        tasks.start_soon(alice.call_tool, "ask", {"prompt": f"[[slow:600]] {token} one two three four"})
                         while not await anyio.to_thread.run_sync(fake_model.requests_for, token):
                             await anyio.sleep(0.05)
                         drop(postgres_url, url)  # mid-run: the turn goes on, its record cannot be written
