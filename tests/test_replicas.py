@@ -167,6 +167,15 @@ async def test_conversations_and_finished_jobs_survive_a_restart_of_every_replic
             assert kept["status"] == "completed" and kept["result"]["result"] == job["result"]["result"]
 
 
+def on_the_server(postgres_url: str, statement: str, url: str) -> None:
+    """`statement` (`CREATE DATABASE {}`, `DROP DATABASE {} WITH (FORCE)`) on the database of `url`."""
+    with psycopg.connect(postgres_url, autocommit=True) as admin:
+        admin.execute(sql.SQL(statement).format(sql.Identifier(url.rsplit("/", 1)[1])))
+
+
+DROP, CREATE = "DROP DATABASE {} WITH (FORCE)", "CREATE DATABASE {}"
+
+
 async def test_with_the_store_gone_a_call_is_refused_in_seconds_and_readyz_says_so(
     tmp_path: Path, config: Path, postgres_url: str
 ) -> None:
@@ -174,8 +183,7 @@ async def test_with_the_store_gone_a_call_is_refused_in_seconds_and_readyz_says_
         async with connect(a, ALICE) as alice, httpx2.AsyncClient(timeout=30) as http:
             await remember(alice, "plum")
             assert (await http.get(a.base + "/readyz")).json() == {"status": "ready"}
-            with psycopg.connect(postgres_url, autocommit=True) as admin:  # the database goes away
-                admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(url.rsplit("/", 1)[1])))
+            on_the_server(postgres_url, DROP, url)  # the database goes away
             started = time.monotonic()
             ready = await http.get(a.base + "/readyz")
             readyz_s = time.monotonic() - started
@@ -199,14 +207,7 @@ async def test_with_the_store_gone_a_call_is_refused_in_seconds_and_readyz_says_
                 while not background.search(log := (tmp_path / "server-a.log").read_text()):
                     await anyio.sleep(0.2)
             assert "Traceback" not in log, log
-            with psycopg.connect(postgres_url, autocommit=True) as admin:  # as the fixture expects to drop it
-                admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(url.rsplit("/", 1)[1])))
-
-
-def drop(postgres_url: str, url: str, *, create: bool = False) -> None:
-    name = sql.Identifier(url.rsplit("/", 1)[1])
-    with psycopg.connect(postgres_url, autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}" if create else "DROP DATABASE {} WITH (FORCE)").format(name))
+            on_the_server(postgres_url, CREATE, url)  # as the fixture expects to drop it
 
 
 async def test_usage_spent_while_the_store_is_gone_is_kept_over_a_stop_and_stored_at_the_next_start(
@@ -224,10 +225,10 @@ async def test_usage_spent_while_the_store_is_gone_is_kept_over_a_stop_and_store
                         tasks.start_soon(alice.call_tool, "ask", {"prompt": f"[[slow:600]] {token} one two three four"})
                         while not await anyio.to_thread.run_sync(fake_model.requests_for, token):
                             await anyio.sleep(0.05)
-                        drop(postgres_url, url)  # mid-run: the turn goes on, its record cannot be written
+                        on_the_server(postgres_url, DROP, url)  # mid-run: the turn goes on, unrecorded
         kept = [json.loads(line) for path in unsent.glob("*.jsonl") for line in path.read_text().splitlines()]
         assert [(r["namespace"], r["surface"]) for r in kept] == [("alice", "ask")], kept
-        drop(postgres_url, url, create=True)
+        on_the_server(postgres_url, CREATE, url)
         with replica(tmp_path, config, url, "a"):
             with anyio.fail_after(30):
                 while list(unsent.glob("*.jsonl")):
